@@ -1,0 +1,188 @@
+"""The admin: the tool onboarding staff use all day."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
+
+from integrations import registry
+from integrations.forms import AccessLookupForm, DicomWebServerAdminForm
+from integrations.models import ApprovedUser, DicomWebServer, Institution
+from integrations.validators import email_key
+
+
+class AuditedAdmin(SimpleHistoryAdmin):
+    history_list_display = ["history_actor"]
+
+
+class DicomWebServerInline(admin.TabularInline):
+    model = DicomWebServer
+    fields = ["name", "status", "cors_mode", "qido_url", "wado_url"]
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Institution)
+class InstitutionAdmin(AuditedAdmin):
+    list_display = ["name", "contact_name", "contact_email", "server_count"]
+    search_fields = ["name", "contact_name", "contact_email"]
+    inlines = [DicomWebServerInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Institution]:
+        return super().get_queryset(request).annotate(server_count=Count("servers"))
+
+    @admin.display(description="servers", ordering="server_count")
+    def server_count(self, institution: Institution) -> int:
+        return institution.server_count  # type: ignore[attr-defined]
+
+
+@admin.register(DicomWebServer)
+class DicomWebServerAdmin(AuditedAdmin):
+    form = DicomWebServerAdminForm
+    list_display = ["name", "institution", "status_badge", "cors_mode", "qido_url"]
+    list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
+    list_select_related = ["institution"]
+    search_fields = ["institution__name", "name", "qido_url", "wado_url"]
+    search_help_text = "Institution, server name, URL, or an approved email."
+    autocomplete_fields = ["institution"]
+    readonly_fields = ["approved_users_link", "created_at", "updated_at"]
+    actions = ["activate", "suspend"]
+    fieldsets = [
+        (None, {"fields": ["institution", "name", "status"]}),
+        ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
+        ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
+        ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
+        (None, {"fields": ["notes", "created_at", "updated_at"]}),
+    ]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[DicomWebServer], search_term: str
+    ) -> tuple[QuerySet[DicomWebServer], bool]:
+        found, may_have_duplicates = super().get_search_results(
+            request, queryset, search_term
+        )
+        term = search_term.strip()
+        if "@" in term:
+            # An email finds the servers it is approved for (an index lookup,
+            # not a join of every approval into the text search).
+            approved = ApprovedUser.objects.filter(email_key=email_key(term)).values(
+                "server_id"
+            )
+            found = found | queryset.filter(pk__in=approved)
+        return found, may_have_duplicates
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, server: DicomWebServer) -> str:
+        return format_html(
+            '<span class="pi-badge pi-status-{}">{}</span>',
+            server.status,
+            server.get_status_display(),
+        )
+
+    @admin.display(description="approved users")
+    def approved_users_link(self, server: DicomWebServer) -> str:
+        if not server.pk:
+            return "Save the server first, or paste emails below."
+        url = reverse("admin:integrations_approveduser_changelist")
+        count = server.approved_users.count()
+        return format_html(
+            '<a href="{}?server__id__exact={}">{} approved — view, search, remove</a>',
+            url,
+            server.pk,
+            f"{count:,}",
+        )
+
+    def save_related(
+        self, request: HttpRequest, form: Any, formsets: Any, change: bool
+    ) -> None:
+        super().save_related(request, form, formsets, change)
+        emails = form.cleaned_data.get("add_emails") or []
+        if not emails:
+            return
+        result = registry.add_approved_users(form.instance, emails)
+        if result.added:
+            self.message_user(
+                request, f"Approved {len(result.added)} new email(s).", messages.SUCCESS
+            )
+        if result.existing:
+            self.message_user(
+                request,
+                f"Already approved ({len(result.existing)}): "
+                + ", ".join(result.existing[:20])
+                + (" …" if len(result.existing) > 20 else ""),
+                messages.INFO,
+            )
+
+    def _change_status(
+        self, request: HttpRequest, queryset: QuerySet[DicomWebServer], status: str
+    ) -> None:
+        changed = registry.set_status(queryset, status)
+        self.message_user(
+            request, f"{changed} server(s) now {status}.", messages.SUCCESS
+        )
+
+    @admin.action(description="Activate: give to the uploader", permissions=["change"])
+    def activate(
+        self, request: HttpRequest, queryset: QuerySet[DicomWebServer]
+    ) -> None:
+        self._change_status(request, queryset, DicomWebServer.Status.ACTIVE)
+
+    @admin.action(
+        description="Suspend: stop giving to the uploader", permissions=["change"]
+    )
+    def suspend(self, request: HttpRequest, queryset: QuerySet[DicomWebServer]) -> None:
+        self._change_status(request, queryset, DicomWebServer.Status.SUSPENDED)
+
+
+@admin.register(ApprovedUser)
+class ApprovedUserAdmin(AuditedAdmin):
+    list_display = ["email", "server", "institution", "created_at"]
+    list_select_related = ["server__institution"]
+    list_filter = ["server__status", "server"]
+    search_fields = ["email_key"]
+    search_help_text = "Email (or part of it)."
+    autocomplete_fields = ["server"]
+    fields = ["server", "email", "created_at"]
+    readonly_fields = ["created_at"]
+    show_full_result_count = False
+    change_list_template = "admin/integrations/approveduser/change_list.html"
+
+    @admin.display(description="institution", ordering="server__institution__name")
+    def institution(self, approved: ApprovedUser) -> str:
+        return approved.server.institution.name
+
+    def get_urls(self) -> list[Any]:
+        lookup = path(
+            "lookup/",
+            self.admin_site.admin_view(self.access_lookup_view),
+            name="integrations_access_lookup",
+        )
+        return [lookup, *super().get_urls()]
+
+    def access_lookup_view(self, request: HttpRequest) -> HttpResponse:
+        """ "What does this email see?": every server it is approved for."""
+        form = AccessLookupForm(request.GET or None)
+        servers = None
+        if form.is_valid():
+            servers = list(
+                registry.approved_servers_for(
+                    form.cleaned_data["email"], active_only=False
+                )
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "What does this email see?",
+            "form": form,
+            "servers": servers,
+            "opts": self.opts,
+        }
+        return TemplateResponse(
+            request, "admin/integrations/access_lookup.html", context
+        )

@@ -1,0 +1,64 @@
+"""Forms shared by the admin (and, later, the public pages)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from integrations.models import DicomWebServer
+from integrations.validators import parse_email_list
+
+PASTE_HELP = (
+    "One address per line, or separated by commas or semicolons. Duplicates are "
+    "folded and already-approved addresses are reported. If any line is bad, "
+    "nothing is added and every bad line is listed."
+)
+
+
+class EmailPasteField(forms.CharField):
+    """A textarea of pasted emails, cleaned to a list of normalised addresses."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", PASTE_HELP)
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 6, "cols": 60}))
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+
+    def to_python(self, value: object) -> list[str]:  # type: ignore[override]
+        text = super().to_python(value)
+        parsed = parse_email_list(text)
+        if parsed.errors:
+            raise ValidationError(
+                [ValidationError(message) for message in parsed.error_messages()]
+            )
+        return parsed.emails
+
+
+class DicomWebServerAdminForm(forms.ModelForm):
+    add_emails = EmailPasteField(label="Approve emails")
+
+    class Meta:
+        model = DicomWebServer
+        fields = [
+            "institution",
+            "name",
+            "qido_url",
+            "wado_url",
+            "status",
+            "cors_mode",
+            "needs_credentials",
+            "notes",
+        ]
+        widgets = {
+            "qido_url": forms.URLInput(attrs={"size": 80}),
+            "wado_url": forms.URLInput(attrs={"size": 80}),
+        }
+
+
+class AccessLookupForm(forms.Form):
+    email = forms.CharField(label="Email", max_length=320)
+
+    def clean_email(self) -> str:
+        from integrations.validators import normalize_email
+
+        return normalize_email(self.cleaned_data["email"])

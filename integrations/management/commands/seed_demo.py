@@ -1,0 +1,101 @@
+"""Demo data: a few institutions, servers in each status, approved emails.
+
+Idempotent: running it again leaves the same data (rows are found by name).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from integrations import audit, registry
+from integrations.models import DicomWebServer, Institution
+
+Status = DicomWebServer.Status
+CorsMode = DicomWebServer.CorsMode
+
+DEMO = [
+    {
+        "name": "University Hospital",
+        "contact_name": "Ada Admin",
+        "contact_email": "pacs-team@university.example",
+        "servers": [
+            {
+                "name": "University Hospital PACS",
+                "qido_url": "https://pacs.university.example/dicomweb",
+                "wado_url": "https://pacs.university.example/dicomweb",
+                "status": Status.ACTIVE,
+                "cors_mode": CorsMode.REVERSE_PROXY,
+                "emails": [
+                    "jane.doe@university.example",
+                    "john.roe@university.example",
+                    "radiology.fellow@university.example",
+                ],
+            },
+            {
+                "name": "Research Archive",
+                "qido_url": "https://research.university.example/qido",
+                "wado_url": "https://research.university.example/wado",
+                "status": Status.PENDING,
+                "cors_mode": CorsMode.DIRECT,
+                "emails": ["jane.doe@university.example"],
+            },
+        ],
+    },
+    {
+        "name": "County General",
+        "contact_name": "Ben IT",
+        "contact_email": "it@countygeneral.example",
+        "servers": [
+            {
+                "name": "County General VNA",
+                "qido_url": "https://vna.countygeneral.example/dicom-web",
+                "wado_url": "https://vna.countygeneral.example/dicom-web",
+                "status": Status.ACTIVE,
+                "cors_mode": CorsMode.DIMSE_PROXY,
+                "emails": [
+                    "jane.doe@university.example",
+                    "dr.smith@countygeneral.example",
+                ],
+            },
+            {
+                "name": "Old Cardiology PACS",
+                "qido_url": "http://cardio.countygeneral.example/pacs/dicomweb/qido",
+                "wado_url": "http://cardio.countygeneral.example/pacs/dicomweb/wado",
+                "status": Status.SUSPENDED,
+                "cors_mode": CorsMode.DIRECT,
+                "needs_credentials": True,
+                "emails": ["dr.smith@countygeneral.example"],
+            },
+        ],
+    },
+]
+
+
+class Command(BaseCommand):
+    help = "Create demo institutions, servers and approved emails (idempotent)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        created = 0
+        with audit.acting_as(label="seed_demo"), transaction.atomic():
+            for spec in DEMO:
+                institution, made = Institution.objects.get_or_create(
+                    name=spec["name"],
+                    defaults={
+                        "contact_name": spec["contact_name"],
+                        "contact_email": spec["contact_email"],
+                    },
+                )
+                created += made
+                for server_spec in spec["servers"]:
+                    fields = {k: v for k, v in server_spec.items() if k != "emails"}
+                    name = fields.pop("name")
+                    server, made = DicomWebServer.objects.get_or_create(
+                        institution=institution, name=name, defaults=fields
+                    )
+                    created += made
+                    result = registry.add_approved_users(server, server_spec["emails"])
+                    created += len(result.added)
+        self.stdout.write(f"Demo data ready ({created} new rows).")

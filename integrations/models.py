@@ -1,0 +1,234 @@
+"""The registry: institutions, their DICOMweb servers and approved users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models.functions import Lower
+from simple_history.models import HistoricalRecords
+
+from integrations import audit
+from integrations.validators import (
+    MAX_EMAIL_LENGTH,
+    MAX_URL_LENGTH,
+    email_key,
+    normalize_dicomweb_url,
+    normalize_email,
+)
+
+
+def _history() -> HistoricalRecords:
+    return HistoricalRecords(bases=[audit.AuditedHistory], get_user=audit.history_user)
+
+
+class Institution(models.Model):
+    name = models.CharField(max_length=200, help_text="Unique, ignoring case.")
+    contact_name = models.CharField(max_length=200, blank=True)
+    contact_email = models.EmailField(max_length=MAX_EMAIL_LENGTH, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = _history()
+
+    class Meta:
+        ordering = [Lower("name")]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="institution_name_ci_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.name = " ".join(self.name.split())
+        if self.contact_email:
+            self.contact_email = normalize_email(self.contact_email)
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        duplicate = Institution.objects.filter(name__iexact=self.name)
+        if self.pk:
+            duplicate = duplicate.exclude(pk=self.pk)
+        if self.name and duplicate.exists():
+            raise ValidationError({"name": [duplicate_institution_error(self.name)]})
+
+
+def duplicate_institution_error(name: str) -> ValidationError:
+    return ValidationError(
+        "An institution named “%(value)s” already exists (names are compared "
+        "ignoring case).",
+        code="unique",
+        params={"value": name},
+    )
+
+
+class DicomWebServer(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    class CorsMode(models.TextChoices):
+        DIRECT = "direct", "The archive sends CORS headers itself"
+        REVERSE_PROXY = "reverse_proxy", "A reverse proxy adds CORS headers"
+        DIMSE_PROXY = "dimse_proxy", "Pacsbin's DIMSE proxy (proxyMode dicomweb)"
+
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="servers"
+    )
+    name = models.CharField(
+        "display name", max_length=200, help_text="Unique within the institution."
+    )
+    qido_url = models.CharField(
+        "QIDO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+    )
+    wado_url = models.CharField(
+        "WADO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+    )
+    status = models.CharField(
+        max_length=16,
+        choices=Status.choices,
+        default=Status.PENDING,
+        help_text="Only active servers are ever given to the uploader.",
+    )
+    cors_mode = models.CharField(
+        "how CORS is met",
+        max_length=16,
+        choices=CorsMode.choices,
+        default=CorsMode.DIRECT,
+    )
+    needs_credentials = models.BooleanField(
+        "needs browser credentials",
+        default=False,
+        help_text="The archive needs the user's own cookies or HTTP auth: then "
+        "'Access-Control-Allow-Origin: *' is not enough; the origin must be "
+        "echoed with 'Access-Control-Allow-Credentials: true'.",
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = _history()
+
+    class Meta:
+        verbose_name = "DICOMweb server"
+        ordering = [Lower("institution__name"), Lower("name")]
+        constraints = [
+            models.UniqueConstraint(
+                "institution",
+                Lower("name"),
+                name="server_name_ci_unique_per_institution",
+            ),
+        ]
+        indexes = [models.Index(fields=["status"], name="server_status_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.name = " ".join(self.name.split())
+        errors: dict[str, list[ValidationError]] = {}
+        for field in ("qido_url", "wado_url"):
+            try:
+                setattr(self, field, normalize_dicomweb_url(getattr(self, field)))
+            except ValidationError as exc:
+                errors[field] = exc.error_list
+        if errors:
+            raise ValidationError(errors)
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        if not self.institution_id or not self.name:
+            return
+        duplicate = DicomWebServer.objects.filter(
+            institution_id=self.institution_id, name__iexact=self.name
+        )
+        if self.pk:
+            duplicate = duplicate.exclude(pk=self.pk)
+        if duplicate.exists():
+            raise ValidationError({"name": [duplicate_server_error(self.name)]})
+
+
+def duplicate_server_error(name: str) -> ValidationError:
+    return ValidationError(
+        "This institution already has a server named “%(value)s” (names are "
+        "compared ignoring case).",
+        code="unique",
+        params={"value": name},
+    )
+
+
+class ApprovedUserQuerySet(models.QuerySet["ApprovedUser"]):
+    def for_email(self, email: str) -> ApprovedUserQuerySet:
+        return self.filter(email_key=email_key(normalize_email(email)))
+
+    def build(self, server: DicomWebServer, email: str) -> ApprovedUser:
+        """An unsaved row with the email normalised and its key set."""
+        normalised = normalize_email(email)
+        return self.model(
+            server=server, email=normalised, email_key=email_key(normalised)
+        )
+
+
+class ApprovedUser(models.Model):
+    """One email approved for one server (never twice for the same server)."""
+
+    server = models.ForeignKey(
+        DicomWebServer, on_delete=models.CASCADE, related_name="approved_users"
+    )
+    email = models.CharField(
+        max_length=MAX_EMAIL_LENGTH,
+        help_text="The normalised form, as email-validator returns it.",
+    )
+    # The matching key: the normalised address folded to lower case. Kept as a
+    # column so both the constraint and the access lookup are plain index scans.
+    email_key = models.CharField(max_length=MAX_EMAIL_LENGTH, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = _history()
+
+    objects = ApprovedUserQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "approved user"
+        ordering = ["email_key"]
+        constraints = [
+            # Leads with server: also serves a server's list ordered by email.
+            models.UniqueConstraint(
+                fields=["server", "email_key"], name="approved_user_once_per_server"
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(email_key=""), name="approved_user_email_key_set"
+            ),
+        ]
+        # The access question: every approval of one email, without a table scan.
+        indexes = [models.Index(fields=["email_key"], name="approved_user_email_idx")]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self) -> None:
+        self.email = normalize_email(self.email)
+        self.email_key = email_key(self.email)
+
+    def validate_constraints(self, exclude: Any = None) -> None:
+        if not self.server_id or not self.email_key:
+            return
+        duplicate = ApprovedUser.objects.filter(
+            server_id=self.server_id, email_key=self.email_key
+        )
+        if self.pk:
+            duplicate = duplicate.exclude(pk=self.pk)
+        if duplicate.exists():
+            raise ValidationError(
+                {
+                    "email": [
+                        ValidationError(
+                            "“%(value)s” is already approved for this server.",
+                            code="unique",
+                            params={"value": self.email},
+                        )
+                    ]
+                }
+            )

@@ -1,0 +1,178 @@
+"""Flows that cross models, each one named function in one transaction.
+
+The access question is answered here, once, for the API, the admin and the
+benchmark alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.db.models.functions import Lower
+from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
+
+from integrations import audit
+from integrations.models import ApprovedUser, DicomWebServer
+from integrations.validators import email_key, normalize_email
+
+BULK_BATCH_SIZE = 2000
+
+
+def approved_servers_for(
+    email: str, *, active_only: bool = True
+) -> QuerySet[DicomWebServer]:
+    """The servers an (already normalised) email is approved for, ordered by
+    institution then name. Only active ones unless ``active_only`` is False."""
+    servers = DicomWebServer.objects.filter(
+        approved_users__email_key=email_key(email)
+    ).select_related("institution")
+    if active_only:
+        servers = servers.filter(status=DicomWebServer.Status.ACTIVE)
+    return servers.order_by(Lower("institution__name"), Lower("name"), "pk")
+
+
+@dataclass
+class BulkAddResult:
+    added: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+
+class BulkEmailError(ValueError):
+    """Some emails were invalid; nothing was written."""
+
+    def __init__(self, errors: list[tuple[int, str, str]]) -> None:
+        self.errors = errors  # (position, value, message)
+        super().__init__("; ".join(message for _, _, message in errors))
+
+
+def normalise_all(emails: Iterable[str]) -> list[str]:
+    """Normalise every email, folding duplicates; raise BulkEmailError naming
+    every bad one (by 1-based position) if any is invalid."""
+    from django.core.exceptions import ValidationError
+
+    good: list[str] = []
+    seen: set[str] = set()
+    errors: list[tuple[int, str, str]] = []
+    for position, raw in enumerate(emails, start=1):
+        try:
+            email = normalize_email(raw)
+        except ValidationError as exc:
+            errors.append((position, str(raw), exc.messages[0]))
+            continue
+        key = email_key(email)
+        if key not in seen:
+            seen.add(key)
+            good.append(email)
+    if errors:
+        raise BulkEmailError(errors)
+    return good
+
+
+def add_approved_users(server: DicomWebServer, emails: Iterable[str]) -> BulkAddResult:
+    """Approve many emails for one server, all or nothing, with audit history.
+
+    Emails must already be valid (see ``normalise_all``); ones already approved
+    are reported, not duplicated.
+    """
+    result = BulkAddResult()
+    wanted = {email_key(email): email for email in emails}
+    with transaction.atomic():
+        # Lock the server row so two bulk adds to one server serialise cleanly.
+        DicomWebServer.objects.select_for_update().filter(pk=server.pk).exists()
+        existing_keys: set[str] = set()
+        keys = list(wanted)
+        for start in range(0, len(keys), BULK_BATCH_SIZE):
+            existing_keys.update(
+                ApprovedUser.objects.filter(
+                    server=server, email_key__in=keys[start : start + BULK_BATCH_SIZE]
+                ).values_list("email_key", flat=True)
+            )
+        now = timezone.now()
+        new_rows = []
+        for key, email in wanted.items():
+            if key in existing_keys:
+                result.existing.append(email)
+            else:
+                result.added.append(email)
+                new_rows.append(
+                    ApprovedUser(
+                        server=server, email=email, email_key=key, created_at=now
+                    )
+                )
+        if new_rows:
+            bulk_create_with_history(
+                new_rows,
+                ApprovedUser,
+                batch_size=BULK_BATCH_SIZE,
+                default_date=now,
+                **audit.bulk_history_attrs(),
+            )
+    return result
+
+
+def remove_approved_users(server: DicomWebServer, emails: Iterable[str]) -> list[str]:
+    """Remove approvals of one server, all or nothing, with audit history.
+
+    Answers the normalised emails that were removed (absent ones are skipped).
+    """
+    keys = [email_key(email) for email in emails]
+    removed: list[ApprovedUser] = []
+    with transaction.atomic():
+        for start in range(0, len(keys), BULK_BATCH_SIZE):
+            removed.extend(
+                ApprovedUser.objects.filter(
+                    server=server, email_key__in=keys[start : start + BULK_BATCH_SIZE]
+                )
+            )
+        record_bulk_deletion(removed)
+        ids = [row.pk for row in removed]
+        for start in range(0, len(ids), BULK_BATCH_SIZE):
+            # A plain DELETE: .delete() would send post_delete per row and
+            # simple-history would write each history row again, one by one.
+            batch = ApprovedUser.objects.filter(
+                pk__in=ids[start : start + BULK_BATCH_SIZE]
+            )
+            batch._raw_delete(batch.db)
+    return [row.email for row in removed]
+
+
+def record_bulk_deletion(rows: list[ApprovedUser]) -> None:
+    """History rows of type '-' for rows about to be deleted in bulk."""
+    if not rows:
+        return
+    history_model = ApprovedUser.history.model
+    attrs = audit.bulk_history_attrs()
+    now = timezone.now()
+    history_model.objects.bulk_create(
+        [
+            history_model(
+                id=row.pk,
+                server_id=row.server_id,
+                email=row.email,
+                email_key=row.email_key,
+                created_at=row.created_at,
+                history_date=now,
+                history_type="-",
+                history_user=attrs["default_user"],
+                **attrs["custom_historical_attrs"],
+            )
+            for row in rows
+        ],
+        batch_size=BULK_BATCH_SIZE,
+    )
+
+
+def set_status(servers: QuerySet[DicomWebServer], status: str) -> int:
+    """Change the status of several servers, one audited save each."""
+    changed = 0
+    with transaction.atomic():
+        for server in servers.select_for_update():
+            if server.status != status:
+                server.status = status
+                server.save(update_fields=["status", "updated_at"])
+                changed += 1
+    return changed

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+admin.site.site_header = "Pacsbin Integrations"
+admin.site.site_title = "Pacsbin Integrations"
+admin.site.index_title = "DICOMweb registry"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("integrations.urls")),
+    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+]
