@@ -60,6 +60,10 @@ UPLOADER_ORIGINS = _origins("UPLOADER_ORIGINS", "https://pacsbin.com")
 REGISTRY_PUBLIC_ORIGIN = (_origins("REGISTRY_PUBLIC_ORIGIN", "") or [""])[0]
 UPLOADER_JWT_SECRET = env.secret("UPLOADER_JWT_SECRET")
 CONNECTIVITY_ALLOW_PRIVATE = env.bool("CONNECTIVITY_ALLOW_PRIVATE", False)
+# `make bench` only: route /api/v1/_floor, the access question's stack answering
+# a constant JSON of BENCH_FLOOR_BYTES bytes (the benchmark's floor).
+BENCH_FLOOR = env.bool("BENCH_FLOOR", False)
+BENCH_FLOOR_BYTES = env.int("BENCH_FLOOR_BYTES", 400)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
