@@ -188,8 +188,8 @@ def main() -> None:
         size["users"] = args.users
     # Several short pairs rather than a few long ones: the machine may be
     # shared, and the median of many pairs shrugs off a burst of other work.
-    args.duration = 3.0 if args.quick else 8.0
-    args.pairs = 5
+    args.duration = 1.5 if args.quick else 2.0
+    args.pairs = 12 if args.quick else 20
     WORKDIR.mkdir(exist_ok=True)
     started = time.monotonic()
     # Production static files (the manifest), as a deployment would have them.

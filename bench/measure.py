@@ -110,29 +110,29 @@ def start_gunicorn(port: int, floor_bytes: int, workdir: Path) -> subprocess.Pop
     raise SystemExit(f"gunicorn did not answer within 30 s; see {log_file.name}")
 
 
-def run_phase(
-    port: int, path: str, key: str, queries_file: Path, duration: float
-) -> dict[str, Any]:
+def run_pairs(
+    port: int, key: str, queries_file: Path, duration: float, pairs: int
+) -> list[dict[str, Any]]:
+    """The load generator in its own process: a warm-up pair, then ``pairs``
+    alternating pairs of access and floor phases."""
     command = [
         sys.executable,
         "-m",
         "bench.load",
-        "--port",
-        str(port),
-        "--path",
-        path,
-        "--key",
-        key,
-        "--queries",
-        str(queries_file),
-        "--duration",
-        str(duration),
+        f"--port={port}",
+        f"--paths={ACCESS_PATH},{FLOOR_PATH}",
+        f"--key={key}",
+        f"--queries={queries_file}",
+        f"--duration={duration}",
+        f"--pairs={pairs}",
+        "--warmup",
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
-    result = json.loads(done.stdout)
-    if result["errors"]:
-        raise SystemExit(f"{path}: errors under load: {result['errors']}")
-    return result
+    phases = json.loads(done.stdout)
+    errors = [phase["errors"] for phase in phases if phase["errors"]]
+    if errors:
+        raise SystemExit(f"errors under load: {errors}")
+    return phases
 
 
 def queries_per_answer(key: str, queries: list[str]) -> tuple[float, int, float]:
@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--servers", type=int, required=True)
     parser.add_argument("--users", type=int, required=True, help="approved-user rows")
     parser.add_argument("--duration", type=float, required=True)
-    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=10)
     parser.add_argument("--workdir", type=Path, required=True)
     args = parser.parse_args()
 
@@ -192,24 +192,19 @@ def main() -> None:
     port = free_port()
     server = start_gunicorn(port, round(mean_bytes), args.workdir)
     try:
-        for path in (ACCESS_PATH, FLOOR_PATH):  # warm both workers and caches
-            run_phase(port, path, raw_key, queries_file, 1.5)
-        access, floor = [], []
-        for pair in range(args.pairs):
-            order = [(ACCESS_PATH, access), (FLOOR_PATH, floor)]
-            for path, results in order if pair % 2 == 0 else order[::-1]:
-                results.append(
-                    run_phase(port, path, raw_key, queries_file, args.duration)
-                )
-                last = results[-1]
-                log(
-                    f"pair {pair + 1}/{args.pairs} {path:<15} {last['rps']:7.0f} req/s"
-                    f"  p50 {last['p50_ms']:.2f} ms  p99 {last['p99_ms']:.2f} ms"
-                )
+        phases = run_pairs(port, raw_key, queries_file, args.duration, args.pairs)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         queries_file.unlink(missing_ok=True)
+    access = [phase for phase in phases if phase["path"] == ACCESS_PATH]
+    floor = [phase for phase in phases if phase["path"] == FLOOR_PATH]
+    for a, b in zip(access, floor, strict=True):
+        log(
+            f"access {a['rps']:5.0f} req/s p50 {a['p50_ms']:5.2f} ms p99 "
+            f"{a['p99_ms']:6.2f} ms | floor {b['rps']:5.0f} req/s p50 "
+            f"{b['p50_ms']:5.2f} ms p99 {b['p99_ms']:6.2f} ms"
+        )
 
     def median(results: list[dict[str, Any]], name: str) -> float:
         return statistics.median(result[name] for result in results)

@@ -6,6 +6,8 @@ benchmark alike.
 
 from __future__ import annotations
 
+import re
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -49,27 +51,66 @@ def access_rows(email: str) -> list[dict[str, Any]]:
     then run with the email as the parameter. The SQL comes from
     ``approved_servers_for`` itself, so the rules stay in one place; nothing
     but the SQL text is kept, so every call sees the registry as it is now.
+    On PostgreSQL it is a prepared statement: planning the join took three
+    times longer than running it.
     """
     alias = router.db_for_read(DicomWebServer)
-    sql, params, position = _access_sql(alias)
-    params = list(params)
-    params[position] = email_key(email)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, params)
+    connection = connections[alias]
+    statement = _access_statement(alias)
+    params = list(statement.params)
+    params[statement.position] = email_key(email)
+    with connection.cursor() as cursor:
+        if statement.prepare is None:
+            cursor.execute(statement.sql, params)
+        else:
+            _prepare_once(connection, cursor, statement.prepare)
+            cursor.execute(statement.execute, params)
         rows = cursor.fetchall()
     return [dict(zip(ACCESS_FIELDS, row, strict=True)) for row in rows]
 
 
+@dataclass(frozen=True)
+class _Statement:
+    sql: str
+    params: tuple[Any, ...]
+    position: int  # of the email among the parameters
+    prepare: str | None = None  # PostgreSQL: PREPARE … AS sql, with $1, $2 …
+    execute: str = ""  # and EXECUTE …(%s, …)
+
+
+_STATEMENT_NAME = "pacsbin_access"
+# Raw connections on which the statement is prepared (it lives as long as the
+# session, whatever happens to transactions; a new connection prepares again).
+_prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 @cache
-def _access_sql(alias: str) -> tuple[str, tuple[Any, ...], int]:
-    """The SQL of the access question for one database, and where the email
-    goes among its parameters."""
+def _access_statement(alias: str) -> _Statement:
     queryset = approved_servers_for(_PLACEHOLDER).values(*ACCESS_FIELDS)
     sql, params = queryset.query.get_compiler(using=alias).as_sql()
     positions = [n for n, value in enumerate(params) if value == _PLACEHOLDER]
     if len(positions) != 1:  # a change to approved_servers_for must not go unseen
         raise RuntimeError(f"The access SQL has {len(positions)} email parameters.")
-    return sql, tuple(params), positions[0]
+    if connections[alias].vendor != "postgresql":
+        return _Statement(sql, tuple(params), positions[0])
+    numbers = iter(range(1, len(params) + 1))
+    numbered = re.sub(
+        r"%s|%%", lambda m: "%" if m[0] == "%%" else f"${next(numbers)}", sql
+    )
+    return _Statement(
+        sql,
+        tuple(params),
+        positions[0],
+        prepare=f"PREPARE {_STATEMENT_NAME} AS {numbered}",
+        execute=f"EXECUTE {_STATEMENT_NAME}({', '.join(['%s'] * len(params))})",
+    )
+
+
+def _prepare_once(connection: Any, cursor: Any, prepare: str) -> None:
+    raw = connection.connection
+    if raw not in _prepared_on:
+        cursor.execute(prepare)
+        _prepared_on.add(raw)
 
 
 @dataclass

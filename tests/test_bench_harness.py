@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from django.core import checks
 from django.test import SimpleTestCase, TestCase, override_settings
 
-from bench.load import percentile, run_load
+from bench.load import percentile, run_load, schedule
 from bench.seed import Sizes, seed, user_email
 from integrations.models import ApprovedUser, DicomWebServer, Institution
 from integrations.validators import email_key, normalize_email
@@ -62,7 +62,9 @@ class LoadGeneratorTests(SimpleTestCase):
 
     def test_it_counts_answers_and_their_latencies_for_the_duration(self) -> None:
         port = self.serve()
-        result = run_load(port, "/x", "k", ["email=a%40b.org"], 0.3, 1, 2)
+        phases = run_load(port, ["/a", "/b"], "k", ["q=1"], 0.2, 2, 1, 2)
+        self.assertEqual([phase["path"] for phase in phases], ["/a", "/b", "/b", "/a"])
+        result = phases[0]
         self.assertGreater(result["requests"], 0)
         self.assertEqual(result["errors"], {})
         self.assertEqual(result["connections"], 2)
@@ -71,9 +73,15 @@ class LoadGeneratorTests(SimpleTestCase):
 
     def test_it_reports_refusals_as_errors(self) -> None:
         port = self.serve()
-        result = run_load(port, "/x", "wrong", ["email=a%40b.org"], 0.2, 1, 1)
+        [result, _other] = run_load(port, ["/a", "/b"], "wrong", ["q=1"], 0.2, 1, 1, 1)
         self.assertEqual(result["requests"], 0)
         self.assertGreater(result["errors"]["HTTP 401"], 0)
+
+    def test_pairs_alternate_their_order_after_a_warm_up_pair(self) -> None:
+        self.assertEqual(
+            schedule(["a", "b"], 3, warmup=True),
+            ["a", "b", "a", "b", "b", "a", "a", "b"],
+        )
 
     def test_percentiles_are_nearest_rank(self) -> None:
         values = [float(n) for n in range(1, 101)]
