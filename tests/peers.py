@@ -50,7 +50,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(url: str, process: subprocess.Popen, log: Path, seconds: float = 20) -> None:
+def wait_for(
+    url: str, process: subprocess.Popen, log: Path, seconds: float = 20
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -101,8 +103,11 @@ class Orthanc:
 def dicom_instance(study_uid: str, series_uid: str, number: int) -> bytes:
     """A small Secondary Capture instance (pydicom), as Orthanc accepts it."""
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
-    from pydicom.uid import generate_uid
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage

@@ -193,7 +193,8 @@ def _read_body(
                 raise FetchError(
                     "timeout", f"{url} kept sending past the time limit; stopped."
                 )
-            chunk = raw.read(_CHUNK)
+            # read1: what has arrived, so a server dripping bytes meets the deadline.
+            chunk = raw.read1(_CHUNK)
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
@@ -208,7 +209,8 @@ def _read_body(
 
 
 def _connect_error(url: str, exc: Exception) -> FetchError:
-    if isinstance(exc, ConnectTimeoutError):
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2.
+    if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
         return FetchError("timeout", f"Connecting to {url} timed out.")
     return FetchError("refused", f"Could not connect to {url}: {_reason(exc)}.")
 

@@ -64,17 +64,17 @@ def refusal(address: IPAddress, *, allow_private: bool) -> str | None:
         return "a multicast address"
     if address.is_global:
         return None
-    if allow_private and (
-        address.is_private or address.is_loopback or address.is_link_local
-    ):
-        return None
+    if isinstance(address, ipaddress.IPv4Address) and address.is_reserved:
+        return "a reserved address"  # 240.0.0.0/4, which Python counts as private
     if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_private:
-        return "a private address"
-    return "a reserved address"
+        kind = "a loopback address"
+    elif address.is_link_local:
+        kind = "a link-local address"
+    elif address.is_private:
+        kind = "a private address"
+    else:
+        return "a reserved address"
+    return None if allow_private else kind
 
 
 def check_url(url: str, *, allow_private: bool | None = None) -> Target:
