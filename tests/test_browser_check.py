@@ -84,6 +84,12 @@ def test_the_browser_check_passes_through_the_generated_nginx_and_is_recorded(
         log_in(page, base)
         outcome = check_from_the_server_page(page, base, server)
         text = page.text_content("[data-browser-check-output]")
+        # For a person to look at (test-artifacts/ is git-ignored).
+        artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.locator("fieldset:has([data-browser-check])").screenshot(
+            path=str(artifacts / "admin-connectivity.png")
+        )
 
     assert outcome == "ok", text
     assert f"Origin tested: {base}." in text
