@@ -182,7 +182,8 @@ def self_signed_certificate(tmp: Path, name: str = "localhost") -> tuple[Path, P
     if not cert.exists():
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-            + ["-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert)],
+            + ["-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"]
+            + ["-keyout", str(key), "-out", str(cert)],
             check=True,
             capture_output=True,
         )

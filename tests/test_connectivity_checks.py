@@ -11,7 +11,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client, TestCase, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from integrations.connectivity import proxyconfig, record_browser_check, run_check
@@ -187,6 +189,29 @@ class TestTheServerAdmin(TestCase):
         assert "data-browser-check" in page
         assert self.record_url(self.server) in page
         assert "integrations/browser-check.js" in page
+
+    def test_the_history_costs_the_same_queries_however_long_it_is(self) -> None:
+        def add_checks(count: int) -> None:
+            ConnectivityCheck.objects.bulk_create(
+                ConnectivityCheck(
+                    server=self.other,
+                    source="browser",
+                    origin="https://a.example",
+                    outcome="ok",
+                    findings=[{"code": "browser_ok", "message": "Worked."}],
+                    created_by=self.admin,
+                )
+                for _ in range(count)
+            )
+
+        add_checks(1)
+        self.client.get(self.change_url(self.other))  # warm: session, caches
+        with CaptureQueriesContext(connection) as one:
+            self.client.get(self.change_url(self.other))
+        add_checks(9)
+        with self.assertNumQueries(len(one.captured_queries)):
+            response = self.client.get(self.change_url(self.other))
+        assert response.content.decode().count("pi-outcome-ok") == 10
 
     def test_the_browser_check_endpoint_records_the_report(self) -> None:
         report = {

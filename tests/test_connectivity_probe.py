@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from integrations.connectivity import client, probe, proxyconfig
+from integrations.connectivity import client, guard, probe, proxyconfig
 from integrations.models import CheckOutcome, DicomWebServer, Institution
 from tests import peers
 
@@ -260,6 +260,31 @@ server {{
         assert result.outcome == CheckOutcome.TLS_ERROR
         assert codes(result) == ["tls_error"]
         assert "certificate" in result.findings[0].message
+
+    def test_tls_is_verified_against_the_url_name_while_connecting_to_the_checked_address(
+        self,
+        orthanc: peers.Orthanc,
+        tmp_path: Path,
+        settings,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        # The certificate is for "localhost". The names below resolve (fake
+        # DNS) to 127.0.0.1 once, in the guard; the client connects to that
+        # address but sends the name for SNI, Host and the certificate check.
+        settings.UPLOADER_ORIGINS = [PACSBIN]
+        resolved = {"localhost": ["127.0.0.1"], "archive.test": ["127.0.0.1"]}
+        monkeypatch.setattr(guard, "resolve", lambda host, port: resolved[host])
+        config = proxyconfig.render(server_for(orthanc.dicomweb), "nginx")
+        with peers.nginx(tmp_path, config, tls=True) as proxy:
+            port = proxy.rsplit(":", 1)[1]
+            cert, _ = peers.self_signed_certificate(tmp_path)
+            monkeypatch.setattr(client, "CA_CERTS", str(cert))
+            good = f"https://localhost:{port}/dicom-web"
+            assert probe.probe(good, good, PACSBIN).outcome == CheckOutcome.OK
+            wrong_name = f"https://archive.test:{port}/dicom-web"
+            result = probe.probe(wrong_name, wrong_name, PACSBIN)
+        assert result.outcome == CheckOutcome.TLS_ERROR
+        assert "archive.test" in result.findings[0].message
 
     def test_a_url_that_is_not_the_dicomweb_root_is_not_dicomweb(
         self, orthanc: peers.Orthanc

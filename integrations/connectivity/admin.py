@@ -43,6 +43,10 @@ class ConnectivityCheckInline(admin.TabularInline):
     can_delete = False
     ordering = ["-created_at", "-pk"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ConnectivityCheck]:
+        # One query for the whole history, however long it grows.
+        return super().get_queryset(request).select_related("created_by")
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

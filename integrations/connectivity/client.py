@@ -30,6 +30,8 @@ TOTAL_TIMEOUT = 15.0  # seconds, for one request from connect to last byte
 MAX_BYTES = 4 * 1024 * 1024
 MAX_REDIRECTS = 3
 USER_AGENT = "pacsbin-integrations-connectivity-check/1"
+# None: the system's trusted authorities, as the browsers on the machine use.
+CA_CERTS: str | None = None
 _CHUNK = 64 * 1024
 
 
@@ -174,6 +176,7 @@ def _pool(
             maxsize=1,
             retries=False,
             cert_reqs="CERT_REQUIRED",
+            ca_certs=CA_CERTS,
             server_hostname=target.host,
             assert_hostname=target.host,
         )
