@@ -261,7 +261,7 @@ server {{
         assert codes(result) == ["tls_error"]
         assert "certificate" in result.findings[0].message
 
-    def test_tls_is_verified_against_the_url_name_while_connecting_to_the_checked_address(
+    def test_tls_is_verified_for_the_url_name_while_connecting_to_the_checked_ip(
         self,
         orthanc: peers.Orthanc,
         tmp_path: Path,
