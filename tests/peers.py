@@ -11,7 +11,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -306,5 +305,35 @@ DefaultRuntimeDir {root}
     return main
 
 
-def which(path: str) -> str:
-    return shutil.which(path) or path
+def caddy_env(tmp: Path) -> dict[str, str]:
+    """Caddy keeps its state under HOME / XDG: a throwaway folder."""
+    return {
+        "HOME": str(tmp),
+        "XDG_DATA_HOME": str(tmp),
+        "XDG_CONFIG_HOME": str(tmp),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    }
+
+
+@contextmanager
+def caddy(tmp: Path, site: str) -> Iterator[str]:
+    """Caddy serving the site block on a loopback port, plain HTTP, without its
+    admin endpoint (so parallel runs never collide); yields its base URL."""
+    require(CADDY)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    site = re.sub(r"^\S+ \{$", f"{url} {{", site, count=1, flags=re.MULTILINE)
+    config = tmp / "Caddyfile"
+    config.write_text("{\n\tadmin off\n\tauto_https off\n}\n\n" + site)
+    args = [CADDY, "run", "--adapter", "caddyfile", "--config", str(config)]
+    log = tmp / "caddy.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=caddy_env(tmp)
+        )
+    try:
+        wait_for(f"{url}/", process, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -167,6 +167,26 @@ class TestOrthancBehindTheGeneratedNginx:
             for origin in (PACSBIN, "https://registry.example"):
                 assert probe.probe(url, url, origin).outcome == CheckOutcome.OK
 
+    def test_different_qido_and_wado_urls_map_through_their_own_prefixes(
+        self, orthanc: peers.Orthanc, tmp_path: Path, settings
+    ) -> None:
+        settings.UPLOADER_ORIGINS = [PACSBIN]
+        port = orthanc.url.rsplit(":", 1)[1]
+        server = server_for(orthanc.dicomweb)
+        server.wado_url = f"http://localhost:{port}/dicom-web"  # same path
+        config = proxyconfig.render(server, "nginx")
+        assert "location /qido/ {" in config and "location /wado/ {" in config
+        with peers.nginx(tmp_path, config) as proxy:
+            result = probe.probe(f"{proxy}/qido", f"{proxy}/wado", PACSBIN)
+        assert result.outcome == CheckOutcome.OK, result.findings
+        assert codes(result) == [
+            "preflight_ok",
+            "qido_ok",
+            "errors_have_cors",
+            "wado_preflight_ok",
+            "wado_ok",
+        ]
+
 
 class TestTheCredentialsCase:
     def test_the_generated_configuration_echoes_the_origin_with_credentials(

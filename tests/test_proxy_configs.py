@@ -118,7 +118,7 @@ def validate_caddy(config: str, tmp: Path) -> subprocess.CompletedProcess[str]:
         [peers.CADDY, "validate", "--adapter", "caddyfile", "--config", str(path)],
         capture_output=True,
         text=True,
-        env={"HOME": str(tmp), "XDG_DATA_HOME": str(tmp), "XDG_CONFIG_HOME": str(tmp)},
+        env=peers.caddy_env(tmp),
     )
 
 
@@ -211,3 +211,22 @@ class TestApacheInFrontOfOrthanc:
         url, _ = apache_in_front_of
         result = probe.probe(url, url, "https://evil.example", needs_credentials=True)
         assert result.outcome == CheckOutcome.CORS_ORIGIN_MISMATCH
+
+
+@pytest.mark.peers
+@pytest.mark.usefixtures("allow_private")
+class TestCaddyInFrontOfOrthanc:
+    @pytest.mark.parametrize("credentials", [False, True])
+    def test_the_probe_gets_ok_through_caddy_and_a_mismatch_for_another_origin(
+        self, orthanc: peers.Orthanc, tmp_path: Path, credentials: bool
+    ) -> None:
+        server = server_for(orthanc.dicomweb, needs_credentials=credentials)
+        with peers.caddy(tmp_path, proxyconfig.render(server, "caddy")) as proxy:
+            url = f"{proxy}/dicom-web"
+            allowed = probe.probe(url, url, PACSBIN, needs_credentials=credentials)
+            other = probe.probe(
+                url, url, "https://evil.example", needs_credentials=credentials
+            )
+        assert allowed.outcome == CheckOutcome.OK, allowed.findings
+        assert "wado_ok" in [f.code for f in allowed.findings]
+        assert other.outcome == CheckOutcome.CORS_ORIGIN_MISMATCH
