@@ -14,6 +14,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
+from integrations.connectivity.admin import ConnectivityAdminMixin
 from integrations.forms import AccessLookupForm, DicomWebServerAdminForm
 from integrations.models import (
     ApprovedUser,
@@ -69,7 +70,7 @@ class InstitutionAdmin(AuditedAdmin):
 
 
 @admin.register(DicomWebServer)
-class DicomWebServerAdmin(AuditedAdmin):
+class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
     form = DicomWebServerAdminForm
     list_display = ["name", "institution", "status_badge", "cors_mode", "qido_url"]
     list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
@@ -77,12 +78,18 @@ class DicomWebServerAdmin(AuditedAdmin):
     search_fields = ["institution__name", "name", "qido_url", "wado_url"]
     search_help_text = "Institution, server name, URL, or an approved email."
     autocomplete_fields = ["institution"]
-    readonly_fields = ["approved_users_link", "created_at", "updated_at"]
-    actions = ["activate", "suspend"]
+    readonly_fields = [
+        "approved_users_link",
+        "created_at",
+        "updated_at",
+        *ConnectivityAdminMixin.connectivity_fields,
+    ]
+    actions = ["activate", "suspend", "run_connectivity_check"]
     fieldsets = [
         (None, {"fields": ["institution", "name", "status"]}),
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
         ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
+        ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
         ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]

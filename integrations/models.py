@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models
 from django.db.models.functions import Lower
@@ -247,3 +248,72 @@ class ApprovedUser(models.Model):
             duplicate = duplicate.exclude(pk=self.pk)
         if duplicate.exists():
             raise duplicate_error(EMAIL_ONCE_PER_SERVER, self.email)
+
+
+class CheckOutcome(models.TextChoices):
+    """The outcome of a connectivity check (REST API v1 contract values)."""
+
+    OK = "ok", "OK"
+    UNREACHABLE = "unreachable", "Unreachable"
+    TLS_ERROR = "tls_error", "TLS error"
+    NOT_DICOMWEB = "not_dicomweb", "Not DICOMweb"
+    CORS_MISSING = "cors_missing", "CORS header missing"
+    CORS_ORIGIN_MISMATCH = "cors_origin_mismatch", "CORS for another origin"
+    PREFLIGHT_FAILED = "preflight_failed", "Preflight failed"
+    CREDENTIALS_MISCONFIGURED = "credentials_misconfigured", "Credentials misconfigured"
+    BLOCKED = "blocked", "Blocked by the SSRF guard"
+
+
+class ConnectivityCheck(models.Model):
+    """One probe of a server from one origin, by the registry or a browser."""
+
+    class Source(models.TextChoices):
+        SERVER = "server", "Server-side probe"
+        BROWSER = "browser", "Someone's browser"
+
+    Outcome = CheckOutcome
+
+    server = models.ForeignKey(
+        DicomWebServer, on_delete=models.CASCADE, related_name="connectivity_checks"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    origin = models.CharField(max_length=200)
+    outcome = models.CharField(max_length=32, choices=CheckOutcome.choices)
+    findings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name = "connectivity check"
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["server", "-created_at"], name="check_server_recent_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()} from {self.origin} ({self.source})"
+
+    @property
+    def is_ok(self) -> bool:
+        return self.outcome == CheckOutcome.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """The REST API's shape of a check (contract)."""
+        return {
+            "id": self.pk,
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "source": self.source,
+            "origin": self.origin,
+            "outcome": self.outcome,
+            "findings": [
+                {"code": f["code"], "message": f["message"]} for f in self.findings
+            ],
+        }
