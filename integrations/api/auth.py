@@ -111,7 +111,9 @@ class UserTokenAuthentication(authentication.BaseAuthentication):
         except jwt.ExpiredSignatureError:
             raise exceptions.AuthenticationFailed("The token has expired.") from None
         except jwt.InvalidTokenError as exc:
-            raise exceptions.AuthenticationFailed(f"Invalid token: {exc}.") from None
+            raise exceptions.AuthenticationFailed(
+                f"Invalid token: {str(exc).rstrip('.')}."
+            ) from None
         try:
             email = normalize_email(claims["email"])
         except ValidationError as exc:

@@ -12,6 +12,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from integrations.models import ApprovedUser, DicomWebServer, Institution
@@ -93,9 +95,18 @@ class ApprovedUserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+@extend_schema_field(OpenApiTypes.STR)
+class EmailItemField(serializers.JSONField):
+    """Any JSON value: every bad item, of whatever type, is then reported by
+    position and value in one list (see registry.normalise_all)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, **kwargs)
+
+
 class BulkEmailsSerializer(serializers.Serializer):
     emails = serializers.ListField(
-        child=serializers.JSONField(),
+        child=EmailItemField(),
         allow_empty=False,
         max_length=MAX_BULK_EMAILS,
         help_text="Emails to approve; any invalid one and nothing is written.",

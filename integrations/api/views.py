@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -245,16 +246,12 @@ class ApprovedUserListView(ServerChildMixin, generics.ListAPIView):
         server = self.get_server()
         payload = BulkEmailsSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
+        given = payload.validated_data["emails"]
         try:
-            emails = registry.normalise_all(payload.validated_data["emails"])
+            emails = registry.normalise_all(given)
         except registry.BulkEmailError as exc:
             raise ValidationError(
-                {
-                    "emails": [
-                        f"Item {position}: {message}"
-                        for position, _value, message in exc.errors
-                    ]
-                }
+                {"emails": [_item_error(given, *error) for error in exc.errors]}
             ) from None
         with acting_for(request):
             result = registry.add_approved_users(server, emails)
@@ -262,6 +259,16 @@ class ApprovedUserListView(ServerChildMixin, generics.ListAPIView):
             {"added": result.added, "existing": result.existing}
         )
         return Response(answer.data)
+
+
+def _item_error(given: list[Any], position: int, value: str, message: str) -> str:
+    """``Item 3: <message>``, naming the value when the message does not."""
+    raw = given[position - 1]
+    text = raw.strip() if isinstance(raw, str) else ""
+    shown = text or json.dumps(raw, ensure_ascii=False)
+    if text and text in message:
+        return f"Item {position}: {message}"
+    return f"Item {position} ({shown}): {message}"
 
 
 @docs.approved_user
