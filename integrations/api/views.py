@@ -9,7 +9,9 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import ProtectedError, QuerySet
+from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import generics, status, viewsets
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
@@ -103,6 +105,11 @@ def _same_email(asked: str, own: str) -> bool:
         return email_key(normalize_email(asked)) == email_key(own)
     except DjangoValidationError:
         return False
+
+
+@csrf_exempt  # changes nothing; a CSRF 403 page would hide the JSON 404
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
 
 
 # --- Health -----------------------------------------------------------------
