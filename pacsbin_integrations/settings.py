@@ -62,7 +62,12 @@ UPLOADER_JWT_SECRET = env.secret("UPLOADER_JWT_SECRET")
 CONNECTIVITY_ALLOW_PRIVATE = env.bool("CONNECTIVITY_ALLOW_PRIVATE", False)
 
 
-_RATE_PERIODS = {"s": 1, "sec": 1, "min": 60, "h": 3600, "hour": 3600, "day": 86400}
+_RATE_PERIODS = {
+    **dict.fromkeys(["s", "sec", "second"], 1),
+    **dict.fromkeys(["min", "minute"], 60),
+    **dict.fromkeys(["h", "hour"], 3600),
+    "day": 86400,
+}
 
 
 def _rate(name: str, default: str) -> tuple[int, int] | None:
@@ -71,7 +76,8 @@ def _rate(name: str, default: str) -> tuple[int, int] | None:
     if raw == "off":
         return None
     count, _, period = raw.partition("/")
-    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
+    valid = count.isascii() and count.isdigit() and int(count) >= 1
+    if not valid or period not in _RATE_PERIODS:
         raise ImproperlyConfigured(
             f"{name}={raw!r} is not a rate: use e.g. 600/min "
             f"(periods: {', '.join(_RATE_PERIODS)}), or off."

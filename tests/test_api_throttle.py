@@ -184,3 +184,39 @@ class TwoProcessesShareTheCountTests(SimpleTestCase):
         allowed = [int(out.strip().splitlines()[-1]) for out, _err in results]
         # 100 requests against a rate of 60: no count lost to a race.
         self.assertEqual(sum(allowed), 60, allowed)
+
+
+class ThrottleRateSettingTests(SimpleTestCase):
+    def rate(self, value: str):
+        from pacsbin_integrations import settings as project_settings
+
+        with mock.patch.dict(os.environ, {"ACCESS_THROTTLE_RATE": value}):
+            return project_settings._rate("ACCESS_THROTTLE_RATE", "600/min")
+
+    def test_it_reads_a_count_per_period(self) -> None:
+        self.assertEqual(self.rate("600/min"), (600, 60))
+        self.assertEqual(self.rate("600/minute"), (600, 60))
+        self.assertEqual(self.rate(" 10/S "), (10, 1))
+        self.assertEqual(self.rate("5000/hour"), (5000, 3600))
+        self.assertEqual(self.rate("100000/day"), (100000, 86400))
+
+    def test_off_disables_it(self) -> None:
+        self.assertIsNone(self.rate("off"))
+
+    def test_anything_else_stops_start_up_naming_the_variable(self) -> None:
+        from django.core.exceptions import ImproperlyConfigured
+
+        for value in [
+            "600",
+            "600/minute",
+            "0/min",
+            "-1/min",
+            "ten/min",
+            "6O0/min",
+            "²/s",
+        ]:
+            with (
+                self.subTest(value=value),
+                self.assertRaisesMessage(ImproperlyConfigured, "ACCESS_THROTTLE_RATE"),
+            ):
+                self.rate(value)
