@@ -208,7 +208,8 @@ class ThrottleRateSettingTests(SimpleTestCase):
 
         for value in [
             "600",
-            "600/minute",
+            "600/fortnight",
+            "600/m",
             "0/min",
             "-1/min",
             "ten/min",
