@@ -203,6 +203,7 @@ class InstitutionApiTests(ManagementTestCase):
         response = self.post(self.URL, {"name": "", "contact_email": "not-mail"})
         self.assertEqual(response.status_code, 400)
         self.assertEqual(set(response.json()), {"name", "contact_email"})
+        self.assertIn("not-mail", response.json()["contact_email"][0])
 
     def test_malformed_json_is_a_400(self) -> None:
         response = self.client.post(

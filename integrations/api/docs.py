@@ -292,17 +292,19 @@ def _crud(
     destroy_errors: dict[int, Any] | None = None,
 ) -> Any:
     examples = [OpenApiExample(noun, value=example)]
+    a_noun = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+    tags = [f"{noun}s"]
     return extend_schema_view(
         list=extend_schema(
             summary=f"List {noun}s (paginated)",
-            tags=[noun],
+            tags=tags,
             parameters=[*list_parameters, PAGE_SIZE],
             responses={200: serializer, **LIST_ERRORS},
             examples=examples,
         ),
         create=extend_schema(
-            summary=f"Create a {noun}",
-            tags=[noun],
+            summary=f"Create {a_noun}",
+            tags=tags,
             responses={
                 201: serializer,
                 400: BAD_REQUEST,
@@ -312,20 +314,20 @@ def _crud(
             examples=examples,
         ),
         retrieve=extend_schema(
-            summary=f"Read a {noun}",
-            tags=[noun],
+            summary=f"Read {a_noun}",
+            tags=tags,
             responses={200: serializer, **READ_ERRORS},
             examples=examples,
         ),
         partial_update=extend_schema(
-            summary=f"Change a {noun}",
-            tags=[noun],
+            summary=f"Change {a_noun}",
+            tags=tags,
             responses={200: serializer, **WRITE_ERRORS},
             examples=examples,
         ),
         destroy=extend_schema(
-            summary=f"Delete a {noun}",
-            tags=[noun],
+            summary=f"Delete {a_noun}",
+            tags=tags,
             responses={204: None, **READ_ERRORS, **(destroy_errors or {})},
         ),
     )

@@ -17,6 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from integrations.models import ApprovedUser, DicomWebServer, Institution
+from integrations.validators import MAX_EMAIL_LENGTH, normalize_email
 
 MAX_BULK_EMAILS = 10_000
 
@@ -41,11 +42,22 @@ class ModelRulesMixin:
 
 
 class InstitutionSerializer(ModelRulesMixin, serializers.ModelSerializer):
+    # The one email normaliser, whose messages name the value given.
+    contact_email = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_EMAIL_LENGTH
+    )
+
     class Meta:
         model = Institution
         fields = ["id", "name", "contact_name", "contact_email", "notes"]
         # Uniqueness (ignoring case) is the model's rule, checked in validate().
         validators: list[Any] = []
+
+    def validate_contact_email(self, value: str) -> str:
+        try:
+            return normalize_email(value) if value else ""
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
 
 
 class InstitutionIdField(serializers.PrimaryKeyRelatedField):
