@@ -18,7 +18,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
+from rest_framework.serializers import BaseSerializer, as_serializer_error
 from rest_framework.views import APIView
 
 from integrations import audit, registry
@@ -37,8 +37,7 @@ from integrations.models import (
     ApprovedUser,
     DicomWebServer,
     Institution,
-    duplicate_institution_error,
-    duplicate_server_error,
+    integrity_error_as_validation,
 )
 from integrations.validators import email_key, normalize_email
 
@@ -148,11 +147,15 @@ class AuditedSaveMixin:
         try:
             with acting_for(request), transaction.atomic():
                 serializer.save()
-        except IntegrityError:
-            raise ValidationError(self.duplicate_error(serializer)) from None
-
-    def duplicate_error(self, serializer: BaseSerializer) -> dict[str, list[str]]:
-        raise NotImplementedError
+        except IntegrityError as exc:
+            current = {"name": serializer.instance.name} if serializer.instance else {}
+            values = {**current, **serializer.validated_data}
+            duplicate = integrity_error_as_validation(exc, values)
+            if duplicate is None:
+                raise docs.Conflict(
+                    "The change conflicts with a concurrent one; try again."
+                ) from None
+            raise ValidationError(as_serializer_error(duplicate)) from None
 
     def perform_create(self, serializer: BaseSerializer) -> None:
         self._save(serializer)
@@ -173,10 +176,6 @@ class InstitutionViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
         if search:
             institutions = institutions.filter(name__icontains=search)
         return institutions
-
-    def duplicate_error(self, serializer: BaseSerializer) -> dict[str, list[str]]:
-        name = serializer.validated_data.get("name", "")
-        return {"name": duplicate_institution_error(name).messages}
 
     def perform_destroy(self, instance: Institution) -> None:
         try:
@@ -217,10 +216,6 @@ class DicomWebServerViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
                 )
             servers = servers.filter(status=wanted)
         return servers
-
-    def duplicate_error(self, serializer: BaseSerializer) -> dict[str, list[str]]:
-        name = serializer.validated_data.get("name") or serializer.instance.name
-        return {"name": duplicate_server_error(name).messages}
 
     def perform_destroy(self, instance: DicomWebServer) -> None:
         with acting_for(self.request), transaction.atomic():
