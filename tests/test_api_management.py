@@ -6,6 +6,7 @@ import json
 from unittest import mock
 
 from django.contrib.auth.models import Permission, User
+from django.db import IntegrityError
 from django.test import Client, TestCase, override_settings
 
 from integrations.models import ApprovedUser, DicomWebServer, Institution
@@ -343,6 +344,16 @@ class ServerApiTests(ManagementTestCase):
             response = self.post(self.URL, self.new_server(name="Pacs"))
         self.assertEqual(response.status_code, 400)
         self.assertIn("Pacs", response.json()["name"][0])
+
+    def test_another_integrity_error_in_a_race_is_a_409_not_a_500(self) -> None:
+        # E.g. the institution deleted between validation and the insert.
+        with mock.patch.object(
+            DicomWebServer, "save", side_effect=IntegrityError("FOREIGN KEY failed")
+        ):
+            response = self.post(self.URL, self.new_server())
+        self.assertEqual(response.status_code, 409)
+        self.assertIn("try again", response.json()["detail"])
+        self.assertEqual(DicomWebServer.objects.count(), 1)
 
     def test_filters_by_institution_and_status(self) -> None:
         other = Institution.objects.create(name="Other")

@@ -107,6 +107,10 @@ THROTTLED = OpenApiResponse(
 )
 
 READ_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+RACE = _error(
+    "A concurrent change got in the way (not a duplicate): try again.",
+    {"detail": "The change conflicts with a concurrent one; try again."},
+)
 WRITE_ERRORS = {400: BAD_REQUEST, **READ_ERRORS}
 LIST_ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
 
@@ -310,6 +314,7 @@ def _crud(
                 400: BAD_REQUEST,
                 401: UNAUTHENTICATED,
                 403: FORBIDDEN,
+                409: RACE,
             },
             examples=examples,
         ),
@@ -322,7 +327,7 @@ def _crud(
         partial_update=extend_schema(
             summary=f"Change {a_noun}",
             tags=tags,
-            responses={200: serializer, **WRITE_ERRORS},
+            responses={200: serializer, **WRITE_ERRORS, 409: RACE},
             examples=examples,
         ),
         destroy=extend_schema(
