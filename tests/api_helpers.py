@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
+from unittest import mock
 
 import jwt
+from django.core.cache.backends.locmem import LocMemCache
+from django.test import SimpleTestCase
 
 from integrations import registry
 from integrations.models import ApiKey, DicomWebServer, Institution
@@ -53,3 +57,15 @@ def server(
     if emails:
         registry.add_approved_users(row, emails)
     return row
+
+
+def fresh_throttle_cache(test: SimpleTestCase) -> LocMemCache:
+    """Give the access throttle an empty cache of its own for one test (never
+    clearing a shared cache that could be a real Redis)."""
+    from integrations.api.throttling import AccessThrottle
+
+    cache = LocMemCache(f"throttle-test-{uuid.uuid4().hex}", {})
+    patcher = mock.patch.object(AccessThrottle, "cache", cache)
+    patcher.start()
+    test.addCleanup(patcher.stop)
+    return cache

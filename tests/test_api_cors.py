@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.test import TestCase, override_settings
 
-from tests.api_helpers import api_key, key_header
+from tests.api_helpers import api_key, fresh_throttle_cache, key_header
 
 URL = "/api/v1/access"
 ORIGIN = "https://pacsbin.com"
@@ -90,12 +90,9 @@ class AccessCorsTests(TestCase):
 
     @override_settings(ACCESS_THROTTLE_RATE=(1, 60))
     def test_a_throttled_answer_carries_cors_headers(self) -> None:
-        from django.core.cache import cache
-
-        cache.clear()
+        fresh_throttle_cache(self)
         self.ask(ORIGIN, **key_header(self.raw))
         response = self.ask(ORIGIN, **key_header(self.raw))
-        cache.clear()
         self.assertEqual(response.status_code, 429)
         self.assertEqual(response[ALLOW], ORIGIN)
 

@@ -11,12 +11,18 @@ from pathlib import Path
 from unittest import mock
 
 import redis
-from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
 from django.test import SimpleTestCase, TestCase, override_settings
 
 from integrations.api.throttling import AccessThrottle
-from tests.api_helpers import JWT_SECRET, api_key, bearer_header, key_header, user_token
+from tests.api_helpers import (
+    JWT_SECRET,
+    api_key,
+    bearer_header,
+    fresh_throttle_cache,
+    key_header,
+    user_token,
+)
 
 URL = "/api/v1/access"
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -50,8 +56,7 @@ class AccessThrottleTests(TestCase):
         cls.key, cls.raw = api_key("uploader", "access")
 
     def setUp(self) -> None:
-        cache.clear()
-        self.addCleanup(cache.clear)
+        fresh_throttle_cache(self)
 
     def ask(self, raw: str):
         return self.client.get(URL, {"email": "jane@x.example"}, **key_header(raw))
