@@ -17,6 +17,7 @@ from integrations import registry
 from integrations.connectivity.admin import ConnectivityAdminMixin
 from integrations.forms import AccessLookupForm, DicomWebServerAdminForm
 from integrations.models import (
+    ApiKey,
     ApprovedUser,
     DicomWebServer,
     Institution,
@@ -218,3 +219,63 @@ class ApprovedUserAdmin(AuditedAdmin):
         return TemplateResponse(
             request, "admin/integrations/access_lookup.html", context
         )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "scope",
+        "prefix",
+        "state",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+    ]
+    list_filter = ["scope"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        if obj is None:
+            return ["name", "scope", "expires_at"]
+        return ["name", "scope", "expires_at", *self.readonly_fields]
+
+    @admin.display(description="state")
+    def state(self, key: ApiKey) -> str:
+        if key.revoked_at is not None:
+            return "revoked"
+        return "usable" if key.is_usable() else "expired"
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiKey, form: Any, change: bool
+    ) -> None:
+        if not change:
+            # Kept on the request only, for response_add: never in a message,
+            # a session or a log.
+            request._new_api_key = obj.set_new_key()  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"API key “{obj.name}” created",
+            "key": obj,
+            "raw_key": request._new_api_key,  # type: ignore[attr-defined]
+            "opts": self.opts,
+        }
+        response = TemplateResponse(
+            request, "admin/integrations/apikey/created.html", context
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        keys = [key for key in queryset if key.revoked_at is None]
+        for key in keys:
+            key.revoke()
+        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
