@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -437,3 +438,93 @@ approved_user = extend_schema_view(
         responses={204: None, 400: BAD_REQUEST, **READ_ERRORS},
     )
 )
+
+_CHECK_EXAMPLE = {
+    "id": 12,
+    "created_at": "2026-11-28T09:30:00Z",
+    "source": "server",
+    "origin": "https://pacsbin.com",
+    "outcome": "cors_missing",
+    "findings": [
+        {
+            "code": "cors_missing",
+            "message": "The archive answered the QIDO search but sent no "
+            "Access-Control-Allow-Origin header: the browser blocks it. Add the "
+            "header on the archive, or put the fix-it reverse proxy in front.",
+        }
+    ],
+}
+
+
+def _check_serializer() -> Any:
+    from integrations.api.connectivity import ConnectivityCheckSerializer
+
+    return ConnectivityCheckSerializer
+
+
+def _run_check_serializer() -> Any:
+    from integrations.api.connectivity import RunCheckSerializer
+
+    return RunCheckSerializer
+
+
+def checks(view: Any) -> Any:
+    return extend_schema_view(
+        get=extend_schema(
+            summary="List a server's connectivity checks, newest first",
+            tags=["connectivity"],
+            parameters=[_SERVER_ID, PAGE_SIZE],
+            responses={200: _check_serializer()(many=True), **LIST_ERRORS},
+        ),
+        post=extend_schema(
+            summary="Run a connectivity check now",
+            description="Probes the server from the registry: a CORS preflight "
+            "for a QIDO search carrying Authorization, the QIDO search itself "
+            "and, when a study comes back, a WADO-RS metadata request. "
+            "Private and loopback addresses are refused (`blocked`) unless "
+            "the deployment sets CONNECTIVITY_ALLOW_PRIVATE=1.",
+            tags=["connectivity"],
+            parameters=[_SERVER_ID],
+            request=_run_check_serializer(),
+            responses={
+                201: OpenApiResponse(
+                    _check_serializer(),
+                    description="The check, as recorded.",
+                    examples=[
+                        OpenApiExample(
+                            "check", value=_CHECK_EXAMPLE, response_only=True
+                        )
+                    ],
+                ),
+                **WRITE_ERRORS,
+            },
+        ),
+    )(view)
+
+
+def proxy_config(view: Any) -> Any:
+    return extend_schema_view(
+        get=extend_schema(
+            summary="The fix-it reverse-proxy configuration, ready to paste",
+            description="`kind` is nginx, apache or caddy. A reverse proxy to "
+            "the archive that answers preflights and adds the CORS headers for "
+            "the uploader's origins, on error answers too.",
+            tags=["connectivity"],
+            parameters=[
+                _SERVER_ID,
+                OpenApiParameter(
+                    "kind",
+                    str,
+                    location=OpenApiParameter.PATH,
+                    enum=["nginx", "apache", "caddy"],
+                    description="The proxy software.",
+                ),
+            ],
+            responses={
+                (200, "text/plain"): OpenApiResponse(
+                    OpenApiTypes.STR, description="The configuration text."
+                ),
+                **READ_ERRORS,
+            },
+        )
+    )(view)

@@ -6,7 +6,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from integrations.api import views
+from integrations.api import connectivity, views
 
 app_name = "api"
 
@@ -27,10 +27,16 @@ urlpatterns = [
         views.ApprovedUserDetailView.as_view(),
         name="approved-user",
     ),
-    # --- Connectivity (built on another branch) ---------------------------
-    # v1/servers/<int:server_id>/checks/               (GET list, POST run)
-    # v1/servers/<int:server_id>/proxy-config/<kind>   (nginx|apache|caddy)
-    # ------------------------------------------------------------------------
+    path(
+        "v1/servers/<int:server_id>/checks/",
+        connectivity.ServerChecksView.as_view(),
+        name="checks",
+    ),
+    path(
+        "v1/servers/<int:server_id>/proxy-config/<str:kind>",
+        connectivity.ProxyConfigView.as_view(),
+        name="proxy-config",
+    ),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
