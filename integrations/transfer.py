@@ -24,11 +24,12 @@ from simple_history.utils import bulk_create_with_history
 
 from integrations import audit, registry
 from integrations.models import (
+    INSTITUTION_NAME_UNIQUE,
+    SERVER_NAME_UNIQUE,
     ApprovedUser,
     DicomWebServer,
     Institution,
-    duplicate_institution_error,
-    duplicate_server_error,
+    duplicate_error,
 )
 from integrations.validators import email_key, normalize_email
 
@@ -263,7 +264,7 @@ def _check_institutions(institutions: list[Institution]) -> list[str]:
             continue
         key = institution.name.casefold()
         if key in names:
-            duplicate = duplicate_institution_error(institution.name)
+            duplicate = duplicate_error(INSTITUTION_NAME_UNIQUE, institution.name)
             errors.append(f"institutions #{number}: {_message(duplicate)}")
         names.add(key)
     return errors
@@ -291,9 +292,8 @@ def _check_servers(
             continue
         key = (server.institution_id, server.name.casefold())
         if key in names:
-            errors.append(
-                f"servers #{number}: {_message(duplicate_server_error(server.name))}"
-            )
+            duplicate = duplicate_error(SERVER_NAME_UNIQUE, server.name)
+            errors.append(f"servers #{number}: {_message(duplicate)}")
         names.add(key)
     return errors
 

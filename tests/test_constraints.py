@@ -3,6 +3,8 @@ duplicate with a message naming the value, never a 500."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.test import TestCase
@@ -145,3 +147,35 @@ class AdminDuplicateTests(TestCase):
         server = DicomWebServer.objects.get(name="New")
         assert server.qido_url == "https://pacs.example.edu/dicomweb"
         assert server.wado_url == "https://pacs.example.edu/wado"
+
+
+class DatabaseRaceTests(TestCase):
+    """The form's own check passed (another writer was faster): the database
+    refuses the duplicate and the staffer gets the message, not a 500."""
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.staff = get_user_model().objects.create_superuser(
+            "staff", "s@example.org", "pw-long-enough-1"
+        )
+        make_institution("University Hospital")
+
+    def test_a_duplicate_reaching_the_database_is_answered_naming_the_value(
+        self,
+    ) -> None:
+        self.client.force_login(self.staff)
+        with mock.patch.object(Institution, "validate_constraints"):
+            response = self.client.post(
+                "/admin/integrations/institution/add/",
+                {
+                    "name": "UNIVERSITY hospital",
+                    "servers-TOTAL_FORMS": "0",
+                    "servers-INITIAL_FORMS": "0",
+                },
+                follow=True,
+            )
+        assert response.status_code == 200
+        self.assertContains(
+            response, "An institution named “UNIVERSITY hospital” already exists"
+        )
+        assert Institution.objects.count() == 1

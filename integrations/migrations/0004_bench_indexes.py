@@ -24,6 +24,6 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("integrations", "0001_initial")]
+    dependencies = [("integrations", "0003_api_keys")]
 
     operations = [migrations.RunPython(create, drop, elidable=False)]
