@@ -38,12 +38,20 @@ def log(message: str) -> None:
     print(f"[{os.environ.get('BENCH_LABEL', 'bench')}] {message}", file=sys.stderr)
 
 
+_tenths_shown: dict[str, int] = {}
+
+
 def progress(what: str, done: int, total: int) -> None:
+    """A bar redrawn in place on a terminal; a line per tenth in a log."""
     width = 30
     filled = width * done // total if total else width
-    bar = "#" * filled + "-" * (width - filled)
-    end = "\n" if done >= total else "\r"
-    sys.stderr.write(f"  seeding {what:>15} [{bar}] {done:>9,}/{total:,}{end}")
+    line = f"  seeding {what:>15} [{'#' * filled}{'-' * (width - filled)}]"
+    line += f" {done:>9,}/{total:,}"
+    if sys.stderr.isatty():
+        sys.stderr.write(line + ("\n" if done >= total else "\r"))
+    elif _tenths_shown.get(what) != (tenth := done * 10 // max(total, 1)):
+        _tenths_shown[what] = tenth
+        sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
 
