@@ -186,3 +186,7 @@ class ApprovedUserAdmin(AuditedAdmin):
         return TemplateResponse(
             request, "admin/integrations/access_lookup.html", context
         )
+
+
+# Staff review of self-service submissions (registers its own admin).
+from integrations.onboarding import admin as onboarding_admin  # noqa: E402, F401
