@@ -138,6 +138,7 @@ class BadInput(FreshRateLimit, TestCase):
         html = self.post(emails=pasted)
         self.assertIn("Line 2: “not-an-email” is not a valid email address", html)
         self.assertIn("Line 4: “carol@” is not a valid email address", html)
+        self.assertIn("Please fix 2 problems below", html)
         self.assertIn(
             ">\nann@st-example.org\nnot-an-email\n\n"
             "bob@st-example.org, carol@\n</textarea>",

@@ -150,3 +150,11 @@ class WhatTheStatusPageShows(TestCase):
         html = self.client.get(f"/onboarding/status/{status_link(r)}/").content.decode()
         self.assertIn("Rejected", html)
         self.assertIn("The QIDO URL is a test &lt;server&gt;.", html)
+
+
+class NoTemplateCommentLeaks(TestCase):
+    def test_the_placeholder_notes_for_developers_stay_out_of_the_page(self) -> None:
+        r = submitted_request()
+        html = self.client.get(f"/onboarding/status/{status_link(r)}/").content.decode()
+        self.assertNotIn("placeholder", html)
+        self.assertNotIn("{#", html)

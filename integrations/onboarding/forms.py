@@ -159,6 +159,10 @@ class ServerDetailsForm(forms.Form):
         return data
 
     @property
+    def error_count(self) -> int:
+        return sum(len(errors) for errors in self.errors.values())
+
+    @property
     def honeypot_filled(self) -> bool:
         return bool(self.data.get("leave_blank", "").strip())
 
