@@ -120,11 +120,7 @@ def submit_request(
 
 
 def _lock_open(onboarding_request: OnboardingRequest) -> OnboardingRequest:
-    locked = (
-        OnboardingRequest.objects.select_for_update()
-        .select_related("reviewer")
-        .get(pk=onboarding_request.pk)
-    )
+    locked = OnboardingRequest.objects.select_for_update().get(pk=onboarding_request.pk)
     if locked.status != OnboardingRequest.Status.SUBMITTED:
         who = locked.reviewer.get_username() if locked.reviewer else "someone"
         when = (
