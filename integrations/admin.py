@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.db import IntegrityError
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -14,12 +15,36 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
 from integrations.forms import AccessLookupForm, DicomWebServerAdminForm
-from integrations.models import ApprovedUser, DicomWebServer, Institution
+from integrations.models import (
+    ApprovedUser,
+    DicomWebServer,
+    Institution,
+    integrity_error_as_validation,
+)
 from integrations.validators import email_key
 
 
 class AuditedAdmin(SimpleHistoryAdmin):
     history_list_display = ["history_actor"]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except IntegrityError as exc:
+            # A duplicate written by someone else between the form's check and
+            # the insert: the database refused it; say so instead of a 500.
+            error = integrity_error_as_validation(exc, request.POST)
+            if error is None:
+                raise
+            for message in error.messages:
+                self.message_user(request, message, messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
 
 class DicomWebServerInline(admin.TabularInline):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import IntegrityError, models
 from django.db.models.functions import Lower
 from simple_history.models import HistoricalRecords
 
@@ -18,6 +19,48 @@ from integrations.validators import (
     normalize_dicomweb_url,
     normalize_email,
 )
+
+INSTITUTION_NAME_UNIQUE = "institution_name_ci_unique"
+SERVER_NAME_UNIQUE = "server_name_ci_unique_per_institution"
+EMAIL_ONCE_PER_SERVER = "approved_user_once_per_server"
+
+# The duplicate each uniqueness constraint refuses: (field, message naming it).
+_DUPLICATES = {
+    INSTITUTION_NAME_UNIQUE: (
+        "name",
+        "An institution named “%(value)s” already exists (names are compared "
+        "ignoring case).",
+    ),
+    SERVER_NAME_UNIQUE: (
+        "name",
+        "This institution already has a server named “%(value)s” (names are "
+        "compared ignoring case).",
+    ),
+    EMAIL_ONCE_PER_SERVER: (
+        "email",
+        "“%(value)s” is already approved for this server.",
+    ),
+}
+
+
+def duplicate_error(constraint: str, value: str) -> ValidationError:
+    field, message = _DUPLICATES[constraint]
+    return ValidationError(
+        {field: [ValidationError(message, code="unique", params={"value": value})]}
+    )
+
+
+def integrity_error_as_validation(
+    exc: IntegrityError, values: Mapping[str, Any]
+) -> ValidationError | None:
+    """The clear message for a duplicate the database refused (a race past the
+    form's own check), naming the value; None for any other integrity error.
+    Both SQLite and PostgreSQL name the constraint in the error text."""
+    text = str(exc)
+    for constraint, (field, _message) in _DUPLICATES.items():
+        if constraint in text:
+            return duplicate_error(constraint, str(values.get(field, "")))
+    return None
 
 
 def _history() -> HistoricalRecords:
@@ -37,7 +80,7 @@ class Institution(models.Model):
     class Meta:
         ordering = [Lower("name")]
         constraints = [
-            models.UniqueConstraint(Lower("name"), name="institution_name_ci_unique"),
+            models.UniqueConstraint(Lower("name"), name=INSTITUTION_NAME_UNIQUE),
         ]
 
     def __str__(self) -> str:
@@ -53,16 +96,7 @@ class Institution(models.Model):
         if self.pk:
             duplicate = duplicate.exclude(pk=self.pk)
         if self.name and duplicate.exists():
-            raise ValidationError({"name": [duplicate_institution_error(self.name)]})
-
-
-def duplicate_institution_error(name: str) -> ValidationError:
-    return ValidationError(
-        "An institution named “%(value)s” already exists (names are compared "
-        "ignoring case).",
-        code="unique",
-        params={"value": name},
-    )
+            raise duplicate_error(INSTITUTION_NAME_UNIQUE, self.name)
 
 
 class DicomWebServer(models.Model):
@@ -148,16 +182,7 @@ class DicomWebServer(models.Model):
         if self.pk:
             duplicate = duplicate.exclude(pk=self.pk)
         if duplicate.exists():
-            raise ValidationError({"name": [duplicate_server_error(self.name)]})
-
-
-def duplicate_server_error(name: str) -> ValidationError:
-    return ValidationError(
-        "This institution already has a server named “%(value)s” (names are "
-        "compared ignoring case).",
-        code="unique",
-        params={"value": name},
-    )
+            raise duplicate_error(SERVER_NAME_UNIQUE, self.name)
 
 
 class ApprovedUserQuerySet(models.QuerySet["ApprovedUser"]):
@@ -197,7 +222,7 @@ class ApprovedUser(models.Model):
         constraints = [
             # Leads with server: also serves a server's list ordered by email.
             models.UniqueConstraint(
-                fields=["server", "email_key"], name="approved_user_once_per_server"
+                fields=["server", "email_key"], name=EMAIL_ONCE_PER_SERVER
             ),
             models.CheckConstraint(
                 condition=~models.Q(email_key=""), name="approved_user_email_key_set"
@@ -222,17 +247,7 @@ class ApprovedUser(models.Model):
         if self.pk:
             duplicate = duplicate.exclude(pk=self.pk)
         if duplicate.exists():
-            raise ValidationError(
-                {
-                    "email": [
-                        ValidationError(
-                            "“%(value)s” is already approved for this server.",
-                            code="unique",
-                            params={"value": self.email},
-                        )
-                    ]
-                }
-            )
+            raise duplicate_error(EMAIL_ONCE_PER_SERVER, self.email)
 
 
 class OnboardingRequest(models.Model):

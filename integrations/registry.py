@@ -75,11 +75,12 @@ def normalise_all(emails: Iterable[str]) -> list[str]:
 def add_approved_users(server: DicomWebServer, emails: Iterable[str]) -> BulkAddResult:
     """Approve many emails for one server, all or nothing, with audit history.
 
-    Emails must already be valid (see ``normalise_all``); ones already approved
-    are reported, not duplicated.
+    Every email is validated first: any bad one raises BulkEmailError naming
+    each, and nothing is written. Ones already approved are reported, not
+    duplicated. Answers the normalised forms.
     """
     result = BulkAddResult()
-    wanted = {email_key(email): email for email in emails}
+    wanted = {email_key(email): email for email in normalise_all(emails)}
     with transaction.atomic():
         # Lock the server row so two bulk adds to one server serialise cleanly.
         DicomWebServer.objects.select_for_update().filter(pk=server.pk).exists()

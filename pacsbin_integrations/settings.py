@@ -164,6 +164,7 @@ AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = 0.25  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
 AXES_CLIENT_IP_CALLABLE = "integrations.clientip.client_ip"
 
 LANGUAGE_CODE = "en-us"
@@ -172,13 +173,17 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Production serves collected, hashed, compressed files (run collectstatic). Debug
+# and the test suite serve straight from the source folders instead.
+_STATIC_MANIFEST = not DEBUG and env.bool("DJANGO_STATIC_MANIFEST", True)
+STATIC_ROOT = BASE_DIR / "staticfiles" if _STATIC_MANIFEST else None
+WHITENOISE_USE_FINDERS = not _STATIC_MANIFEST
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG and env.bool("DJANGO_STATIC_MANIFEST", True)
+        if _STATIC_MANIFEST
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
