@@ -7,7 +7,7 @@ from unittest import mock
 
 from django.contrib.auth import get_user_model
 from django.core import mail
-from django.test import TestCase
+from django.test import TestCase, TransactionTestCase
 
 from integrations import registry
 from integrations.models import (
@@ -16,7 +16,7 @@ from integrations.models import (
     Institution,
     OnboardingRequest,
 )
-from integrations.onboarding import ReviewError, approve_request, reject_request
+from integrations.onboarding import ReviewError, approve_request, flows, reject_request
 from tests.onboarding_helpers import submitted_request, update_request_for
 
 
@@ -120,6 +120,27 @@ class ApprovingANewServer(TestCase):
         r = submitted_request()
         with self.assertRaisesMessage(ReviewError, "already has a server named"):
             approve_request(r, self.reviewer)
+        self.assertEqual(registry_snapshot(), before)
+        r.refresh_from_db()
+        self.assertEqual(r.status, "submitted")
+
+
+class ApprovingWhileSomeoneElseCreatesTheSameInstitution(TransactionTestCase):
+    def test_the_database_refusal_becomes_a_clear_message_and_nothing_is_written(
+        self,
+    ) -> None:
+        reviewer = get_user_model().objects.create_user("reviewer", is_staff=True)
+        r = submitted_request()
+        Institution.objects.create(name="ST. EXAMPLE HOSPITAL")
+        before = registry_snapshot()
+        # The lookup ran before the other insert committed: it saw nothing.
+        with (
+            mock.patch.object(flows, "institution_named", return_value=None),
+            self.assertRaisesMessage(
+                ReviewError, "An institution named “St. Example Hospital” already"
+            ),
+        ):
+            approve_request(r, reviewer)
         self.assertEqual(registry_snapshot(), before)
         r.refresh_from_db()
         self.assertEqual(r.status, "submitted")

@@ -11,11 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from integrations import audit, registry
-from integrations.models import DicomWebServer, Institution, OnboardingRequest
+from integrations.models import (
+    SERVER_NAME_UNIQUE,
+    DicomWebServer,
+    Institution,
+    OnboardingRequest,
+    integrity_error_as_validation,
+)
 from integrations.onboarding import links, notify
 from integrations.validators import email_key
 
@@ -139,11 +145,15 @@ def _validation_message(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
+def institution_named(name: str) -> Institution | None:
+    return Institution.objects.filter(name__iexact=name).first()
+
+
 def _create_live_rows(
     onboarding_request: OnboardingRequest, activate: bool
 ) -> tuple[Institution, DicomWebServer, bool]:
     r = onboarding_request
-    institution = Institution.objects.filter(name__iexact=r.institution_name).first()
+    institution = institution_named(r.institution_name)
     created_institution = institution is None
     if institution is None:
         institution = Institution(
@@ -254,6 +264,29 @@ def approve_request(
     A new server starts ``active`` (the staffer's approval is the gate) unless
     ``activate`` is False; an update never changes a server's status.
     """
+    try:
+        return _approve(onboarding_request, reviewer, activate, site_url)
+    except IntegrityError as exc:
+        # Someone created the same institution or server between our check
+        # and our insert; the transaction was rolled back whole.
+        r = onboarding_request
+        text = str(exc)
+        name = r.server_name if SERVER_NAME_UNIQUE in text else r.institution_name
+        error = integrity_error_as_validation(exc, {"name": name})
+        if error is None:
+            raise
+        raise ReviewError(
+            f"{_validation_message(error)} It was created while this approval "
+            "ran; nothing was written. Open the request again to review it."
+        ) from None
+
+
+def _approve(
+    onboarding_request: OnboardingRequest,
+    reviewer: Any,
+    activate: bool,
+    site_url: str,
+) -> ApprovalResult:
     with transaction.atomic(), audit.acting_as(user=reviewer):
         r = _lock_open(onboarding_request)
         if r.kind == OnboardingRequest.Kind.NEW:

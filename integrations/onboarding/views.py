@@ -13,7 +13,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from integrations.clientip import client_ip
-from integrations.models import OnboardingRequest
 from integrations.onboarding import cors, flows, guards, links
 from integrations.onboarding.forms import (
     NewServerForm,
@@ -47,47 +46,41 @@ def _refused(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _handle_submission(
-    request: HttpRequest, form: ServerDetailsForm, **submit_kwargs: Any
-) -> tuple[OnboardingRequest | None, int]:
-    """Run the guards and the form; answers the stored request (or None) and
-    the status code for re-showing the form."""
+def _submit(
+    request: HttpRequest,
+    form: ServerDetailsForm,
+    context: dict[str, Any],
+    **submit_kwargs: Any,
+) -> HttpResponse:
+    """The guards, then the form, then one flow call; the form is shown again
+    with what was typed whenever the submission is not stored."""
     if not guards.count_submission(request):
-        form.is_valid()  # keep and show what was typed
+        form.is_valid()  # to show the typed values back
         form.add_error(None, RATE_LIMITED)
-        return None, 429
+        return render(request, "onboarding/form.html", context, status=429)
     if form.honeypot_filled:
-        return None, -1
+        return _refused(request)
     if not form.is_valid():
-        return None, 400
-    onboarding_request = flows.submit_request(
+        return render(request, "onboarding/form.html", context, status=400)
+    created = flows.submit_request(
         form.request_fields(),
         client_address=client_ip(request),
         site_url=site_url(request),
         **submit_kwargs,
     )
-    return onboarding_request, 200
+    return redirect(
+        "integrations:onboarding_submitted", link=links.status_link(created)
+    )
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 def new_request(request: HttpRequest) -> HttpResponse:
     form = NewServerForm(request.POST if request.method == "POST" else None)
-    status = 200
+    context = {"form": form, "title": "Connect your archive to Pacsbin"}
     if request.method == "POST":
-        created, status = _handle_submission(request, form)
-        if status == -1:
-            return _refused(request)
-        if created is not None:
-            return redirect(
-                "integrations:onboarding_submitted", link=links.status_link(created)
-            )
-    return render(
-        request,
-        "onboarding/form.html",
-        {"form": form, "title": "Connect your archive to Pacsbin"},
-        status=status,
-    )
+        return _submit(request, form, context)
+    return render(request, "onboarding/form.html", context)
 
 
 @never_cache
@@ -146,28 +139,16 @@ def update_request(request: HttpRequest, link: str) -> HttpResponse:
         )
     if request.method == "POST":
         form = UpdateServerForm(request.POST)
-        created, status_code = _handle_submission(
-            request, form, server=server, submitted_from=origin
-        )
-        if status_code == -1:
-            return _refused(request)
-        if created is not None:
-            return redirect(
-                "integrations:onboarding_submitted", link=links.status_link(created)
-            )
     else:
         form = UpdateServerForm(initial=UpdateServerForm.initial_for(server))
-        status_code = 200
-    return render(
-        request,
-        "onboarding/form.html",
-        {
-            "form": form,
-            "title": f"Change “{server.name}”",
-            "r": origin,
-            "server": server,
-            "link": link,
-            "is_update": True,
-        },
-        status=status_code,
-    )
+    context = {
+        "form": form,
+        "title": f"Change “{server.name}”",
+        "r": origin,
+        "server": server,
+        "link": link,
+        "is_update": True,
+    }
+    if request.method == "POST":
+        return _submit(request, form, context, server=server, submitted_from=origin)
+    return render(request, "onboarding/form.html", context)
