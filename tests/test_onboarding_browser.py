@@ -105,6 +105,14 @@ def screenshot(page: object, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)  # type: ignore[attr-defined]
 
 
+def fits_a_phone(page: object) -> bool:
+    """The page needs no sideways scrolling 375 pixels wide."""
+    page.set_viewport_size({"width": 375, "height": 800})  # type: ignore[attr-defined]
+    width = page.evaluate("document.documentElement.scrollWidth")  # type: ignore[attr-defined]
+    page.set_viewport_size({"width": 1100, "height": 900})  # type: ignore[attr-defined]
+    return width <= 375
+
+
 def staff_login(page: object, base: str, next_path: str) -> None:
     page.goto(f"{base}/admin/login/?next={next_path}")  # type: ignore[attr-defined]
     page.fill("#id_username", "reviewer")  # type: ignore[attr-defined]
@@ -129,6 +137,13 @@ def test_a_contact_submits_and_a_staffer_approves_in_the_browser(
     with browser_page(chromium) as page:
         page.goto(f"{base}/onboarding/")
         assert page.is_hidden("#id_wado_url"), "WADO is 'same as QIDO' by default"
+        assert fits_a_phone(page)
+        # Keyboard: the skip link comes first; the honeypot is never tabbed to.
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.className") == "skip-link"
+        page.focus("#id_notes")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.type") == "submit"
         page.fill("#id_institution_name", "St. Example Hospital")
         page.fill("#id_contact_name", "Pat Admin")
         page.fill("#id_contact_email", "pat.admin@st-example.org")
@@ -165,10 +180,7 @@ def test_a_contact_submits_and_a_staffer_approves_in_the_browser(
         assert "Access-Control-Allow-Origin: *" in page.inner_text("#cors-headers")
         screenshot(page, "onboarding-status.png")
 
-        # Phones: the status page fits without sideways scrolling.
-        page.set_viewport_size({"width": 375, "height": 800})
-        assert page.evaluate("document.documentElement.scrollWidth") <= 375
-        page.set_viewport_size({"width": 1100, "height": 900})
+        assert fits_a_phone(page)
 
         staff_login(page, base, "/admin/integrations/onboardingrequest/")
         page.click(f"text={reference}")

@@ -92,6 +92,16 @@ class ASubmission(FreshRateLimit, TestCase):
             f"/admin/integrations/onboardingrequest/{r.pk}/change/", message.body
         )
 
+    def test_with_nobody_to_tell_a_warning_is_logged(self) -> None:
+        get_user_model().objects.filter(is_staff=True).update(email="")
+        with (
+            self.assertLogs("integrations.onboarding.notify", "WARNING") as logs,
+            self.captureOnCommitCallbacks(execute=True),
+        ):
+            self.client.post(FORM_URL, form_data())
+        self.assertIn("ONBOARDING_NOTIFY_EMAILS", logs.output[0])
+        self.assertEqual(mail.outbox, [])
+
     @override_settings(ONBOARDING_NOTIFY_EMAILS=["queue@pacsbin.example"])
     def test_the_configured_addresses_are_told_instead(self) -> None:
         with self.captureOnCommitCallbacks(execute=True):

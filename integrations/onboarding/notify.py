@@ -61,11 +61,18 @@ def submission_received(onboarding_request: OnboardingRequest, site_url: str) ->
         f", to remove: {len(r.emails_to_remove)}\n\n"
         f"Review it: {site_url.rstrip('/')}{review}\n"
     )
+    recipients = staff_recipients()
+    if not recipients:
+        logger.warning(
+            "Nobody to tell of %s: set ONBOARDING_NOTIFY_EMAILS or give a staff "
+            "user an email address.",
+            r.reference,
+        )
     _send(
         f"[Pacsbin integrations] {r.reference} waiting for review: "
         f"{r.institution_name}",
         body,
-        staff_recipients(),
+        recipients,
     )
 
 
