@@ -9,9 +9,13 @@ work before opening the browser and after closing it, never in between.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import shutil
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +24,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.core.management import call_command, get_commands
 
 from integrations import registry
 from integrations.models import DicomWebServer, OnboardingRequest
@@ -120,6 +125,33 @@ def staff_login(page: object, base: str, next_path: str) -> None:
     page.click("input[type=submit]")  # type: ignore[attr-defined]
 
 
+def access_key() -> str | None:
+    """A key for the access API from the contract's ``create_api_key``
+    command; None while this branch has no API (then only the registry
+    function is asked)."""
+    if "create_api_key" not in get_commands():
+        return None
+    out = io.StringIO()
+    call_command(
+        "create_api_key", "onboarding-browser", "--scope", "access", stdout=out
+    )
+    return out.getvalue().strip().splitlines()[-1]
+
+
+def access_api_servers(base: str, key: str | None, email: str) -> list[str] | None:
+    """The access API's answer for an email (server names), asked the way the
+    uploader asks it."""
+    if key is None:
+        return None
+    query = urllib.parse.urlencode({"email": email})
+    request = urllib.request.Request(
+        f"{base}/api/v1/access?{query}", headers={"Authorization": f"Api-Key {key}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.load(response)
+    return [server["name"] for server in answer["servers"]]
+
+
 def make_reviewer() -> None:
     get_user_model().objects.create_superuser(
         "reviewer", "reviewer@pacsbin.example", PASSWORD
@@ -198,10 +230,13 @@ def test_a_contact_submits_and_a_staffer_approves_in_the_browser(
     server = DicomWebServer.objects.get()
     assert server.status == "active"
     assert DicomWebServer.history.get().history_actor == "reviewer"
-    # The access question (the API on main is not merged into this branch).
+    # The access question: the one registry function, and the API once merged.
+    key = access_key()
     for email in ("ann@st-example.org", "BOB@st-example.org"):
         assert [s.name for s in registry.approved_servers_for(email)] == ["Main PACS"]
+        assert access_api_servers(base, key, email) in (None, ["Main PACS"])
     assert list(registry.approved_servers_for("carol@st-example.org")) == []
+    assert access_api_servers(base, key, "carol@st-example.org") in (None, [])
 
 
 def test_an_update_sent_from_the_status_page_changes_the_live_data_once_approved(
@@ -245,4 +280,10 @@ def test_an_update_sent_from_the_status_page_changes_the_live_data_once_approved
         server.pk
     ]
     assert list(registry.approved_servers_for("bob@st-example.org")) == []
+    key = access_key()
+    assert access_api_servers(base, key, "carol@st-example.org") in (
+        None,
+        ["Main PACS"],
+    )
+    assert access_api_servers(base, key, "bob@st-example.org") in (None, [])
     assert OnboardingRequest.objects.get(reference=reference).status == "approved"
