@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from django.core.cache import cache
+from django.test import override_settings
 
 from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import flows
@@ -72,9 +73,22 @@ def update_request_for(server: DicomWebServer, **fields: Any) -> OnboardingReque
     )
 
 
+def fresh_cache() -> dict[str, Any]:
+    """A private in-memory cache: no submissions counted yet, and nothing to
+    clear in a shared one (clearing a Redis cache flushes its whole database)."""
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"onboarding-test-{uuid.uuid4().hex}",
+        }
+    }
+
+
 class FreshRateLimit:
-    """Every test starts with no submissions counted (the cache outlives tests)."""
+    """Every test starts with no submissions counted (a cache outlives tests)."""
 
     def setUp(self) -> None:
         super().setUp()  # type: ignore[misc]
-        cache.clear()
+        override = override_settings(CACHES=fresh_cache())
+        override.enable()
+        self.addCleanup(override.disable)  # type: ignore[attr-defined]

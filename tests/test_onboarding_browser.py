@@ -23,14 +23,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.core.management import call_command, get_commands
 
 from integrations import registry
 from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import approve_request
 from integrations.onboarding.links import status_link
-from tests.onboarding_helpers import submitted_request
+from tests.onboarding_helpers import fresh_cache, submitted_request
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -152,11 +151,17 @@ def access_api_servers(base: str, key: str | None, email: str) -> list[str] | No
     return [server["name"] for server in answer["servers"]]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache(settings: object) -> None:
+    """No rate-limit counts left from other tests (the live server runs in
+    this process, so it sees the same settings)."""
+    settings.CACHES = fresh_cache()  # type: ignore[attr-defined]
+
+
 def make_reviewer() -> None:
     get_user_model().objects.create_superuser(
         "reviewer", "reviewer@pacsbin.example", PASSWORD
     )
-    cache.clear()  # no rate-limit counts left from other tests
 
 
 def test_a_contact_submits_and_a_staffer_approves_in_the_browser(

@@ -9,10 +9,10 @@ import uuid
 import pytest
 from django.core import mail
 from django.core.cache import caches
-from django.test import Client, TestCase, override_settings
+from django.test import Client, RequestFactory, TestCase, override_settings
 
 from integrations.models import OnboardingRequest
-from integrations.onboarding.guards import MAX_BODY_BYTES
+from integrations.onboarding.guards import MAX_BODY_BYTES, rate_key
 from tests.onboarding_helpers import FORM_URL, FreshRateLimit, form_data
 
 
@@ -144,7 +144,8 @@ class RateLimitAcrossWorkers(FreshRateLimit, TestCase):
                 response = Client().post(FORM_URL, form_data())
                 self.assertEqual(response.status_code, 429)
             finally:
-                caches["default"].clear()
+                # Only this test's key: clear() would flush the whole database.
+                caches["default"].delete(rate_key(RequestFactory().post(FORM_URL)))
 
 
 class EmailCap(FreshRateLimit, TestCase):
