@@ -14,8 +14,10 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
+from integrations.connectivity.admin import ConnectivityAdminMixin
 from integrations.forms import AccessLookupForm, DicomWebServerAdminForm
 from integrations.models import (
+    ApiKey,
     ApprovedUser,
     DicomWebServer,
     Institution,
@@ -69,7 +71,7 @@ class InstitutionAdmin(AuditedAdmin):
 
 
 @admin.register(DicomWebServer)
-class DicomWebServerAdmin(AuditedAdmin):
+class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
     form = DicomWebServerAdminForm
     list_display = ["name", "institution", "status_badge", "cors_mode", "qido_url"]
     list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
@@ -77,12 +79,18 @@ class DicomWebServerAdmin(AuditedAdmin):
     search_fields = ["institution__name", "name", "qido_url", "wado_url"]
     search_help_text = "Institution, server name, URL, or an approved email."
     autocomplete_fields = ["institution"]
-    readonly_fields = ["approved_users_link", "created_at", "updated_at"]
-    actions = ["activate", "suspend"]
+    readonly_fields = [
+        "approved_users_link",
+        "created_at",
+        "updated_at",
+        *ConnectivityAdminMixin.connectivity_fields,
+    ]
+    actions = ["activate", "suspend", "run_connectivity_check"]
     fieldsets = [
         (None, {"fields": ["institution", "name", "status"]}),
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
         ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
+        ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
         ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]
@@ -211,6 +219,66 @@ class ApprovedUserAdmin(AuditedAdmin):
         return TemplateResponse(
             request, "admin/integrations/access_lookup.html", context
         )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "scope",
+        "prefix",
+        "state",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+    ]
+    list_filter = ["scope"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        if obj is None:
+            return ["name", "scope", "expires_at"]
+        return ["name", "scope", "expires_at", *self.readonly_fields]
+
+    @admin.display(description="state")
+    def state(self, key: ApiKey) -> str:
+        if key.revoked_at is not None:
+            return "revoked"
+        return "usable" if key.is_usable() else "expired"
+
+    def save_model(
+        self, request: HttpRequest, obj: ApiKey, form: Any, change: bool
+    ) -> None:
+        if not change:
+            # Kept on the request only, for response_add: never in a message,
+            # a session or a log.
+            request._new_api_key = obj.set_new_key()  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def response_add(
+        self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"API key “{obj.name}” created",
+            "key": obj,
+            "raw_key": request._new_api_key,  # type: ignore[attr-defined]
+            "opts": self.opts,
+        }
+        response = TemplateResponse(
+            request, "admin/integrations/apikey/created.html", context
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        keys = [key for key in queryset if key.revoked_at is None]
+        for key in keys:
+            key.revoke()
+        self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
 
 
 # Staff review of self-service submissions (registers its own admin).

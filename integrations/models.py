@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models
 from django.db.models.functions import Lower
+from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from integrations import audit
@@ -248,6 +253,173 @@ class ApprovedUser(models.Model):
             duplicate = duplicate.exclude(pk=self.pk)
         if duplicate.exists():
             raise duplicate_error(EMAIL_ONCE_PER_SERVER, self.email)
+
+
+class CheckOutcome(models.TextChoices):
+    """The outcome of a connectivity check (REST API v1 contract values)."""
+
+    OK = "ok", "OK"
+    UNREACHABLE = "unreachable", "Unreachable"
+    TLS_ERROR = "tls_error", "TLS error"
+    NOT_DICOMWEB = "not_dicomweb", "Not DICOMweb"
+    CORS_MISSING = "cors_missing", "CORS header missing"
+    CORS_ORIGIN_MISMATCH = "cors_origin_mismatch", "CORS for another origin"
+    PREFLIGHT_FAILED = "preflight_failed", "Preflight failed"
+    CREDENTIALS_MISCONFIGURED = "credentials_misconfigured", "Credentials misconfigured"
+    BLOCKED = "blocked", "Blocked by the SSRF guard"
+
+
+class ConnectivityCheck(models.Model):
+    """One probe of a server from one origin, by the registry or a browser."""
+
+    class Source(models.TextChoices):
+        SERVER = "server", "Server-side probe"
+        BROWSER = "browser", "Someone's browser"
+
+    Outcome = CheckOutcome
+
+    server = models.ForeignKey(
+        DicomWebServer, on_delete=models.CASCADE, related_name="connectivity_checks"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    source = models.CharField(max_length=16, choices=Source.choices)
+    origin = models.CharField(max_length=200)
+    outcome = models.CharField(max_length=32, choices=CheckOutcome.choices)
+    findings = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name = "connectivity check"
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["server", "-created_at"], name="check_server_recent_idx"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_outcome_display()} from {self.origin} ({self.source})"
+
+    @property
+    def is_ok(self) -> bool:
+        return self.outcome == CheckOutcome.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """The REST API's shape of a check (contract)."""
+        return {
+            "id": self.pk,
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+            "source": self.source,
+            "origin": self.origin,
+            "outcome": self.outcome,
+            "findings": [
+                {"code": f["code"], "message": f["message"]} for f in self.findings
+            ],
+        }
+
+
+class ApiKeyManager(models.Manager["ApiKey"]):
+    def create_key(
+        self, name: str, scope: str, expires_at: Any = None
+    ) -> tuple[ApiKey, str]:
+        """A new key and its raw value: the only time the raw value exists."""
+        key = self.model(name=name, scope=scope, expires_at=expires_at)
+        raw = key.set_new_key()
+        key.full_clean()
+        key.save()
+        return key, raw
+
+    def for_raw_key(self, raw: str) -> ApiKey | None:
+        """The usable key (not revoked, not expired) for a raw value, or None.
+
+        One indexed query by prefix; the hash is compared in constant time.
+        """
+        prefix, dot, _secret = raw.partition(".")
+        if not dot or not prefix or len(raw) > 200:
+            return None
+        key = self.filter(prefix=prefix).first()
+        if key is None or not hmac.compare_digest(key.hashed_key, ApiKey.hash(raw)):
+            return None
+        return key if key.is_usable() else None
+
+
+class ApiKey(models.Model):
+    """A named credential for a program. Only a hash of the key is stored."""
+
+    class Scope(models.TextChoices):
+        ACCESS = "access", "access: may ask the access question"
+        MANAGE = "manage", "manage: may also change the registry"
+
+    # How often last_used_at is written: not on every request (the access
+    # question is the hot path), but often enough to spot unused keys.
+    LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+    name = models.CharField(
+        max_length=100,
+        unique=True,
+        help_text="Who uses it, e.g. uploader-production. Named in the audit "
+        "history as api-key:<name>.",
+    )
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty: never expires."
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiKeyManager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        # The key is 256 random bits: a fast hash cannot be brute-forced, and
+        # a slow one would cost every API call.
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def set_new_key(self) -> str:
+        """Give this (unsaved) row a new key; answers the raw key, which is
+        never stored: show it to the user once."""
+        self.prefix = secrets.token_hex(6)
+        raw = f"{self.prefix}.{secrets.token_urlsafe(32)}"
+        self.hashed_key = ApiKey.hash(raw)
+        return raw
+
+    @property
+    def audit_label(self) -> str:
+        return f"api-key:{self.name}"
+
+    def is_usable(self) -> bool:
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+    def record_use(self) -> None:
+        """Note the time of use, at most once per LAST_USED_RESOLUTION."""
+        now = timezone.now()
+        if self.last_used_at and now - self.last_used_at < self.LAST_USED_RESOLUTION:
+            return
+        self.last_used_at = now
+        ApiKey.objects.filter(pk=self.pk).update(last_used_at=now)
 
 
 class OnboardingRequest(models.Model):

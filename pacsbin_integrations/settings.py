@@ -61,6 +61,34 @@ REGISTRY_PUBLIC_ORIGIN = (_origins("REGISTRY_PUBLIC_ORIGIN", "") or [""])[0]
 UPLOADER_JWT_SECRET = env.secret("UPLOADER_JWT_SECRET")
 CONNECTIVITY_ALLOW_PRIVATE = env.bool("CONNECTIVITY_ALLOW_PRIVATE", False)
 
+
+_RATE_PERIODS = {
+    **dict.fromkeys(["s", "sec", "second"], 1),
+    **dict.fromkeys(["min", "minute"], 60),
+    **dict.fromkeys(["h", "hour"], 3600),
+    "day": 86400,
+}
+
+
+def _rate(name: str, default: str) -> tuple[int, int] | None:
+    """A rate like ``600/min`` as (requests, seconds); ``off`` disables it."""
+    raw = env.str(name, default).lower()
+    if raw == "off":
+        return None
+    count, _, period = raw.partition("/")
+    valid = count.isascii() and count.isdigit() and int(count) >= 1
+    if not valid or period not in _RATE_PERIODS:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a rate: use e.g. 600/min "
+            f"(periods: {', '.join(_RATE_PERIODS)}), or off."
+        )
+    return int(count), _RATE_PERIODS[period]
+
+
+# Access questions per API key (or per Bearer email) and period, counted in the
+# shared cache so every worker sees the same count.
+ACCESS_THROTTLE_RATE = _rate("ACCESS_THROTTLE_RATE", "600/min")
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -71,6 +99,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "simple_history",
     "axes",
     "integrations",
@@ -240,6 +270,43 @@ CORS_ALLOW_HEADERS = ["authorization", "if-none-match", "accept"]
 CORS_ALLOW_METHODS = ["GET", "OPTIONS"]
 CORS_EXPOSE_HEADERS = ["ETag"]
 CORS_PREFLIGHT_MAX_AGE = 600
+
+REST_FRAMEWORK = {
+    # Api-Key first: its WWW-Authenticate header makes an unauthenticated call
+    # a 401, not a 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "integrations.api.auth.ApiKeyAuthentication",
+        "integrations.api.auth.UserTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Deny unless a view says otherwise.
+    "DEFAULT_PERMISSION_CLASSES": ["integrations.api.permissions.CanManage"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "integrations.api.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    # ?format= belongs to the access question (format=ohif), not to DRF.
+    "URL_FORMAT_OVERRIDE": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Pacsbin Integrations API",
+    "DESCRIPTION": "The registry of DICOMweb servers for Pacsbin's uploader: "
+    "the access question, and the management API.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from the app's own static files, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 LOGGING = {
     "version": 1,

@@ -10,6 +10,7 @@ admin.site.index_title = "DICOMweb registry"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/", include("integrations.api.urls")),
     path("", include("integrations.urls")),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0001_initial'),
+        ('integrations', '0003_api_keys'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,126 @@
+"""Who is calling: an API key, a signed user token, or (DRF's own) a session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from integrations.models import ApiKey
+from integrations.validators import normalize_email
+
+JWT_AUDIENCE = "pacsbin-integrations"
+JWT_ALGORITHMS = ["HS256"]  # and nothing else: never "none", never RS/HS mix-ups
+JWT_LEEWAY_SECONDS = 30  # clock skew between the uploader's backend and us
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """request.user for a call made with an API key (a program, not a person)."""
+
+    key: ApiKey
+    is_authenticated = True
+    is_staff = False
+    is_active = True
+
+    def get_username(self) -> str:
+        return self.key.audit_label
+
+
+@dataclass(frozen=True)
+class UploaderUser:
+    """request.user for a call made with a signed user token: one email."""
+
+    email: str
+    is_authenticated = True
+    is_staff = False
+    is_active = True
+
+    def get_username(self) -> str:
+        return self.email
+
+
+def _credentials(request: Request, scheme: str) -> str | None:
+    """The credentials after ``scheme`` in Authorization, or None for another
+    scheme. A malformed header for this scheme is a 401."""
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    given_scheme, _, value = header.strip().partition(" ")
+    if given_scheme.lower() != scheme.lower():
+        return None
+    value = value.strip()
+    if not value or " " in value:
+        raise exceptions.AuthenticationFailed(
+            f"Malformed Authorization header: use '{scheme} <credentials>'."
+        )
+    return value
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Api-Key <key>``."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request: Request) -> tuple[ApiClient, ApiKey] | None:
+        raw = _credentials(request, self.keyword)
+        if raw is None:
+            return None
+        key = ApiKey.objects.for_raw_key(raw)
+        if key is None:
+            # One message for unknown, revoked and expired keys: a caller
+            # learns nothing about which keys exist.
+            raise exceptions.AuthenticationFailed("Invalid, revoked or expired key.")
+        key.record_use()
+        return ApiClient(key), key
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
+
+
+class UserTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer <jwt>`` minted by the uploader's backend.
+
+    HS256 with UPLOADER_JWT_SECRET; ``exp``, ``aud`` and ``email`` required.
+    Off (every Bearer token refused) while the secret is unset.
+    """
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[UploaderUser, Any] | None:
+        token = _credentials(request, self.keyword)
+        if token is None:
+            return None
+        secret = settings.UPLOADER_JWT_SECRET
+        if not secret:
+            raise exceptions.AuthenticationFailed(
+                "Bearer tokens are not accepted by this registry."
+            )
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=JWT_ALGORITHMS,
+                audience=JWT_AUDIENCE,
+                leeway=JWT_LEEWAY_SECONDS,
+                options={"require": ["exp", "aud", "email"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise exceptions.AuthenticationFailed("The token has expired.") from None
+        except jwt.InvalidTokenError as exc:
+            raise exceptions.AuthenticationFailed(
+                f"Invalid token: {str(exc).rstrip('.')}."
+            ) from None
+        try:
+            email = normalize_email(claims["email"])
+        except ValidationError as exc:
+            raise exceptions.AuthenticationFailed(
+                f"Invalid token: {exc.messages[0]}"
+            ) from None
+        return UploaderUser(email), claims
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword

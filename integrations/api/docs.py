@@ -1,0 +1,530 @@
+"""OpenAPI documentation of REST API v1: every response and error, with
+examples. Kept apart from the views so that they stay a few lines each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import status
+from rest_framework.exceptions import APIException
+
+from integrations.api import serializers as s
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the registry's current state."
+    default_code = "conflict"
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "integrations.api.auth.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Authorization: Api-Key <key>`; create a key with "
+            "`python manage.py create_api_key NAME --scope access|manage`.",
+        }
+
+
+class UserTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "integrations.api.auth.UserTokenAuthentication"
+    name = "UserToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "A JWT minted by the uploader's backend: HS256 with "
+            "UPLOADER_JWT_SECRET, claims `email`, `exp` and "
+            "`aud: pacsbin-integrations`. Asks only about its own email.",
+        }
+
+
+# --- Error bodies -------------------------------------------------------------
+
+_FIELD_ERRORS = {
+    "type": "object",
+    "description": "DRF's usual shape: each bad field (or `detail`) with "
+    "messages that name the bad value.",
+    "additionalProperties": {
+        "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]
+    },
+}
+
+
+def _error(description: str, example: dict[str, Any], body: Any = None) -> Any:
+    return OpenApiResponse(
+        response=body or s.DetailSerializer,
+        description=description,
+        examples=[OpenApiExample("error", value=example)],
+    )
+
+
+BAD_REQUEST = _error(
+    "Invalid input; nothing was written.",
+    {"name": ["This field is required."]},
+    body=_FIELD_ERRORS,
+)
+UNAUTHENTICATED = _error(
+    "No credentials, or an invalid, revoked or expired key or token.",
+    {"detail": "Invalid, revoked or expired key."},
+)
+FORBIDDEN = _error(
+    "Authenticated, but this credential may not do this (wrong scope).",
+    {"detail": "Changing the registry needs an API key of scope 'manage'."},
+)
+NOT_FOUND = _error(
+    "No such object (or page).",
+    {"detail": "No DicomWebServer matches the given query."},
+)
+THROTTLED = OpenApiResponse(
+    response=s.DetailSerializer,
+    description="Too many access questions for this key; retry after "
+    "`Retry-After` seconds.",
+    examples=[
+        OpenApiExample(
+            "throttled",
+            value={
+                "detail": "Request was throttled. Expected available in 12 seconds."
+            },
+        )
+    ],
+)
+
+READ_ERRORS = {401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+RACE = _error(
+    "A concurrent change got in the way (not a duplicate): try again.",
+    {"detail": "The change conflicts with a concurrent one; try again."},
+)
+WRITE_ERRORS = {400: BAD_REQUEST, **READ_ERRORS}
+LIST_ERRORS = {400: BAD_REQUEST, 401: UNAUTHENTICATED, 403: FORBIDDEN, 404: NOT_FOUND}
+
+PAGE_SIZE = OpenApiParameter(
+    "page_size",
+    int,
+    description="Items per page (default 50, at most 500; larger is capped).",
+)
+
+# --- The access question ------------------------------------------------------
+
+_ANSWER_EXAMPLE = {
+    "email": "jane.doe@university.edu",
+    "servers": [
+        {
+            "id": 7,
+            "name": "University Hospital PACS",
+            "institution": "University Hospital",
+            "qido_url": "https://pacs.university.edu/dicomweb",
+            "wado_url": "https://pacs.university.edu/dicomweb",
+        }
+    ],
+}
+
+access = extend_schema_view(
+    get=extend_schema(
+        operation_id="access",
+        summary="Which DICOMweb servers may this user use?",
+        description=(
+            "Every `active` server the email is approved for, ordered by "
+            "institution then name. With an API key (scope `access` or "
+            "`manage`) ask with `?email=`; with a Bearer user token the email "
+            "comes from the token (an `?email=` naming another address is a "
+            "403). Matching ignores case and surrounding whitespace. Answers "
+            "carry an `ETag`: send it back in `If-None-Match` and an unchanged "
+            "answer is a 304 with no body."
+        ),
+        tags=["access"],
+        parameters=[
+            OpenApiParameter(
+                "email",
+                str,
+                description="The user's Pacsbin account email (required with "
+                "an API key; optional with a Bearer token).",
+                examples=[OpenApiExample("email", value="jane.doe@university.edu")],
+            ),
+            OpenApiParameter(
+                "format",
+                str,
+                enum=["json", "ohif"],
+                description="`ohif`: the same servers as OHIF Viewer v3 "
+                "`dataSources` entries.",
+            ),
+            OpenApiParameter(
+                "If-None-Match",
+                str,
+                location=OpenApiParameter.HEADER,
+                description="The ETag of an earlier answer (or a list, or `*`).",
+            ),
+            OpenApiParameter(
+                "ETag",
+                str,
+                location=OpenApiParameter.HEADER,
+                response=[200, 304],
+                description="A tag of this exact answer.",
+            ),
+            OpenApiParameter(
+                "Retry-After",
+                int,
+                location=OpenApiParameter.HEADER,
+                response=[429],
+                description="Seconds until the key may ask again.",
+            ),
+        ],
+        responses={
+            200: OpenApiResponse(
+                response=PolymorphicProxySerializer(
+                    component_name="AccessAnswerOrOhif",
+                    serializers=[s.AccessAnswerSerializer, s.OhifAnswerSerializer],
+                    resource_type_field_name=None,
+                ),
+                description="The answer (`?format=ohif`: OHIF data sources).",
+                examples=[
+                    OpenApiExample("answer", value=_ANSWER_EXAMPLE),
+                    OpenApiExample(
+                        "ohif",
+                        value={
+                            "email": "jane.doe@university.edu",
+                            "defaultDataSourceName": "pacsbin-7",
+                            "dataSources": [
+                                {
+                                    "namespace": "@ohif/extension-default."
+                                    "dataSourcesModule.dicomweb",
+                                    "sourceName": "pacsbin-7",
+                                    "configuration": {
+                                        "friendlyName": "University Hospital — "
+                                        "University Hospital PACS",
+                                        "name": "University Hospital PACS",
+                                        "qidoRoot": "https://pacs.university.edu/dicomweb",
+                                        "wadoRoot": "https://pacs.university.edu/dicomweb",
+                                        "qidoSupportsIncludeField": False,
+                                        "imageRendering": "wadors",
+                                        "thumbnailRendering": "wadors",
+                                        "enableStudyLazyLoad": True,
+                                        "supportsFuzzyMatching": False,
+                                        "supportsWildcard": True,
+                                    },
+                                }
+                            ],
+                        },
+                    ),
+                ],
+            ),
+            304: OpenApiResponse(description="Not modified: the answer is unchanged."),
+            400: _error(
+                "A missing or malformed email (or format).",
+                {"email": ["“jane@” is not a valid email address: …"]},
+                body=_FIELD_ERRORS,
+            ),
+            401: UNAUTHENTICATED,
+            403: _error(
+                "A Bearer token asking about another email.",
+                {"detail": "A Bearer token may only ask about its own email."},
+            ),
+            429: THROTTLED,
+        },
+    )
+)
+
+health = extend_schema_view(
+    get=extend_schema(
+        operation_id="health",
+        summary="Is the registry up? (no authentication)",
+        tags=["health"],
+        auth=[],
+        responses={
+            200: OpenApiResponse(
+                s.HealthSerializer,
+                description="The database answers.",
+                examples=[OpenApiExample("ok", value={"status": "ok"})],
+            ),
+            503: OpenApiResponse(
+                s.HealthSerializer,
+                description="The database does not answer.",
+                examples=[
+                    OpenApiExample(
+                        "unavailable",
+                        value={"status": "unavailable"},
+                        status_codes=[503],
+                    )
+                ],
+            ),
+        },
+    )
+)
+
+# --- Management ---------------------------------------------------------------
+
+_INSTITUTION = {
+    "id": 3,
+    "name": "University Hospital",
+    "contact_name": "Ada Admin",
+    "contact_email": "pacs-team@university.edu",
+    "notes": "",
+}
+_SERVER = {
+    "id": 7,
+    "institution": 3,
+    "name": "University Hospital PACS",
+    "qido_url": "https://pacs.university.edu/dicomweb",
+    "wado_url": "https://pacs.university.edu/dicomweb",
+    "status": "active",
+    "cors_mode": "reverse_proxy",
+    "notes": "",
+}
+
+
+def _crud(
+    noun: str,
+    serializer: Any,
+    example: dict[str, Any],
+    list_parameters: list[Any],
+    destroy_errors: dict[int, Any] | None = None,
+) -> Any:
+    examples = [OpenApiExample(noun, value=example)]
+    a_noun = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+    tags = [f"{noun}s"]
+    return extend_schema_view(
+        list=extend_schema(
+            summary=f"List {noun}s (paginated)",
+            tags=tags,
+            parameters=[*list_parameters, PAGE_SIZE],
+            responses={200: serializer, **LIST_ERRORS},
+            examples=examples,
+        ),
+        create=extend_schema(
+            summary=f"Create {a_noun}",
+            tags=tags,
+            responses={
+                201: serializer,
+                400: BAD_REQUEST,
+                401: UNAUTHENTICATED,
+                403: FORBIDDEN,
+                409: RACE,
+            },
+            examples=examples,
+        ),
+        retrieve=extend_schema(
+            summary=f"Read {a_noun}",
+            tags=tags,
+            responses={200: serializer, **READ_ERRORS},
+            examples=examples,
+        ),
+        partial_update=extend_schema(
+            summary=f"Change {a_noun}",
+            tags=tags,
+            responses={200: serializer, **WRITE_ERRORS, 409: RACE},
+            examples=examples,
+        ),
+        destroy=extend_schema(
+            summary=f"Delete {a_noun}",
+            tags=tags,
+            responses={204: None, **READ_ERRORS, **(destroy_errors or {})},
+        ),
+    )
+
+
+institutions = _crud(
+    "institution",
+    s.InstitutionSerializer,
+    _INSTITUTION,
+    [OpenApiParameter("search", str, description="Part of the name, any case.")],
+    destroy_errors={
+        409: _error(
+            "The institution still has servers: delete or move them first.",
+            {
+                "detail": "“University Hospital” still has 2 DICOMweb server(s); "
+                "delete them or move them to another institution first."
+            },
+        )
+    },
+)
+
+servers = _crud(
+    "server",
+    s.DicomWebServerSerializer,
+    _SERVER,
+    [
+        OpenApiParameter("institution", int, description="Only this institution's."),
+        OpenApiParameter(
+            "status",
+            str,
+            enum=["pending", "active", "suspended"],
+            description="Only servers in this status.",
+        ),
+    ],
+)
+
+_SERVER_ID = OpenApiParameter(
+    "server_id", int, location=OpenApiParameter.PATH, description="The server's id."
+)
+
+approved_users = extend_schema_view(
+    get=extend_schema(
+        summary="List a server's approved users (paginated)",
+        tags=["approved users"],
+        parameters=[
+            _SERVER_ID,
+            OpenApiParameter("search", str, description="Part of the email, any case."),
+            PAGE_SIZE,
+        ],
+        responses={200: s.ApprovedUserSerializer(many=True), **LIST_ERRORS},
+    ),
+    post=extend_schema(
+        summary="Approve emails in bulk (all or nothing)",
+        description="Any invalid email: 400 naming every invalid one (by "
+        "position and value) and nothing is written. Emails already approved "
+        "are reported under `existing`.",
+        tags=["approved users"],
+        parameters=[_SERVER_ID],
+        request=s.BulkEmailsSerializer,
+        responses={
+            200: OpenApiResponse(
+                s.BulkAddResultSerializer,
+                description="What was added and what was there already.",
+            ),
+            **WRITE_ERRORS,
+        },
+        examples=[
+            OpenApiExample(
+                "emails",
+                value={
+                    "emails": ["Jane.Doe@University.edu", "john.roe@university.edu"]
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "result",
+                value={
+                    "added": ["Jane.Doe@university.edu"],
+                    "existing": ["john.roe@university.edu"],
+                },
+                response_only=True,
+            ),
+        ],
+    ),
+)
+
+approved_user = extend_schema_view(
+    delete=extend_schema(
+        summary="Remove one approved user",
+        description="The email in the path is matched like everywhere else "
+        "(case and surrounding whitespace ignored); URL-encode it.",
+        tags=["approved users"],
+        parameters=[
+            _SERVER_ID,
+            OpenApiParameter(
+                "email",
+                str,
+                location=OpenApiParameter.PATH,
+                description="The approved email.",
+            ),
+        ],
+        responses={204: None, 400: BAD_REQUEST, **READ_ERRORS},
+    )
+)
+
+_CHECK_EXAMPLE = {
+    "id": 12,
+    "created_at": "2026-11-28T09:30:00Z",
+    "source": "server",
+    "origin": "https://pacsbin.com",
+    "outcome": "cors_missing",
+    "findings": [
+        {
+            "code": "cors_missing",
+            "message": "The archive answered the QIDO search but sent no "
+            "Access-Control-Allow-Origin header: the browser blocks it. Add the "
+            "header on the archive, or put the fix-it reverse proxy in front.",
+        }
+    ],
+}
+
+
+def _check_serializer() -> Any:
+    from integrations.api.connectivity import ConnectivityCheckSerializer
+
+    return ConnectivityCheckSerializer
+
+
+def _run_check_serializer() -> Any:
+    from integrations.api.connectivity import RunCheckSerializer
+
+    return RunCheckSerializer
+
+
+def checks(view: Any) -> Any:
+    return extend_schema_view(
+        get=extend_schema(
+            summary="List a server's connectivity checks, newest first",
+            tags=["connectivity"],
+            parameters=[_SERVER_ID, PAGE_SIZE],
+            responses={200: _check_serializer()(many=True), **LIST_ERRORS},
+        ),
+        post=extend_schema(
+            summary="Run a connectivity check now",
+            description="Probes the server from the registry: a CORS preflight "
+            "for a QIDO search carrying Authorization, the QIDO search itself "
+            "and, when a study comes back, a WADO-RS metadata request. "
+            "Private and loopback addresses are refused (`blocked`) unless "
+            "the deployment sets CONNECTIVITY_ALLOW_PRIVATE=1.",
+            tags=["connectivity"],
+            parameters=[_SERVER_ID],
+            request=_run_check_serializer(),
+            responses={
+                201: OpenApiResponse(
+                    _check_serializer(),
+                    description="The check, as recorded.",
+                    examples=[
+                        OpenApiExample(
+                            "check", value=_CHECK_EXAMPLE, response_only=True
+                        )
+                    ],
+                ),
+                **WRITE_ERRORS,
+            },
+        ),
+    )(view)
+
+
+def proxy_config(view: Any) -> Any:
+    return extend_schema_view(
+        get=extend_schema(
+            summary="The fix-it reverse-proxy configuration, ready to paste",
+            description="`kind` is nginx, apache or caddy. A reverse proxy to "
+            "the archive that answers preflights and adds the CORS headers for "
+            "the uploader's origins, on error answers too.",
+            tags=["connectivity"],
+            parameters=[
+                _SERVER_ID,
+                OpenApiParameter(
+                    "kind",
+                    str,
+                    location=OpenApiParameter.PATH,
+                    enum=["nginx", "apache", "caddy"],
+                    description="The proxy software.",
+                ),
+            ],
+            responses={
+                (200, "text/plain"): OpenApiResponse(
+                    OpenApiTypes.STR, description="The configuration text."
+                ),
+                **READ_ERRORS,
+            },
+        )
+    )(view)

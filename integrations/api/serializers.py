@@ -1,0 +1,180 @@
+"""The JSON shapes of REST API v1 (a contract: see DESIGN.md).
+
+Writes are validated by the models' own rules (``full_clean``: the one URL
+validator, the email normaliser, the case-insensitive uniqueness checks), so
+the API accepts exactly what the admin accepts.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from integrations.models import ApprovedUser, DicomWebServer, Institution
+from integrations.validators import MAX_EMAIL_LENGTH, normalize_email
+
+MAX_BULK_EMAILS = 10_000
+
+
+class ModelRulesMixin:
+    """Runs the model's ``full_clean`` on a copy holding the new values and
+    keeps the values it normalised (trimmed names, normalised URLs)."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        model: type[models.Model] = self.Meta.model  # type: ignore[attr-defined]
+        instance = self.instance  # type: ignore[attr-defined]
+        candidate = copy.copy(instance) if instance is not None else model()
+        for name, value in attrs.items():
+            setattr(candidate, name, value)
+        try:
+            candidate.full_clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(
+                serializers.as_serializer_error(exc)
+            ) from None
+        return {name: getattr(candidate, name) for name in attrs}
+
+
+class InstitutionSerializer(ModelRulesMixin, serializers.ModelSerializer):
+    # The one email normaliser, whose messages name the value given.
+    contact_email = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_EMAIL_LENGTH
+    )
+
+    class Meta:
+        model = Institution
+        fields = ["id", "name", "contact_name", "contact_email", "notes"]
+        # Uniqueness (ignoring case) is the model's rule, checked in validate().
+        validators: list[Any] = []
+
+    def validate_contact_email(self, value: str) -> str:
+        try:
+            return normalize_email(value) if value else ""
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+
+
+class InstitutionIdField(serializers.PrimaryKeyRelatedField):
+    """An institution by id, with messages that name the value given."""
+
+    def to_internal_value(self, data: Any) -> Institution:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            raise serializers.ValidationError(
+                f"“{data}” is not an institution id (a whole number)."
+            )
+        try:
+            pk = int(data)
+        except ValueError:
+            raise serializers.ValidationError(
+                f"“{data}” is not an institution id (a whole number)."
+            ) from None
+        institution = Institution.objects.filter(pk=pk).first()
+        if institution is None:
+            raise serializers.ValidationError(f"There is no institution with id {pk}.")
+        return institution
+
+
+class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
+    institution = InstitutionIdField(
+        queryset=Institution.objects.all(), help_text="The institution's id."
+    )
+
+    class Meta:
+        model = DicomWebServer
+        fields = [
+            "id",
+            "institution",
+            "name",
+            "qido_url",
+            "wado_url",
+            "status",
+            "cors_mode",
+            "notes",
+        ]
+        validators: list[Any] = []
+
+
+class ApprovedUserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApprovedUser
+        fields = ["id", "email", "created_at"]
+        read_only_fields = fields
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class EmailItemField(serializers.JSONField):
+    """Any JSON value: every bad item, of whatever type, is then reported by
+    position and value in one list (see registry.normalise_all)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, **kwargs)
+
+
+class BulkEmailsSerializer(serializers.Serializer):
+    emails = serializers.ListField(
+        child=EmailItemField(),
+        allow_empty=False,
+        max_length=MAX_BULK_EMAILS,
+        help_text="Emails to approve; any invalid one and nothing is written.",
+    )
+
+
+class BulkAddResultSerializer(serializers.Serializer):
+    added = serializers.ListField(
+        child=serializers.CharField(), help_text="Newly approved (normalised)."
+    )
+    existing = serializers.ListField(
+        child=serializers.CharField(), help_text="Already approved (normalised)."
+    )
+
+
+class AccessServerSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    institution = serializers.CharField(help_text="The institution's name.")
+    qido_url = serializers.CharField()
+    wado_url = serializers.CharField()
+
+
+class AccessAnswerSerializer(serializers.Serializer):
+    email = serializers.CharField(help_text="The normalised form of the email.")
+    servers = AccessServerSerializer(many=True)
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class OhifConfigurationSerializer(serializers.Serializer):
+    friendlyName = serializers.CharField()  # noqa: N815  (OHIF's names)
+    name = serializers.CharField()
+    qidoRoot = serializers.CharField()  # noqa: N815
+    wadoRoot = serializers.CharField()  # noqa: N815
+    qidoSupportsIncludeField = serializers.BooleanField()  # noqa: N815
+    imageRendering = serializers.CharField()  # noqa: N815
+    thumbnailRendering = serializers.CharField()  # noqa: N815
+    enableStudyLazyLoad = serializers.BooleanField()  # noqa: N815
+    supportsFuzzyMatching = serializers.BooleanField()  # noqa: N815
+    supportsWildcard = serializers.BooleanField()  # noqa: N815
+
+
+class OhifDataSourceSerializer(serializers.Serializer):
+    namespace = serializers.CharField()
+    sourceName = serializers.CharField()  # noqa: N815
+    configuration = OhifConfigurationSerializer()
+
+
+class OhifAnswerSerializer(serializers.Serializer):
+    email = serializers.CharField()
+    defaultDataSourceName = serializers.CharField(allow_null=True)  # noqa: N815
+    dataSources = OhifDataSourceSerializer(many=True)  # noqa: N815

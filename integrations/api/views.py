@@ -1,0 +1,290 @@
+"""REST API v1 views: thin; the rules live in the models, registry and access."""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import ProtectedError, QuerySet
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import generics, status, viewsets
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer, as_serializer_error
+from rest_framework.views import APIView
+
+from integrations import audit, registry
+from integrations.api import access, docs
+from integrations.api.auth import ApiClient, UploaderUser
+from integrations.api.permissions import CanAskAccess
+from integrations.api.serializers import (
+    ApprovedUserSerializer,
+    BulkAddResultSerializer,
+    BulkEmailsSerializer,
+    DicomWebServerSerializer,
+    InstitutionSerializer,
+)
+from integrations.api.throttling import AccessThrottle
+from integrations.models import (
+    ApprovedUser,
+    DicomWebServer,
+    Institution,
+    integrity_error_as_validation,
+)
+from integrations.validators import email_key, normalize_email
+
+
+def acting_for(request: Request) -> AbstractContextManager[audit.Actor]:
+    """The audit actor of a change made through the API: the key or the user."""
+    if isinstance(request.user, ApiClient):
+        return audit.acting_as(label=request.user.key.audit_label)
+    return audit.acting_as(user=request.user)
+
+
+def _query_text(request: Request, name: str) -> str:
+    """A free-text query parameter; NUL is refused (PostgreSQL cannot take it)."""
+    value = request.query_params.get(name, "").strip()
+    if "\x00" in value:
+        raise ValidationError({name: ["The value contains a NUL character."]})
+    return value
+
+
+# --- The access question --------------------------------------------------
+
+
+@docs.access
+class AccessView(APIView):
+    permission_classes = [CanAskAccess]
+    throttle_classes = [AccessThrottle]
+    renderer_classes = [JSONRenderer]
+
+    def get(self, request: Request) -> Response:
+        email = self._email(request)
+        fmt = request.query_params.get("format", "json")
+        if fmt not in access.FORMATS:
+            raise ValidationError(
+                {"format": [f"“{fmt}” is not a format: use json or ohif."]}
+            )
+        content = access.answer(email, fmt)
+        tag = access.etag(content)
+        headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+        if access.not_modified(request.headers.get("If-None-Match", ""), tag):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        return Response(content, headers=headers)
+
+    def _email(self, request: Request) -> str:
+        asked = request.query_params.get("email")
+        if isinstance(request.user, UploaderUser):
+            own = request.user.email
+            if asked is not None and not _same_email(asked, own):
+                raise PermissionDenied(
+                    "A Bearer token may only ask about its own email."
+                )
+            return own
+        if asked is None:
+            raise ValidationError(
+                {"email": ["This parameter is required: ?email=<address>."]}
+            )
+        try:
+            return normalize_email(asked)
+        except DjangoValidationError as exc:
+            raise ValidationError({"email": exc.messages}) from None
+
+
+def _same_email(asked: str, own: str) -> bool:
+    try:
+        return email_key(normalize_email(asked)) == email_key(own)
+    except DjangoValidationError:
+        return False
+
+
+@csrf_exempt  # changes nothing; a CSRF 403 page would hide the JSON 404
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+
+
+# --- Health -----------------------------------------------------------------
+
+
+@docs.health
+class HealthView(APIView):
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    renderer_classes = [JSONRenderer]
+
+    def get(self, request: Request) -> Response:
+        headers = {"Cache-Control": "no-store"}
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        except DatabaseError:
+            return Response(
+                {"status": "unavailable"},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers=headers,
+            )
+        return Response({"status": "ok"}, headers=headers)
+
+
+# --- Management ---------------------------------------------------------------
+
+
+class AuditedSaveMixin:
+    """Saves in a savepoint, as the request's actor, and turns a duplicate
+    that slipped past validation (a concurrent insert) into a 400."""
+
+    def _save(self, serializer: BaseSerializer) -> None:
+        request: Request = self.request  # type: ignore[attr-defined]
+        try:
+            with acting_for(request), transaction.atomic():
+                serializer.save()
+        except IntegrityError as exc:
+            current = {"name": serializer.instance.name} if serializer.instance else {}
+            values = {**current, **serializer.validated_data}
+            duplicate = integrity_error_as_validation(exc, values)
+            if duplicate is None:
+                raise docs.Conflict(
+                    "The change conflicts with a concurrent one; try again."
+                ) from None
+            raise ValidationError(as_serializer_error(duplicate)) from None
+
+    def perform_create(self, serializer: BaseSerializer) -> None:
+        self._save(serializer)
+
+    def perform_update(self, serializer: BaseSerializer) -> None:
+        self._save(serializer)
+
+
+@docs.institutions
+class InstitutionViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
+    serializer_class = InstitutionSerializer
+    permission_model = Institution
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[Institution]:
+        institutions = Institution.objects.order_by("name", "pk")
+        search = _query_text(self.request, "search")
+        if search:
+            institutions = institutions.filter(name__icontains=search)
+        return institutions
+
+    def perform_destroy(self, instance: Institution) -> None:
+        try:
+            with acting_for(self.request), transaction.atomic():
+                instance.delete()
+        except ProtectedError as exc:
+            count = len(exc.protected_objects)
+            raise docs.Conflict(
+                f"“{instance.name}” still has {count} DICOMweb server(s); "
+                "delete them or move them to another institution first."
+            ) from None
+
+
+@docs.servers
+class DicomWebServerViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
+    serializer_class = DicomWebServerSerializer
+    permission_model = DicomWebServer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet[DicomWebServer]:
+        servers = DicomWebServer.objects.order_by("pk")
+        if self.action != "list":
+            return servers
+        params = self.request.query_params
+        if "institution" in params:
+            raw = params["institution"]
+            if not (raw.isascii() and raw.isdigit()):
+                raise ValidationError(
+                    {"institution": [f"“{raw}” is not an institution id."]}
+                )
+            servers = servers.filter(institution_id=int(raw))
+        if "status" in params:
+            wanted = params["status"]
+            if wanted not in DicomWebServer.Status.values:
+                choices = ", ".join(DicomWebServer.Status.values)
+                raise ValidationError(
+                    {"status": [f"“{wanted}” is not a status: use one of {choices}."]}
+                )
+            servers = servers.filter(status=wanted)
+        return servers
+
+    def perform_destroy(self, instance: DicomWebServer) -> None:
+        with acting_for(self.request), transaction.atomic():
+            instance.delete()
+
+
+class ServerChildMixin:
+    """Views under /servers/{server_id}/: the server, or a 404."""
+
+    def get_server(self) -> DicomWebServer:
+        kwargs = self.kwargs  # type: ignore[attr-defined]
+        return get_object_or_404(DicomWebServer, pk=kwargs["server_id"])
+
+
+@docs.approved_users
+class ApprovedUserListView(ServerChildMixin, generics.ListAPIView):
+    serializer_class = ApprovedUserSerializer
+    permission_model = ApprovedUser
+
+    def get_queryset(self) -> QuerySet[ApprovedUser]:
+        users = ApprovedUser.objects.filter(server=self.get_server()).order_by(
+            "email_key", "pk"
+        )
+        search = _query_text(self.request, "search")
+        if search:
+            users = users.filter(email_key__contains=search.casefold())
+        return users
+
+    def post(self, request: Request, server_id: int) -> Response:
+        server = self.get_server()
+        payload = BulkEmailsSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        given = payload.validated_data["emails"]
+        try:
+            emails = registry.normalise_all(given)
+        except registry.BulkEmailError as exc:
+            raise ValidationError(
+                {"emails": [_item_error(given, *error) for error in exc.errors]}
+            ) from None
+        with acting_for(request):
+            result = registry.add_approved_users(server, emails)
+        answer = BulkAddResultSerializer(
+            {"added": result.added, "existing": result.existing}
+        )
+        return Response(answer.data)
+
+
+def _item_error(given: list[Any], position: int, value: str, message: str) -> str:
+    """``Item 3: <message>``, naming the value when the message does not."""
+    raw = given[position - 1]
+    text = raw.strip() if isinstance(raw, str) else ""
+    shown = text or json.dumps(raw, ensure_ascii=False)
+    if text and text in message:
+        return f"Item {position}: {message}"
+    return f"Item {position} ({shown}): {message}"
+
+
+@docs.approved_user
+class ApprovedUserDetailView(ServerChildMixin, APIView):
+    permission_model = ApprovedUser
+
+    def delete(self, request: Request, server_id: int, email: str) -> Response:
+        server = self.get_server()
+        try:
+            normalised = normalize_email(email)
+        except DjangoValidationError as exc:
+            raise ValidationError({"email": exc.messages}) from None
+        with acting_for(request):
+            removed = registry.remove_approved_users(server, [normalised])
+        if not removed:
+            raise NotFound(f"“{normalised}” is not approved for this server.")
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,33 @@
+"""Connectivity and CORS diagnosis: will a browser on the uploader's origin be
+allowed to talk to an archive, and if not, exactly what to change.
+
+- ``run_check(server, origin=None)`` probes from the registry and records the
+  check; ``run_checks`` does it for every uploader origin;
+- ``record_browser_check(server, origin, outcome, findings, user=None)`` records
+  what someone's browser saw;
+- ``proxyconfig.render(server, kind)``: the fix-it nginx / apache / caddy
+  configuration, for ``proxyconfig.allowed_origins()``;
+- ``guard`` (the SSRF guard), ``client`` (the guarded HTTP client) and ``probe``
+  (the judgement, without the database) underneath.
+"""
+
+from __future__ import annotations
+
+from integrations.connectivity import proxyconfig
+from integrations.connectivity.flows import (
+    normalize_origin,
+    record_browser_check,
+    run_check,
+    run_checks,
+)
+from integrations.connectivity.proxyconfig import UnknownKind, allowed_origins
+
+__all__ = [
+    "UnknownKind",
+    "allowed_origins",
+    "normalize_origin",
+    "proxyconfig",
+    "record_browser_check",
+    "run_check",
+    "run_checks",
+]

@@ -1,0 +1,166 @@
+"""Running and recording connectivity checks."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from integrations.connectivity import client, probe
+from integrations.models import CheckOutcome, ConnectivityCheck, DicomWebServer
+
+MAX_ORIGIN_LENGTH = 200
+MAX_FINDINGS = 20
+MAX_CODE_LENGTH = 64
+MAX_MESSAGE_LENGTH = 1000
+_CODE = re.compile(r"^[a-z0-9_]+$")
+
+
+def normalize_origin(value: Any) -> str:
+    """``scheme://host[:port]``, lower case; ValidationError naming the value."""
+    raw = value.strip() if isinstance(value, str) else value
+    if not isinstance(raw, str) or not raw:
+        raise ValidationError("Enter an origin such as https://pacsbin.com.")
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or len(raw) > MAX_ORIGIN_LENGTH
+        or parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or parts.password is not None
+    ):
+        raise ValidationError(
+            "“%(value)s” is not an origin like https://pacsbin.com (scheme and "
+            "host, no path).",
+            code="invalid_origin",
+            params={"value": raw},
+        )
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+def run_check(
+    server: DicomWebServer,
+    origin: str | None = None,
+    source: str = ConnectivityCheck.Source.SERVER,
+    *,
+    user: Any = None,
+    limits: client.Limits | None = None,
+) -> ConnectivityCheck:
+    """Probe the server for one origin (default: the first uploader origin) from
+    the registry, and record the check."""
+    if source != ConnectivityCheck.Source.SERVER:
+        raise ValueError(
+            "run_check runs the server-side probe; record what a browser saw "
+            "with record_browser_check."
+        )
+    origin = normalize_origin(origin) if origin else settings.UPLOADER_ORIGINS[0]
+    result = probe.probe(
+        server.qido_url,
+        server.wado_url,
+        origin,
+        needs_credentials=server.needs_credentials,
+        limits=limits,
+    )
+    return ConnectivityCheck.objects.create(
+        server=server,
+        created_by=user if user is not None and user.is_authenticated else None,
+        source=ConnectivityCheck.Source.SERVER,
+        origin=origin,
+        outcome=result.outcome,
+        findings=[finding.to_dict() for finding in result.findings],
+    )
+
+
+def run_checks(
+    server: DicomWebServer, origins: list[str] | None = None, *, user: Any = None
+) -> list[ConnectivityCheck]:
+    """One check per origin (default: every uploader origin)."""
+    return [
+        run_check(server, origin, user=user)
+        for origin in (origins or settings.UPLOADER_ORIGINS)
+    ]
+
+
+def record_browser_check(
+    server: DicomWebServer,
+    origin: Any,
+    outcome: Any,
+    findings: Any,
+    user: Any = None,
+) -> ConnectivityCheck:
+    """Record what someone's browser reported; ValidationError naming every bad
+    value, and nothing written, when the report is malformed."""
+    errors: dict[str, list[ValidationError]] = {}
+    try:
+        origin = normalize_origin(origin)
+    except ValidationError as exc:
+        errors["origin"] = exc.error_list
+    if outcome not in CheckOutcome.values or outcome == CheckOutcome.BLOCKED:
+        # "blocked" is the registry's own SSRF guard; a browser has none.
+        errors["outcome"] = [
+            ValidationError(
+                "“%(value)s” is not an outcome a browser can report.",
+                code="invalid_outcome",
+                params={"value": str(outcome)[:50]},
+            )
+        ]
+    cleaned, finding_errors = _clean_findings(findings)
+    if finding_errors:
+        errors["findings"] = finding_errors
+    if errors:
+        raise ValidationError(errors)
+    return ConnectivityCheck.objects.create(
+        server=server,
+        created_by=user if user is not None and user.is_authenticated else None,
+        source=ConnectivityCheck.Source.BROWSER,
+        origin=origin,
+        outcome=outcome,
+        findings=cleaned,
+    )
+
+
+def _clean_findings(
+    findings: Any,
+) -> tuple[list[dict[str, str]], list[ValidationError]]:
+    if not isinstance(findings, list):
+        return [], [ValidationError("Findings must be a list of {code, message}.")]
+    if len(findings) > MAX_FINDINGS:
+        return [], [ValidationError(f"At most {MAX_FINDINGS} findings, please.")]
+    cleaned: list[dict[str, str]] = []
+    errors: list[ValidationError] = []
+    for number, finding in enumerate(findings, start=1):
+        code = finding.get("code") if isinstance(finding, dict) else None
+        message = finding.get("message") if isinstance(finding, dict) else None
+        if not (
+            isinstance(finding, dict)
+            and set(finding) == {"code", "message"}
+            and isinstance(code, str)
+            and _CODE.match(code)
+            and len(code) <= MAX_CODE_LENGTH
+            and isinstance(message, str)
+            and 0 < len(message) <= MAX_MESSAGE_LENGTH
+        ):
+            errors.append(
+                ValidationError(
+                    "Finding %(number)s (%(value)s) is not {code, message} with a "
+                    "code of lower-case letters, digits and _ (at most "
+                    f"{MAX_CODE_LENGTH}) and a message of at most "
+                    f"{MAX_MESSAGE_LENGTH} characters.",
+                    code="invalid_finding",
+                    params={"number": number, "value": repr(finding)[:80]},
+                )
+            )
+            continue
+        cleaned.append({"code": code, "message": message})
+    return cleaned, errors

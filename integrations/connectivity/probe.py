@@ -1,0 +1,448 @@
+"""The server-side probe: will a browser on an origin be allowed to use an archive?
+
+It does what the uploader's browser does: a CORS preflight for a QIDO search
+carrying Authorization, the QIDO search itself, and, when a study comes back, a
+WADO-RS metadata request, then judges each answer the way a browser would.
+Pure logic on top of ``client.fetch``; nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from integrations.connectivity import client
+from integrations.models import CheckOutcome as Outcome
+
+# Worst first: the check's outcome is the worst of its findings. A failed QIDO
+# answer hides everything after it, and a missing header on the search itself
+# matters more than one on the preflight (a search without Authorization needs
+# no preflight).
+SEVERITY = [
+    Outcome.BLOCKED,
+    Outcome.UNREACHABLE,
+    Outcome.TLS_ERROR,
+    Outcome.NOT_DICOMWEB,
+    Outcome.CREDENTIALS_MISCONFIGURED,
+    Outcome.CORS_MISSING,
+    Outcome.CORS_ORIGIN_MISMATCH,
+    Outcome.PREFLIGHT_FAILED,
+    Outcome.OK,
+]
+
+DICOM_JSON = "application/dicom+json"
+# A path no archive serves: its answer shows whether errors carry CORS headers.
+ERROR_PROBE_PATH = "/pacsbin-connectivity-check-404"
+FIX = (
+    "Fix: make the archive send the header, or put a reverse proxy in front of "
+    "it (the fix-it configurations for nginx, Apache and Caddy on the server's "
+    "page do exactly this), or use Pacsbin's DIMSE proxy with "
+    '"proxyMode": "dicomweb".'
+)
+
+_TRANSPORT_OUTCOMES = {
+    "blocked": Outcome.BLOCKED,
+    "dns": Outcome.UNREACHABLE,
+    "refused": Outcome.UNREACHABLE,
+    "timeout": Outcome.UNREACHABLE,
+    "broken": Outcome.UNREACHABLE,
+    "redirect_loop": Outcome.UNREACHABLE,
+    "tls": Outcome.TLS_ERROR,
+    "too_large": Outcome.NOT_DICOMWEB,
+}
+_TRANSPORT_ADVICE = {
+    "blocked": "",
+    "dns": " Check the host name in the URL.",
+    "refused": " Check the host and port, and that a firewall lets the "
+    "registry in (or run the check from your own browser inside the network).",
+    "timeout": " The archive may be behind a firewall that drops the "
+    "registry's connections: run the check from your own browser inside the "
+    "network.",
+    "broken": " Check that the URL's scheme (http or https) matches the port.",
+    "redirect_loop": " Register the final URL instead.",
+    "tls": " Browsers refuse such a connection too: install a certificate "
+    "from a public authority that matches the host name.",
+    "too_large": " A search with limit=1 should be small: check that this is "
+    "the archive's DICOMweb root.",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    message: str
+    outcome: Outcome = Outcome.OK  # what this finding alone would make the check
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass
+class ProbeResult:
+    origin: str
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> Outcome:
+        outcomes = {finding.outcome for finding in self.findings}
+        return next((o for o in SEVERITY if o in outcomes), Outcome.OK)
+
+    def add(self, code: str, message: str, outcome: Outcome = Outcome.OK) -> None:
+        self.findings.append(Finding(code, message, outcome))
+
+
+Fetch = Callable[..., client.Response]
+
+
+def probe(
+    qido_url: str,
+    wado_url: str,
+    origin: str,
+    *,
+    needs_credentials: bool = False,
+    fetch: Fetch = client.fetch,
+    limits: client.Limits | None = None,
+) -> ProbeResult:
+    """Probe one archive for one origin, as the uploader's browser would."""
+    result = ProbeResult(origin=origin)
+
+    def get(url: str, **kwargs: Any) -> client.Response | None:
+        try:
+            return fetch(url=url, limits=limits, **kwargs)
+        except client.FetchError as exc:
+            _transport_finding(result, url, exc)
+            return None
+
+    studies = f"{qido_url}/studies"
+    preflight = get(method="OPTIONS", headers=_preflight_headers(origin), url=studies)
+    if preflight is None:
+        return result
+    check_preflight(result, preflight, origin, needs_credentials, "QIDO search")
+
+    search = get(
+        method="GET",
+        url=f"{studies}?limit=1",
+        headers={"Origin": origin, "Accept": DICOM_JSON},
+        follow_redirects=True,
+    )
+    if search is None:
+        return result
+    if search.redirects:
+        result.add(
+            "qido_redirect",
+            f"{studies} redirects to {search.redirects[-1]}. Browsers do not follow "
+            "redirects on a CORS preflight: register the final URL as the QIDO "
+            "URL instead.",
+            Outcome.PREFLIGHT_FAILED,
+        )
+    found = check_dicomweb(result, search, "qido", "QIDO search")
+    cors_ok = check_cors(result, search, origin, needs_credentials, "qido", "search")
+    if found is not None and cors_ok:
+        result.add(
+            "qido_ok",
+            f"The QIDO search answered HTTP {search.status} with "
+            f"{len(found)} stud{'y' if len(found) == 1 else 'ies'}, and the "
+            f"browser on {origin} may read it.",
+        )
+
+    if cors_ok:
+        error = get(
+            method="GET",
+            url=qido_url + ERROR_PROBE_PATH,
+            headers={"Origin": origin, "Accept": DICOM_JSON},
+        )
+        if error is not None:
+            check_error_headers(result, error, origin)
+
+    study_uid = _first_study_uid(found)
+    if study_uid is None:
+        if found is not None:
+            result.add(
+                "wado_not_tested",
+                "The search found no study the registry may see, so the WADO URL "
+                "was not tried. Check it from your own browser once the archive "
+                "has a study.",
+            )
+        return result
+    metadata_url = f"{wado_url}/studies/{quote(study_uid, safe='')}/metadata"
+    if wado_url != qido_url:
+        wado_preflight = get(
+            method="OPTIONS", headers=_preflight_headers(origin), url=metadata_url
+        )
+        if wado_preflight is None:
+            return result
+        check_preflight(
+            result, wado_preflight, origin, needs_credentials, "WADO request", "wado_"
+        )
+    metadata = get(
+        method="GET",
+        url=metadata_url,
+        headers={"Origin": origin, "Accept": DICOM_JSON},
+    )
+    if metadata is None:
+        return result
+    instances = check_dicomweb(result, metadata, "wado", "WADO-RS metadata request")
+    wado_cors = check_cors(
+        result, metadata, origin, needs_credentials, "wado", "WADO metadata"
+    )
+    if instances is not None and wado_cors:
+        result.add(
+            "wado_ok",
+            f"The WADO-RS metadata of study {study_uid} came back "
+            f"({len(instances)} instance(s)), readable from {origin}.",
+        )
+    return result
+
+
+def _preflight_headers(origin: str) -> dict[str, str]:
+    return {
+        "Origin": origin,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "accept, authorization",
+    }
+
+
+def _transport_finding(result: ProbeResult, url: str, exc: client.FetchError) -> None:
+    outcome = _TRANSPORT_OUTCOMES.get(exc.kind, Outcome.UNREACHABLE)
+    code = {"blocked": "blocked", "tls": "tls_error", "too_large": "too_large"}.get(
+        exc.kind, f"unreachable_{exc.kind}"
+    )
+    result.add(code, exc.message + _TRANSPORT_ADVICE.get(exc.kind, ""), outcome)
+
+
+def check_preflight(
+    result: ProbeResult,
+    response: client.Response,
+    origin: str,
+    needs_credentials: bool,
+    what: str,
+    prefix: str = "",
+) -> None:
+    """Judge a preflight answer as a browser does."""
+    url = response.url
+    if not 200 <= response.status < 300:
+        result.add(
+            f"{prefix}preflight_refused",
+            f"The archive answered the CORS preflight (OPTIONS {url}) with HTTP "
+            f"{response.status}. Browsers send this preflight before a {what} "
+            "that carries Authorization and need a 2xx answer with CORS headers "
+            "(Access-Control-Allow-Origin, Access-Control-Allow-Headers listing "
+            "Authorization). Fix: answer OPTIONS with 204 and those headers. "
+            + FIX.removeprefix("Fix: "),
+            Outcome.PREFLIGHT_FAILED,
+        )
+        return
+    allow_origin = response.header("access-control-allow-origin")
+    failed = False
+    if not allow_origin:
+        result.add(
+            f"{prefix}preflight_no_allow_origin",
+            f"The CORS preflight (OPTIONS {url}) has no Access-Control-Allow-Origin "
+            f"header, so browsers on {origin} refuse a {what} with Authorization. "
+            + FIX,
+            Outcome.PREFLIGHT_FAILED,
+        )
+        failed = True
+    elif allow_origin not in (origin, "*"):
+        result.add(
+            f"{prefix}preflight_origin_mismatch",
+            f"The CORS preflight allows the origin {allow_origin}, not {origin}. "
+            f"Add {origin} to the origins the archive or proxy allows.",
+            Outcome.CORS_ORIGIN_MISMATCH,
+        )
+        failed = True
+    elif allow_origin == "*" and needs_credentials:
+        result.add(
+            f"{prefix}preflight_wildcard_with_credentials",
+            "The CORS preflight answers Access-Control-Allow-Origin: *, which "
+            "browsers refuse for requests with credentials (this archive needs "
+            f"them). Echo the origin ({origin}) instead, with "
+            "Access-Control-Allow-Credentials: true and Vary: Origin.",
+            Outcome.CREDENTIALS_MISCONFIGURED,
+        )
+        failed = True
+    allowed_headers = {
+        h.strip().lower()
+        for h in (response.header("access-control-allow-headers") or "").split(",")
+        if h.strip()
+    }
+    if "authorization" not in allowed_headers:
+        why = (
+            "lists * but a * never covers Authorization: list it by name"
+            if "*" in allowed_headers
+            else "does not list Authorization: add it"
+        )
+        result.add(
+            f"{prefix}preflight_authorization_not_allowed",
+            f"The CORS preflight's Access-Control-Allow-Headers {why} "
+            "(Access-Control-Allow-Headers: Authorization, Accept, Content-Type).",
+            Outcome.PREFLIGHT_FAILED,
+        )
+        failed = True
+    if needs_credentials and allow_origin != "*":
+        failed |= _check_credentials(result, response, f"{prefix}preflight")
+    if not failed:
+        result.add(
+            f"{prefix}preflight_ok",
+            f"The CORS preflight for a {what} with Authorization is answered "
+            f"correctly for {origin}.",
+        )
+
+
+def check_dicomweb(
+    result: ProbeResult, response: client.Response, prefix: str, what: str
+) -> list[Any] | None:
+    """The JSON array of a valid DICOMweb answer, or None (with a finding).
+
+    A valid answer is 200 with a JSON array, or 204 with no body (an empty
+    search), as application/dicom+json or application/json.
+    """
+    url = response.url
+    if response.status in (401, 403):
+        result.add(
+            f"{prefix}_needs_login",
+            f"The {what} ({url}) answered HTTP {response.status}: the archive "
+            "wants a login, which the registry does not have, so it could not "
+            "confirm a DICOMweb answer. Run the check from your own browser, "
+            "signed in.",
+        )
+        return None
+    if response.status == 204:
+        return []
+    if response.status != 200:
+        result.add(
+            f"{prefix}_bad_status",
+            f"The {what} ({url}) answered HTTP {response.status}, not 200. "
+            "Check that the URL is the archive's DICOMweb root (the one that "
+            "/studies is appended to).",
+            Outcome.NOT_DICOMWEB,
+        )
+        return None
+    content_type = (response.header("content-type") or "").split(";")[0].strip()
+    if content_type.lower() not in (DICOM_JSON, "application/json"):
+        result.add(
+            f"{prefix}_bad_content_type",
+            f"The {what} ({url}) answered with content type "
+            f"{content_type or '(none)'}, not {DICOM_JSON}. This URL does not "
+            "look like a DICOMweb root: check it.",
+            Outcome.NOT_DICOMWEB,
+        )
+        return None
+    try:
+        data = json.loads(response.body or b"null")
+    except ValueError:
+        data = None
+    if not isinstance(data, list):
+        result.add(
+            f"{prefix}_not_json_array",
+            f"The {what} ({url}) did not answer a JSON array, as DICOMweb does. "
+            "Check that the URL is the archive's DICOMweb root.",
+            Outcome.NOT_DICOMWEB,
+        )
+        return None
+    return data
+
+
+def check_cors(
+    result: ProbeResult,
+    response: client.Response,
+    origin: str,
+    needs_credentials: bool,
+    prefix: str,
+    what: str,
+) -> bool:
+    """Judge the CORS headers of an actual (non-preflight) answer."""
+    values = response.header_values("access-control-allow-origin")
+    if not values:
+        result.add(
+            f"{prefix}_cors_missing",
+            f"The {what} answer ({response.url}) has no Access-Control-Allow-Origin "
+            f"header, so browsers on {origin} block it. " + FIX,
+            Outcome.CORS_MISSING,
+        )
+        return False
+    if len(values) > 1 or "," in values[0]:
+        result.add(
+            f"{prefix}_cors_duplicate",
+            f"The {what} answer carries Access-Control-Allow-Origin more than once "
+            f"({', '.join(values)}); browsers refuse that. Usually the archive and "
+            "a proxy both add it: hide the archive's one in the proxy "
+            "(nginx: proxy_hide_header).",
+            Outcome.CORS_ORIGIN_MISMATCH,
+        )
+        return False
+    value = values[0].strip()
+    if value == "*":
+        if needs_credentials:
+            result.add(
+                f"{prefix}_wildcard_with_credentials",
+                f"The {what} answer has Access-Control-Allow-Origin: *, but this "
+                "archive needs the user's credentials and browsers refuse * for "
+                f"requests with credentials. Echo the origin ({origin}) instead, "
+                "with Access-Control-Allow-Credentials: true and Vary: Origin.",
+                Outcome.CREDENTIALS_MISCONFIGURED,
+            )
+            return False
+        return True
+    if value != origin:
+        result.add(
+            f"{prefix}_cors_origin_mismatch",
+            f"The {what} answer allows the origin {value}, not {origin}, so "
+            f"browsers on {origin} block it. Add {origin} to the origins the "
+            "archive or proxy allows (regenerate the fix-it configuration).",
+            Outcome.CORS_ORIGIN_MISMATCH,
+        )
+        return False
+    if needs_credentials:
+        return not _check_credentials(result, response, prefix)
+    return True
+
+
+def _check_credentials(
+    result: ProbeResult, response: client.Response, prefix: str
+) -> bool:
+    """True when a finding was added (credentials not allowed)."""
+    if (response.header("access-control-allow-credentials") or "").strip() == "true":
+        return False
+    result.add(
+        f"{prefix}_credentials_not_allowed",
+        f"The answer ({response.url}) lacks Access-Control-Allow-Credentials: true, "
+        "which browsers need before sending this archive the user's credentials. "
+        "Add it (and Vary: Origin).",
+        Outcome.CREDENTIALS_MISCONFIGURED,
+    )
+    return True
+
+
+def check_error_headers(
+    result: ProbeResult, response: client.Response, origin: str
+) -> None:
+    """Error answers need the CORS headers too, or a 404 looks like CORS."""
+    if response.status < 400:
+        return
+    if response.header("access-control-allow-origin"):
+        result.add(
+            "errors_have_cors",
+            f"Error answers (HTTP {response.status} for {response.url}) carry "
+            "CORS headers too, so the uploader can show the real error.",
+        )
+        return
+    result.add(
+        "errors_lack_cors",
+        f"Error answers (HTTP {response.status} for {response.url}) carry no CORS "
+        f"headers, so in a browser on {origin} every 4xx or 5xx looks like a CORS "
+        "failure and the uploader cannot show the real error. Searches still work. "
+        "Fix: send the headers on every answer (nginx: add_header ... always; "
+        "Apache: Header always set).",
+    )
+
+
+def _first_study_uid(found: list[Any] | None) -> str | None:
+    try:
+        uid = found[0]["0020000D"]["Value"][0]  # type: ignore[index]
+    except (TypeError, KeyError, IndexError):
+        return None
+    return uid if isinstance(uid, str) and uid else None

@@ -1,0 +1,309 @@
+"""Fix-it configurations: a reverse proxy that adds the CORS headers.
+
+One per server, for nginx, Apache httpd and Caddy, built from the server's
+URLs, whether the archive needs browser credentials, and the allowed origins.
+Each proxies to the archive, answers CORS preflights itself, allows only the
+allowed origins (echoed, with ``Vary: Origin``), lists Authorization by name,
+exposes the headers the uploader reads, and sends all of it on error answers
+too. The operator edits only the name, the port and the certificate paths.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from integrations.models import DicomWebServer
+
+KINDS = ("nginx", "apache", "caddy")
+PROXY_NAME = "dicomweb-proxy.example.org"
+ALLOW_METHODS = "GET, HEAD, OPTIONS"
+ALLOW_HEADERS = "Authorization, Accept, Content-Type, Range, If-None-Match"
+EXPOSE_HEADERS = "Content-Location, Content-Length, ETag, Location, Warning"
+MAX_AGE = 600
+# The archive's own CORS headers are dropped so the browser never sees two.
+ARCHIVE_CORS_HEADERS = (
+    "Access-Control-Allow-Origin",
+    "Access-Control-Allow-Credentials",
+    "Access-Control-Allow-Headers",
+    "Access-Control-Allow-Methods",
+    "Access-Control-Expose-Headers",
+    "Access-Control-Max-Age",
+)
+
+
+class UnknownKind(ValueError):
+    def __init__(self, kind: str) -> None:
+        super().__init__(
+            f"“{kind}” is not a configuration kind: use one of {', '.join(KINDS)}."
+        )
+
+
+def allowed_origins() -> list[str]:
+    """The uploader's origins, plus the registry's own public origin when set
+    (the browser-side check runs from there)."""
+    origins = list(settings.UPLOADER_ORIGINS)
+    if settings.REGISTRY_PUBLIC_ORIGIN:
+        origins.append(settings.REGISTRY_PUBLIC_ORIGIN)
+    return list(dict.fromkeys(origins))
+
+
+@dataclass(frozen=True)
+class Route:
+    """One public path prefix of the proxy and the archive URL behind it."""
+
+    prefix: str  # "/dicom-web/"
+    upstream: str  # "http://127.0.0.1:8042/dicom-web/"
+    role: str  # "QIDO and WADO", "QIDO", "WADO"
+
+    @property
+    def upstream_origin(self) -> str:
+        parts = urlsplit(self.upstream)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def upstream_path(self) -> str:
+        return urlsplit(self.upstream).path
+
+    @property
+    def https(self) -> bool:
+        return self.upstream.startswith("https://")
+
+
+def routes(qido_url: str, wado_url: str) -> list[Route]:
+    """The proxy's locations. The archive's own path is kept when it can be (so
+    the URLs stay recognisable); two archives URLs sharing a path get /qido/
+    and /wado/."""
+
+    def path_of(url: str) -> str:
+        return urlsplit(url).path.rstrip("/") + "/"
+
+    if qido_url == wado_url:
+        return [Route(path_of(qido_url), qido_url + "/", "QIDO and WADO")]
+    qido_path, wado_path = path_of(qido_url), path_of(wado_url)
+    if qido_path.startswith(wado_path) or wado_path.startswith(qido_path):
+        qido_path, wado_path = "/qido/", "/wado/"
+    return [
+        Route(qido_path, qido_url + "/", "QIDO"),
+        Route(wado_path, wado_url + "/", "WADO"),
+    ]
+
+
+def render(server: DicomWebServer, kind: str) -> str:
+    """The configuration text for ``kind`` (nginx, apache or caddy)."""
+    renderers = {"nginx": _nginx, "apache": _apache, "caddy": _caddy}
+    if kind not in renderers:
+        raise UnknownKind(kind)
+    return renderers[kind](server, allowed_origins())
+
+
+def _header(server: DicomWebServer, kind: str, comment: str, reload: str) -> list[str]:
+    found = routes(server.qido_url, server.wado_url)
+    qido, wado = found[0], found[-1]
+    lines = [
+        f'Fix-it {kind} configuration for "{server.name}" '
+        f"({server.institution.name}), made by Pacsbin Integrations.",
+        "A reverse proxy in front of the archive that adds the CORS headers "
+        "Pacsbin's uploader needs.",
+        f"1. Edit the server name ({PROXY_NAME}), the port and the certificate paths.",
+        f"2. {reload}",
+        "3. Register the proxy's URLs for this server in the registry:",
+        f"     QIDO URL: https://{PROXY_NAME}{qido.prefix.rstrip('/')}",
+        f"     WADO URL: https://{PROXY_NAME}{wado.prefix.rstrip('/')}",
+        f"Allowed origins: {', '.join(allowed_origins())}.",
+        "The archive needs browser credentials: "
+        + (
+            "yes, so the origin is echoed with Access-Control-Allow-Credentials."
+            if server.needs_credentials
+            else "no (regenerate if that changes)."
+        ),
+    ]
+    return [f"{comment} {line}".rstrip() for line in lines]
+
+
+def _nginx(server: DicomWebServer, origins: list[str]) -> str:
+    variable = f"$pacsbin_cors_origin_{server.pk or 0}"
+    out = _header(
+        server,
+        "nginx",
+        "#",
+        "Save as /etc/nginx/conf.d/pacsbin-dicomweb.conf, then: nginx -t && "
+        "systemctl reload nginx",
+    )
+    out += [
+        "",
+        "# An allowed origin is echoed back; any other gets the first allowed one,",
+        "# which its browser refuses (and which tells whoever debugs it why).",
+        f"map $http_origin {variable} {{",
+        f'    default "{origins[0]}";',
+        *(f'    "{origin}" $http_origin;' for origin in origins),
+        "}",
+        "",
+        "server {",
+        "    listen 443 ssl;",
+        "    listen [::]:443 ssl;",
+        f"    server_name {PROXY_NAME};",
+        f"    ssl_certificate /etc/ssl/certs/{PROXY_NAME}.pem;",
+        f"    ssl_certificate_key /etc/ssl/private/{PROXY_NAME}.key;",
+        "",
+        "    # Large studies: WADO-RS answers stream through without a size limit.",
+        "    client_max_body_size 0;",
+        "    proxy_buffering off;",
+        "    proxy_read_timeout 300s;",
+    ]
+    cors = [
+        f"add_header Access-Control-Allow-Origin {variable} always;",
+        *(
+            ['add_header Access-Control-Allow-Credentials "true" always;']
+            if server.needs_credentials
+            else []
+        ),
+        "add_header Vary Origin always;",
+    ]
+    for route in routes(server.qido_url, server.wado_url):
+        out += [
+            "",
+            f"    # {route.role}: {route.prefix} here is {route.upstream}",
+            f"    location {route.prefix} {{",
+            "        # Browsers send this preflight before a request carrying",
+            "        # Authorization; answered here, the archive never sees it.",
+            "        if ($request_method = OPTIONS) {",
+            *(f"            {line}" for line in cors),
+            f'            add_header Access-Control-Allow-Methods "{ALLOW_METHODS}" '
+            "always;",
+            f'            add_header Access-Control-Allow-Headers "{ALLOW_HEADERS}" '
+            "always;",
+            f"            add_header Access-Control-Max-Age {MAX_AGE} always;",
+            "            return 204;",
+            "        }",
+            "        # 'always': error answers carry the headers too, so a 404 is",
+            "        # not mistaken for a CORS failure in the browser.",
+            *(f"        {line}" for line in cors),
+            f'        add_header Access-Control-Expose-Headers "{EXPOSE_HEADERS}" '
+            "always;",
+            *(f"        proxy_hide_header {name};" for name in ARCHIVE_CORS_HEADERS),
+            "        proxy_set_header X-Forwarded-Proto $scheme;",
+            "        proxy_set_header X-Forwarded-Host $host;",
+            "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            *(["        proxy_ssl_server_name on;"] if route.https else []),
+            f"        proxy_pass {route.upstream};",
+            "    }",
+        ]
+    out += ["}", ""]
+    return "\n".join(out)
+
+
+def _apache(server: DicomWebServer, origins: list[str]) -> str:
+    pattern = "|".join(re.escape(origin) for origin in origins)
+    out = _header(
+        server,
+        "Apache httpd",
+        "#",
+        "Enable the modules (a2enmod ssl proxy proxy_http headers rewrite), save "
+        "as /etc/apache2/sites-available/pacsbin-dicomweb.conf, a2ensite it, "
+        "then: apachectl configtest && systemctl reload apache2",
+    )
+    out += [
+        "",
+        "<VirtualHost *:443>",
+        f"    ServerName {PROXY_NAME}",
+        "    SSLEngine on",
+        f"    SSLCertificateFile /etc/ssl/certs/{PROXY_NAME}.pem",
+        f"    SSLCertificateKeyFile /etc/ssl/private/{PROXY_NAME}.key",
+        "",
+        "    # An allowed origin is echoed back; any other gets the first allowed",
+        "    # one, which its browser refuses.",
+        f'    SetEnvIf Origin "^({pattern})$" PACSBIN_CORS_ORIGIN=$1',
+        "    # The archive's own CORS headers are dropped so the browser never",
+        "    # sees two; 'always' puts ours on error answers too.",
+        *(f"    Header unset {name}" for name in ARCHIVE_CORS_HEADERS),
+        '    Header always set Access-Control-Allow-Origin "%{PACSBIN_CORS_ORIGIN}e"'
+        " env=PACSBIN_CORS_ORIGIN",
+        f'    Header always set Access-Control-Allow-Origin "{origins[0]}"'
+        " env=!PACSBIN_CORS_ORIGIN",
+        *(
+            ['    Header always set Access-Control-Allow-Credentials "true"']
+            if server.needs_credentials
+            else []
+        ),
+        '    Header always merge Vary "Origin"',
+        f'    Header always set Access-Control-Allow-Methods "{ALLOW_METHODS}"',
+        f'    Header always set Access-Control-Allow-Headers "{ALLOW_HEADERS}"',
+        f'    Header always set Access-Control-Expose-Headers "{EXPOSE_HEADERS}"',
+        f'    Header always set Access-Control-Max-Age "{MAX_AGE}"',
+        "",
+        "    # Browsers send a preflight before a request carrying Authorization;",
+        "    # answered here with 204, the archive never sees it.",
+        "    RewriteEngine On",
+        "    RewriteCond %{REQUEST_METHOD} OPTIONS",
+        "    RewriteRule ^ - [R=204,L]",
+        "",
+        *(["    SSLProxyEngine on"] if any(r.https for r in _routes(server)) else []),
+        "    ProxyRequests Off",
+        "    ProxyTimeout 300",
+    ]
+    for route in _routes(server):
+        out += [
+            f"    # {route.role}: {route.prefix} here is {route.upstream}",
+            f'    ProxyPass "{route.prefix}" "{route.upstream}"',
+            f'    ProxyPassReverse "{route.prefix}" "{route.upstream}"',
+        ]
+    out += ["</VirtualHost>", ""]
+    return "\n".join(out)
+
+
+def _caddy(server: DicomWebServer, origins: list[str]) -> str:
+    out = _header(
+        server,
+        "Caddy",
+        "#",
+        "Add to /etc/caddy/Caddyfile (Caddy gets the certificate itself), then: "
+        "caddy validate --config /etc/caddy/Caddyfile && systemctl reload caddy",
+    )
+    out += [
+        "",
+        f"{PROXY_NAME} {{",
+        "\t# An allowed origin is echoed back; any other gets the first allowed",
+        "\t# one, which its browser refuses.",
+        f"\t@allowed_origin header Origin {' '.join(origins)}",
+        f'\theader Access-Control-Allow-Origin "{origins[0]}"',
+        "\theader @allowed_origin Access-Control-Allow-Origin "
+        '"{http.request.header.Origin}"',
+        *(
+            ['\theader Access-Control-Allow-Credentials "true"']
+            if server.needs_credentials
+            else []
+        ),
+        "\theader Vary Origin",
+        f'\theader Access-Control-Allow-Methods "{ALLOW_METHODS}"',
+        f'\theader Access-Control-Allow-Headers "{ALLOW_HEADERS}"',
+        f'\theader Access-Control-Expose-Headers "{EXPOSE_HEADERS}"',
+        f'\theader Access-Control-Max-Age "{MAX_AGE}"',
+    ]
+    for route in _routes(server):
+        out += [
+            "",
+            f"\t# {route.role}: {route.prefix} here is {route.upstream}",
+            f"\thandle_path {route.prefix}* {{",
+            "\t\t# Browsers send a preflight before a request carrying Authorization;",
+            "\t\t# answered here, the archive never sees it.",
+            "\t\t@preflight method OPTIONS",
+            "\t\trespond @preflight 204",
+            f"\t\trewrite * {route.upstream_path.rstrip('/')}{{uri}}",
+            f"\t\treverse_proxy {route.upstream_origin} {{",
+            "\t\t\theader_up Host {upstream_hostport}",
+            *(f"\t\t\theader_down -{name}" for name in ARCHIVE_CORS_HEADERS),
+            "\t\t}",
+            "\t}",
+        ]
+    out += ["}", ""]
+    return "\n".join(out)
+
+
+def _routes(server: DicomWebServer) -> list[Route]:
+    return routes(server.qido_url, server.wado_url)

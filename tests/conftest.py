@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests import peers
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.Orthanc]:
+    """One Orthanc (DICOMweb plugin, two studies) for the whole run."""
+    with peers.orthanc(tmp_path_factory.mktemp("orthanc")) as running:
+        yield running
+
+
+@pytest.fixture
+def allow_private(settings):  # type: ignore[no-untyped-def]
+    """CONNECTIVITY_ALLOW_PRIVATE on: the local test peers live on loopback."""
+    settings.CONNECTIVITY_ALLOW_PRIVATE = True

@@ -1,0 +1,339 @@
+"""Real peers for the tests: Orthanc with its DICOMweb plugin, nginx, Apache.
+
+Each is started on a free loopback port with its files in a temporary folder
+and stopped at teardown. Without CI a missing binary skips the test; with CI
+set it fails it, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ORTHANC = "/usr/sbin/Orthanc"
+DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+NGINX = "/usr/sbin/nginx"
+APACHE = "/usr/sbin/apache2"
+APACHE_MODULES = Path("/usr/lib/apache2/modules")
+CADDY = "/usr/bin/caddy"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def require(*paths: str) -> None:
+    """Skip (or fail, under CI) when a tool the test needs is missing."""
+    missing = [p for p in paths if not os.path.exists(p)]
+    if not missing:
+        return
+    message = f"missing {', '.join(missing)} (apt-get install it; .ci/run does)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(
+    url: str, process: subprocess.Popen, log: Path, seconds: float = 20
+) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers: an error status is still an answer
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {seconds}s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    try:
+        return log.read_text(errors="replace")[-3000:]
+    except OSError:
+        return "(no log)"
+
+
+@contextmanager
+def running(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(ready_url, process, log)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Orthanc:
+    url: str  # http://127.0.0.1:PORT
+    study_uids: list[str]
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.url}/dicom-web"
+
+
+def dicom_instance(study_uid: str, series_uid: str, number: int) -> bytes:
+    """A small Secondary Capture instance (pydicom), as Orthanc accepts it."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import (
+        ExplicitVRLittleEndian,
+        SecondaryCaptureImageStorage,
+        generate_uid,
+    )
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.PatientName = "Test^Connectivity"
+    ds.PatientID = "PACSBIN-TEST-1"
+    ds.StudyDate = "20260101"
+    ds.StudyDescription = "Connectivity check fixture"
+    ds.Modality = "OT"
+    ds.InstanceNumber = number
+    ds.Rows = ds.Columns = 4
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes(range(16))
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@contextmanager
+def orthanc(tmp: Path) -> Iterator[Orthanc]:
+    """Orthanc with DICOMweb on a free port, holding two small studies."""
+    require(ORTHANC, DICOMWEB_PLUGIN)
+    from pydicom.uid import generate_uid
+
+    port = free_port()
+    (tmp / "storage").mkdir()
+    config = {
+        "Name": "pacsbin-test",
+        "HttpPort": port,
+        "HttpBindAddress": "127.0.0.1",  # not every Orthanc knows it; harmless
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": True,
+        "AuthenticationEnabled": False,
+        "StorageDirectory": str(tmp / "storage"),
+        "IndexDirectory": str(tmp / "storage"),
+        "Plugins": [DICOMWEB_PLUGIN],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
+    (tmp / "orthanc.json").write_text(json.dumps(config))
+    url = f"http://127.0.0.1:{port}"
+    with running(
+        [ORTHANC, str(tmp / "orthanc.json")], tmp / "orthanc.log", f"{url}/system"
+    ):
+        study_uids = [generate_uid(), generate_uid()]
+        for study_uid in study_uids:
+            series_uid = generate_uid()
+            for number in (1, 2):
+                request = urllib.request.Request(
+                    f"{url}/instances",
+                    data=dicom_instance(study_uid, series_uid, number),
+                    headers={"Content-Type": "application/dicom"},
+                    method="POST",
+                )
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    assert answer.status == 200
+        yield Orthanc(url=url, study_uids=study_uids)
+
+
+def self_signed_certificate(tmp: Path, name: str = "localhost") -> tuple[Path, Path]:
+    cert, key = tmp / "proxy.pem", tmp / "proxy.key"
+    if not cert.exists():
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+            + ["-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"]
+            + ["-keyout", str(key), "-out", str(cert)],
+            check=True,
+            capture_output=True,
+        )
+    return cert, key
+
+
+def patch_nginx(config: str, port: int, cert: Path, key: Path, tls: bool) -> str:
+    """The generated configuration with only the listen lines and the
+    certificate paths changed, for a loopback test."""
+    listen = f"listen 127.0.0.1:{port}{' ssl' if tls else ''};"
+    config = re.sub(r"listen 443 ssl;", listen, config, count=1)
+    config = re.sub(r"\n\s*listen \[::\]:443 ssl;", "", config)
+    config = re.sub(r"ssl_certificate \S+;", f"ssl_certificate {cert};", config)
+    return re.sub(r"ssl_certificate_key \S+;", f"ssl_certificate_key {key};", config)
+
+
+@contextmanager
+def nginx(tmp: Path, site: str, *, tls: bool = False) -> Iterator[str]:
+    """nginx serving the (patched) site configuration; yields its base URL."""
+    require(NGINX)
+    port = free_port()
+    cert, key = self_signed_certificate(tmp)
+    prefix = tmp / "nginx"
+    for sub in ("logs", "temp"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    temp = prefix / "temp"
+    main = f"""
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {prefix}/logs/access.log;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    {patch_nginx(site, port, cert, key, tls)}
+}}
+"""
+    (prefix / "nginx.conf").write_text(main)
+    test = subprocess.run(
+        [NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+        capture_output=True,
+        text=True,
+    )
+    assert test.returncode == 0, test.stderr
+    scheme = "https" if tls else "http"
+    url = f"{scheme}://127.0.0.1:{port}"
+    args = [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+    args += ["-g", "daemon off;"]
+    ready = f"http://127.0.0.1:{port}/" if not tls else None
+    if ready is None:
+        with _started(args, prefix / "logs" / "stdout.log", port):
+            yield url
+        return
+    with running(args, prefix / "logs" / "stdout.log", ready):
+        yield url
+
+
+@contextmanager
+def _started(args: list[str], log: Path, port: int) -> Iterator[None]:
+    """For a TLS listener: ready when the port accepts connections."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError(f"nginx did not start:\n{_tail(log)}") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def apache_main_config(tmp: Path, site: str, port: int) -> Path:
+    """A minimal Apache main configuration around a (patched) site."""
+    cert, key = self_signed_certificate(tmp)
+    root = tmp / "apache"
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    modules = [
+        ("mpm_event_module", "mod_mpm_event.so"),
+        ("authz_core_module", "mod_authz_core.so"),
+        ("unixd_module", "mod_unixd.so"),
+        ("ssl_module", "mod_ssl.so"),
+        ("proxy_module", "mod_proxy.so"),
+        ("proxy_http_module", "mod_proxy_http.so"),
+        ("headers_module", "mod_headers.so"),
+        ("rewrite_module", "mod_rewrite.so"),
+        ("setenvif_module", "mod_setenvif.so"),
+    ]
+    loads = "\n".join(
+        f"LoadModule {name} {APACHE_MODULES / so}"
+        for name, so in modules
+        if (APACHE_MODULES / so).exists() or name != "unixd_module"
+    )
+    site = site.replace("<VirtualHost *:443>", f"<VirtualHost 127.0.0.1:{port}>")
+    site = re.sub(r"SSLEngine on", "SSLEngine off", site)
+    site = re.sub(r"SSLCertificateFile \S+", f"SSLCertificateFile {cert}", site)
+    site = re.sub(r"SSLCertificateKeyFile \S+", f"SSLCertificateKeyFile {key}", site)
+    main = root / "apache2.conf"
+    main.write_text(
+        f"""ServerRoot {root}
+ServerName localhost
+Listen 127.0.0.1:{port}
+PidFile {root}/apache.pid
+ErrorLog {root}/logs/error.log
+Mutex file:{root}
+DefaultRuntimeDir {root}
+{loads}
+{site}
+"""
+    )
+    return main
+
+
+def caddy_env(tmp: Path) -> dict[str, str]:
+    """Caddy keeps its state under HOME / XDG: a throwaway folder."""
+    return {
+        "HOME": str(tmp),
+        "XDG_DATA_HOME": str(tmp),
+        "XDG_CONFIG_HOME": str(tmp),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    }
+
+
+@contextmanager
+def caddy(tmp: Path, site: str) -> Iterator[str]:
+    """Caddy serving the site block on a loopback port, plain HTTP, without its
+    admin endpoint (so parallel runs never collide); yields its base URL."""
+    require(CADDY)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    site = re.sub(r"^\S+ \{$", f"{url} {{", site, count=1, flags=re.MULTILINE)
+    config = tmp / "Caddyfile"
+    config.write_text("{\n\tadmin off\n\tauto_https off\n}\n\n" + site)
+    args = [CADDY, "run", "--adapter", "caddyfile", "--config", str(config)]
+    log = tmp / "caddy.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, env=caddy_env(tmp)
+        )
+    try:
+        wait_for(f"{url}/", process, log)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
