@@ -279,3 +279,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in keys:
             key.revoke()
         self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
+
+
+# Staff review of self-service submissions (registers its own admin).
+from integrations.onboarding import admin as onboarding_admin  # noqa: E402, F401

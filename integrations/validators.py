@@ -134,3 +134,14 @@ def parse_email_list(text: str) -> EmailList:
             seen.add(key)
             emails.append(email)
     return EmailList(emails=emails, errors=errors, duplicates=duplicates)
+
+
+def count_email_entries(text: str) -> int:
+    """How many entries ``parse_email_list`` would look at, without validating
+    them: lets a caller refuse an oversized paste before the costly part."""
+    return sum(
+        1
+        for line in text.splitlines()
+        for item in _SEPARATORS.split(line)
+        if item.strip()
+    )

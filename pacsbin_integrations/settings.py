@@ -117,6 +117,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "integrations.audit.AuditActorMiddleware",
+    # Body-size cap and CSP of the public onboarding pages.
+    "integrations.onboarding.guards.PublicPagesMiddleware",
     # Last, as django-axes asks: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -216,10 +218,33 @@ STORAGES = {
     },
 }
 
+# Email: printed to the console unless an SMTP host is set (README "Email").
+EMAIL_HOST = env.str("DJANGO_EMAIL_HOST")
 EMAIL_BACKEND = env.str(
-    "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
 )
+EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env.secret("DJANGO_EMAIL_PASSWORD")
+EMAIL_USE_SSL = env.bool("DJANGO_EMAIL_USE_SSL", False)  # implicit TLS, port 465
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS
+if EMAIL_USE_SSL and EMAIL_USE_TLS:
+    raise ImproperlyConfigured(
+        "DJANGO_EMAIL_USE_SSL and DJANGO_EMAIL_USE_TLS are exclusive: SSL for "
+        "port 465, TLS (STARTTLS) for port 587."
+    )
+EMAIL_TIMEOUT = env.int("DJANGO_EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "integrations@localhost")
+# Who hears of new onboarding submissions (empty: every active staff user
+# with an email address).
+ONBOARDING_NOTIFY_EMAILS = env.list("ONBOARDING_NOTIFY_EMAILS")
+# Public onboarding submissions allowed per client address per hour.
+ONBOARDING_SUBMISSIONS_PER_HOUR = env.int(
+    "ONBOARDING_SUBMISSIONS_PER_HOUR", 10, minimum=1
+)
 
 # Security headers. With debug off everything is on unless the deployment is
 # explicitly plain HTTP on a trusted network (DJANGO_INSECURE_HTTP=1).
