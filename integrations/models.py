@@ -278,8 +278,23 @@ class ConnectivityCheck(models.Model):
 
     Outcome = CheckOutcome
 
+    # Server-side checks always have a server. A browser check from the status
+    # page of a request not yet approved has only the request; approval then
+    # attaches it to the server, so staff see what the contact's browser saw.
+    # Both cascade: a check says something only about what it was made for.
     server = models.ForeignKey(
-        DicomWebServer, on_delete=models.CASCADE, related_name="connectivity_checks"
+        DicomWebServer,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="connectivity_checks",
+    )
+    onboarding_request = models.ForeignKey(
+        "OnboardingRequest",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="connectivity_checks",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     created_by = models.ForeignKey(
@@ -300,6 +315,17 @@ class ConnectivityCheck(models.Model):
         indexes = [
             models.Index(
                 fields=["server", "-created_at"], name="check_server_recent_idx"
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(server__isnull=False)
+                | models.Q(onboarding_request__isnull=False),
+                name="check_has_server_or_request",
+                violation_error_message=(
+                    "A connectivity check is made for a server or an onboarding "
+                    "request."
+                ),
             )
         ]
 

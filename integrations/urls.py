@@ -15,6 +15,11 @@ urlpatterns: list = [
     ),
     path("onboarding/status/<str:link>/", onboarding.status, name="onboarding_status"),
     path(
+        "onboarding/status/<str:link>/browser-check",
+        onboarding.browser_check,
+        name="onboarding_browser_check",
+    ),
+    path(
         "onboarding/status/<str:link>/change/",
         onboarding.update_request,
         name="onboarding_update",

@@ -10,7 +10,12 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from integrations.connectivity import client, probe
-from integrations.models import CheckOutcome, ConnectivityCheck, DicomWebServer
+from integrations.models import (
+    CheckOutcome,
+    ConnectivityCheck,
+    DicomWebServer,
+    OnboardingRequest,
+)
 
 MAX_ORIGIN_LENGTH = 200
 MAX_FINDINGS = 20
@@ -93,14 +98,19 @@ def run_checks(
 
 
 def record_browser_check(
-    server: DicomWebServer,
+    server: DicomWebServer | None,
     origin: Any,
     outcome: Any,
     findings: Any,
     user: Any = None,
+    *,
+    onboarding_request: OnboardingRequest | None = None,
 ) -> ConnectivityCheck:
-    """Record what someone's browser reported; ValidationError naming every bad
-    value, and nothing written, when the report is malformed."""
+    """Record what someone's browser reported, for a server, an onboarding
+    request, or both; ValidationError naming every bad value, and nothing
+    written, when the report is malformed."""
+    if server is None and onboarding_request is None:
+        raise ValueError("A browser check is recorded for a server or a request.")
     errors: dict[str, list[ValidationError]] = {}
     try:
         origin = normalize_origin(origin)
@@ -122,6 +132,7 @@ def record_browser_check(
         raise ValidationError(errors)
     return ConnectivityCheck.objects.create(
         server=server,
+        onboarding_request=onboarding_request,
         created_by=user if user is not None and user.is_authenticated else None,
         source=ConnectivityCheck.Source.BROWSER,
         origin=origin,

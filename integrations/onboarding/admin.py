@@ -16,7 +16,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from integrations.models import Institution, OnboardingRequest
-from integrations.onboarding import cors, flows
+from integrations.onboarding import connectivity, cors, flows
 from integrations.onboarding.views import site_url
 
 
@@ -141,6 +141,7 @@ class OnboardingRequestAdmin(admin.ModelAdmin):
             "emails": flows.email_review(r),
             "existing_institution": existing_institution,
             "guidance": cors.guidance_for(r.cors_mode, r.needs_credentials),
+            "checks": connectivity.recent_checks(r),
         }
         return TemplateResponse(
             request, "admin/integrations/onboardingrequest/review.html", context

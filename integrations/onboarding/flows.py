@@ -310,6 +310,9 @@ def _approve(
         r.institution = institution
         r.server = server
         r.save()
+        # What the contact's browser saw before approval becomes part of the
+        # server's check history, in the same transaction as everything else.
+        r.connectivity_checks.filter(server__isnull=True).update(server=server)
         transaction.on_commit(lambda: notify.decision_made(r, site_url))
     return result
 

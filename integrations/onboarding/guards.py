@@ -9,7 +9,9 @@ security headers (a Content-Security-Policy with no inline script).
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.cache import cache
@@ -24,6 +26,9 @@ PUBLIC_PREFIX = "/onboarding/"
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EMAILS = 5000
 RATE_WINDOW_SECONDS = 3600
+# The status page's browser check: a contact fixing their proxy reruns it a
+# few times; dozens an hour from one network is someone filling our table.
+BROWSER_CHECKS_PER_HOUR = 30
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -38,35 +43,74 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "object-src 'none'",
     ]
 )
+_CSP_HOST = re.compile(r"[a-z0-9.:-]+")  # what urlsplit's hostname may hold, lower case
 
 
-def rate_key(request: HttpRequest) -> str:
-    """One counter per client; an IPv6 client is its /64, which it usually
-    owns whole and could otherwise rotate through."""
+def rate_key(request: HttpRequest, bucket: str = "submissions") -> str:
+    """One counter per client and kind of action; an IPv6 client is its /64,
+    which it usually owns whole and could otherwise rotate through."""
     address = client_ip(request)
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return f"onboarding:submissions:{address or 'unknown'}"
+        return f"onboarding:{bucket}:{address or 'unknown'}"
     if ip.version == 6 and ip.ipv4_mapped is None:
         address = str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return f"onboarding:submissions:{address}"
+    return f"onboarding:{bucket}:{address}"
 
 
-def count_submission(request: HttpRequest) -> bool:
-    """Count one submission attempt; True while the client is within its limit.
+def _count(request: HttpRequest, bucket: str, limit: int) -> bool:
+    """Count one attempt; True while the client is within ``limit`` an hour.
 
     ``add`` then ``incr`` are both atomic in Redis and in the local-memory
     cache, so concurrent workers never lose a count.
     """
-    key = rate_key(request)
+    key = rate_key(request, bucket)
     cache.add(key, 0, timeout=RATE_WINDOW_SECONDS)
     try:
         count = cache.incr(key)
     except ValueError:  # expired between add and incr
         cache.set(key, 1, timeout=RATE_WINDOW_SECONDS)
         count = 1
-    return count <= settings.ONBOARDING_SUBMISSIONS_PER_HOUR
+    return count <= limit
+
+
+def count_submission(request: HttpRequest) -> bool:
+    """Count one submission attempt; True while the client is within its limit."""
+    return _count(request, "submissions", settings.ONBOARDING_SUBMISSIONS_PER_HOUR)
+
+
+def count_browser_check(request: HttpRequest) -> bool:
+    """Count one browser-check report; True while the client is within its limit."""
+    return _count(request, "browser-checks", BROWSER_CHECKS_PER_HOUR)
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host:port`` of a URL, as a CSP source; None when the URL has
+    anything that could not be one (the URL validator already refuses those,
+    but a header is no place to trust that)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not _CSP_HOST.fullmatch(host):
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    port = port or (443 if scheme == "https" else 80)
+    return f"{scheme}://{host}:{port}"
+
+
+def content_security_policy(connect_origins: list[str]) -> str:
+    """The public pages' policy, also allowing fetch() to these origins (the
+    status page's browser check talks to the contact's archive)."""
+    sources = " ".join(["'self'", *dict.fromkeys(connect_origins)])
+    return CONTENT_SECURITY_POLICY.replace(
+        "connect-src 'self'", f"connect-src {sources}"
+    )
 
 
 class PublicPagesMiddleware:

@@ -46,7 +46,7 @@ def request_for_link(link: str) -> OnboardingRequest:
         raise Http404 from None
     try:
         return OnboardingRequest.objects.select_related(
-            "institution", "server", "reviewer"
+            "institution", "server__institution", "reviewer"
         ).get(token=token)
     except OnboardingRequest.DoesNotExist:
         raise Http404 from None

@@ -6,14 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations.clientip import client_ip
-from integrations.onboarding import cors, flows, guards, links
+from integrations.connectivity import proxyconfig, reports
+from integrations.onboarding import connectivity, cors, flows, guards, links
 from integrations.onboarding.forms import (
     NewServerForm,
     ServerDetailsForm,
@@ -104,7 +105,10 @@ def submitted(request: HttpRequest, link: str) -> HttpResponse:
 def status(request: HttpRequest, link: str) -> HttpResponse:
     onboarding_request = links.request_for_link(link)
     r = onboarding_request
-    return render(
+    checked = connectivity.server_for(r)
+    # What a browser on this page will send as Origin (a GET carries none).
+    page_origin = f"{request.scheme}://{request.get_host()}"
+    response = render(
         request,
         "onboarding/status.html",
         {
@@ -114,7 +118,45 @@ def status(request: HttpRequest, link: str) -> HttpResponse:
             "guidance": cors.guidance_for(r.cors_mode, r.needs_credentials),
             "can_update": r.server_id is not None,
             "updates": r.updates.order_by("-created_at")[:20],
+            "checked": checked,
+            "page_origin": page_origin,
+            "origin_is_exact": connectivity.origin_is_exact(page_origin),
+            "uploader_origins": settings.UPLOADER_ORIGINS,
+            "registry_origin": settings.REGISTRY_PUBLIC_ORIGIN,
+            "checks": connectivity.recent_checks(r),
+            "configs": connectivity.fixit_configs(checked),
+            "config_origins": proxyconfig.allowed_origins(),
         },
+    )
+    # The browser check fetch()es the archive: its origin, and only it, joins
+    # connect-src; the rest of the public pages' policy stays as it is.
+    archive = guards.origin_of(checked.qido_url)
+    response["Content-Security-Policy"] = guards.content_security_policy(
+        [archive] if archive else []
+    )
+    return response
+
+
+@never_cache
+@require_POST
+def browser_check(request: HttpRequest, link: str) -> HttpResponse:
+    """Record what the contact's browser saw (CSRF-protected like every POST)."""
+    # Counted before the link is looked at: a flood of bad links costs the
+    # same as a flood of good ones.
+    if not guards.count_browser_check(request):
+        return JsonResponse(
+            {
+                "detail": "Too many checks from your network in the last hour "
+                f"(at most {guards.BROWSER_CHECKS_PER_HOUR}); please try later."
+            },
+            status=429,
+        )
+    r = links.request_for_link(link)
+    return reports.record_from_request(
+        request,
+        server=connectivity.live_server(r),
+        onboarding_request=r,
+        user=request.user,
     )
 
 
