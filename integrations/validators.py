@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError
@@ -89,6 +90,39 @@ def normalize_dicomweb_url(value: str) -> str:
     return urlunsplit(
         (parts.scheme.lower(), parts.netloc.lower(), path, parts.query, "")
     )
+
+
+MAX_ORIGIN_LENGTH = 200
+
+
+def normalize_origin(value: Any) -> str:
+    """``scheme://host[:port]``, lower case; ValidationError naming the value."""
+    raw = value.strip() if isinstance(value, str) else value
+    if not isinstance(raw, str) or not raw:
+        raise ValidationError("Enter an origin such as https://pacsbin.com.")
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or len(raw) > MAX_ORIGIN_LENGTH
+        or parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or parts.password is not None
+    ):
+        raise ValidationError(
+            "“%(value)s” is not an origin like https://pacsbin.com (scheme and "
+            "host, no path).",
+            code="invalid_origin",
+            params={"value": raw},
+        )
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 @dataclass(frozen=True)

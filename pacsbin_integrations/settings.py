@@ -10,8 +10,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
+from integrations.validators import normalize_origin
 from pacsbin_integrations.env import Env
 
 env = Env()
@@ -35,23 +36,10 @@ TRUSTED_PROXIES = env.int("DJANGO_TRUSTED_PROXIES", 0)
 
 
 def _origins(name: str, default: str) -> list[str]:
-    origins = []
-    for origin in env.list(name, default):
-        parts = urlsplit(origin)
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.path not in ("", "/")
-            or parts.query
-            or parts.fragment
-            or parts.username
-        ):
-            raise ImproperlyConfigured(
-                f"{name}: {origin!r} is not an origin like https://pacsbin.com "
-                "(scheme and host, no path)."
-            )
-        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
-    return origins
+    try:
+        return [normalize_origin(origin) for origin in env.list(name, default)]
+    except ValidationError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc.messages[0]}") from None
 
 
 UPLOADER_ORIGINS = _origins("UPLOADER_ORIGINS", "https://pacsbin.com")

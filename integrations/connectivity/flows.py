@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -16,42 +15,12 @@ from integrations.models import (
     DicomWebServer,
     OnboardingRequest,
 )
+from integrations.validators import normalize_origin
 
-MAX_ORIGIN_LENGTH = 200
 MAX_FINDINGS = 20
 MAX_CODE_LENGTH = 64
 MAX_MESSAGE_LENGTH = 1000
 _CODE = re.compile(r"^[a-z0-9_]+$")
-
-
-def normalize_origin(value: Any) -> str:
-    """``scheme://host[:port]``, lower case; ValidationError naming the value."""
-    raw = value.strip() if isinstance(value, str) else value
-    if not isinstance(raw, str) or not raw:
-        raise ValidationError("Enter an origin such as https://pacsbin.com.")
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 -- raises ValueError on a bad port
-    except ValueError:
-        parts = None
-    if (
-        parts is None
-        or len(raw) > MAX_ORIGIN_LENGTH
-        or parts.scheme.lower() not in ("http", "https")
-        or not parts.hostname
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or parts.username is not None
-        or parts.password is not None
-    ):
-        raise ValidationError(
-            "“%(value)s” is not an origin like https://pacsbin.com (scheme and "
-            "host, no path).",
-            code="invalid_origin",
-            params={"value": raw},
-        )
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def run_check(
