@@ -78,7 +78,7 @@ def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[Approv
         pass
     prefix = term.strip().casefold()
     if connection.vendor == "postgresql":
-        # LIKE 'x%' uses the varchar_pattern_ops index (0004_bench_indexes)
+        # LIKE 'x%' uses the varchar_pattern_ops index (0006_bench_indexes)
         # whatever the database collation.
         return queryset.filter(email_key__startswith=prefix)
     # SQLite compares text by code point, so a range is exactly the prefix.
@@ -346,3 +346,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in keys:
             key.revoke()
         self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
+
+
+# Staff review of self-service submissions (registers its own admin).
+from integrations.onboarding import admin as onboarding_admin  # noqa: E402, F401

@@ -41,6 +41,27 @@ def check_uploader_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]
 
 
 @register()
+def check_onboarding_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    from django.core.exceptions import ValidationError
+
+    from integrations.validators import normalize_email
+
+    problems: list[Any] = []
+    for address in settings.ONBOARDING_NOTIFY_EMAILS:
+        try:
+            normalize_email(address)
+        except ValidationError as exc:
+            problems.append(
+                Error(
+                    f"ONBOARDING_NOTIFY_EMAILS: {exc.messages[0]}",
+                    hint="A comma-separated list of staff email addresses.",
+                    id="integrations.E010",
+                )
+            )
+    return problems
+
+
+@register()
 def check_bench_floor(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if not settings.BENCH_FLOOR:
         return []

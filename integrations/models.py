@@ -278,8 +278,23 @@ class ConnectivityCheck(models.Model):
 
     Outcome = CheckOutcome
 
+    # Server-side checks always have a server. A browser check from the status
+    # page of a request not yet approved has only the request; approval then
+    # attaches it to the server, so staff see what the contact's browser saw.
+    # Both cascade: a check says something only about what it was made for.
     server = models.ForeignKey(
-        DicomWebServer, on_delete=models.CASCADE, related_name="connectivity_checks"
+        DicomWebServer,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="connectivity_checks",
+    )
+    onboarding_request = models.ForeignKey(
+        "OnboardingRequest",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="connectivity_checks",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     created_by = models.ForeignKey(
@@ -300,6 +315,17 @@ class ConnectivityCheck(models.Model):
         indexes = [
             models.Index(
                 fields=["server", "-created_at"], name="check_server_recent_idx"
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(server__isnull=False)
+                | models.Q(onboarding_request__isnull=False),
+                name="check_has_server_or_request",
+                violation_error_message=(
+                    "A connectivity check is made for a server or an onboarding "
+                    "request."
+                ),
             )
         ]
 
@@ -420,3 +446,101 @@ class ApiKey(models.Model):
             return
         self.last_used_at = now
         ApiKey.objects.filter(pk=self.pk).update(last_used_at=now)
+
+
+class OnboardingRequest(models.Model):
+    """What an institution's IT contact submitted on the public pages.
+
+    Nothing here reaches the uploader: only ``onboarding.approve_request`` turns
+    a request into live registry rows, after a staffer has looked at it.
+    """
+
+    class Kind(models.TextChoices):
+        NEW = "new", "New server"
+        UPDATE = "update", "Change to a server"
+
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", "Waiting for review"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.NEW)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.SUBMITTED
+    )
+    # Short and readable, for phone calls and email subjects; not a secret.
+    reference = models.CharField(max_length=16, unique=True, editable=False)
+    # The secret behind the status link; the link carries it signed, so a copy
+    # of the database alone cannot forge a working link.
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    # For updates: the live rows the request changes. For new requests: empty
+    # until approval, then the rows that approval created or used.
+    institution = models.ForeignKey(
+        Institution,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="onboarding_requests",
+    )
+    server = models.ForeignKey(
+        DicomWebServer,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="onboarding_requests",
+    )
+    submitted_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="updates",
+        help_text="The request whose status link this update was sent from.",
+    )
+    # The live values an update was based on, to notice changes made meanwhile.
+    baseline = models.JSONField(default=dict, blank=True)
+
+    institution_name = models.CharField(max_length=200)
+    contact_name = models.CharField(max_length=200)
+    contact_email = models.CharField(max_length=MAX_EMAIL_LENGTH)
+    server_name = models.CharField(max_length=200)
+    qido_url = models.CharField("QIDO URL", max_length=MAX_URL_LENGTH)
+    wado_url = models.CharField("WADO URL", max_length=MAX_URL_LENGTH)
+    cors_mode = models.CharField(
+        "how CORS is met",
+        max_length=16,
+        choices=DicomWebServer.CorsMode.choices,
+        default=DicomWebServer.CorsMode.DIRECT,
+    )
+    needs_credentials = models.BooleanField("needs browser credentials", default=False)
+    notes = models.TextField(blank=True)
+    emails_to_add = models.JSONField(default=list, blank=True)
+    emails_to_remove = models.JSONField(default=list, blank=True)
+
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reason = models.TextField(
+        blank=True, help_text="Why it was rejected; the contact is told."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "onboarding request"
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="onboarding_queue_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} · {self.institution_name} · {self.server_name}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.SUBMITTED

@@ -1,5 +1,27 @@
 from __future__ import annotations
 
+from django.urls import path
+
+from integrations.onboarding import views as onboarding
+
 app_name = "integrations"
 
-urlpatterns: list = []
+urlpatterns: list = [
+    path("onboarding/", onboarding.new_request, name="onboarding"),
+    path(
+        "onboarding/submitted/<str:link>/",
+        onboarding.submitted,
+        name="onboarding_submitted",
+    ),
+    path("onboarding/status/<str:link>/", onboarding.status, name="onboarding_status"),
+    path(
+        "onboarding/status/<str:link>/browser-check",
+        onboarding.browser_check,
+        name="onboarding_browser_check",
+    ),
+    path(
+        "onboarding/status/<str:link>/change/",
+        onboarding.update_request,
+        name="onboarding_update",
+    ),
+]

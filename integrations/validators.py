@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.exceptions import ValidationError
@@ -100,6 +101,39 @@ def normalize_dicomweb_url(value: str) -> str:
     )
 
 
+MAX_ORIGIN_LENGTH = 200
+
+
+def normalize_origin(value: Any) -> str:
+    """``scheme://host[:port]``, lower case; ValidationError naming the value."""
+    raw = value.strip() if isinstance(value, str) else value
+    if not isinstance(raw, str) or not raw:
+        raise ValidationError("Enter an origin such as https://pacsbin.com.")
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or len(raw) > MAX_ORIGIN_LENGTH
+        or parts.scheme.lower() not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or parts.password is not None
+    ):
+        raise ValidationError(
+            "“%(value)s” is not an origin like https://pacsbin.com (scheme and "
+            "host, no path).",
+            code="invalid_origin",
+            params={"value": raw},
+        )
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
 @dataclass(frozen=True)
 class EmailList:
     """Emails parsed from pasted text: the normalised addresses, first seen
@@ -143,3 +177,14 @@ def parse_email_list(text: str) -> EmailList:
             seen.add(key)
             emails.append(email)
     return EmailList(emails=emails, errors=errors, duplicates=duplicates)
+
+
+def count_email_entries(text: str) -> int:
+    """How many entries ``parse_email_list`` would look at, without validating
+    them: lets a caller refuse an oversized paste before the costly part."""
+    return sum(
+        1
+        for line in text.splitlines()
+        for item in _SEPARATORS.split(line)
+        if item.strip()
+    )

@@ -10,8 +10,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
+from integrations.validators import normalize_origin
 from pacsbin_integrations.env import Env
 
 env = Env()
@@ -35,23 +36,10 @@ TRUSTED_PROXIES = env.int("DJANGO_TRUSTED_PROXIES", 0)
 
 
 def _origins(name: str, default: str) -> list[str]:
-    origins = []
-    for origin in env.list(name, default):
-        parts = urlsplit(origin)
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.path not in ("", "/")
-            or parts.query
-            or parts.fragment
-            or parts.username
-        ):
-            raise ImproperlyConfigured(
-                f"{name}: {origin!r} is not an origin like https://pacsbin.com "
-                "(scheme and host, no path)."
-            )
-        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
-    return origins
+    try:
+        return [normalize_origin(origin) for origin in env.list(name, default)]
+    except ValidationError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc.messages[0]}") from None
 
 
 UPLOADER_ORIGINS = _origins("UPLOADER_ORIGINS", "https://pacsbin.com")
@@ -124,6 +112,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "integrations.audit.AuditActorMiddleware",
+    # Body-size cap and CSP of the public onboarding pages.
+    "integrations.onboarding.guards.PublicPagesMiddleware",
     # Last, as django-axes asks: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -227,10 +217,33 @@ STORAGES = {
     },
 }
 
+# Email: printed to the console unless an SMTP host is set (README "Email").
+EMAIL_HOST = env.str("DJANGO_EMAIL_HOST")
 EMAIL_BACKEND = env.str(
-    "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend"
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
 )
+EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env.str("DJANGO_EMAIL_USER")
+EMAIL_HOST_PASSWORD = env.secret("DJANGO_EMAIL_PASSWORD")
+EMAIL_USE_SSL = env.bool("DJANGO_EMAIL_USE_SSL", False)  # implicit TLS, port 465
+EMAIL_USE_TLS = env.bool("DJANGO_EMAIL_USE_TLS", not EMAIL_USE_SSL)  # STARTTLS
+if EMAIL_USE_SSL and EMAIL_USE_TLS:
+    raise ImproperlyConfigured(
+        "DJANGO_EMAIL_USE_SSL and DJANGO_EMAIL_USE_TLS are exclusive: SSL for "
+        "port 465, TLS (STARTTLS) for port 587."
+    )
+EMAIL_TIMEOUT = env.int("DJANGO_EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "integrations@localhost")
+# Who hears of new onboarding submissions (empty: every active staff user
+# with an email address).
+ONBOARDING_NOTIFY_EMAILS = env.list("ONBOARDING_NOTIFY_EMAILS")
+# Public onboarding submissions allowed per client address per hour.
+ONBOARDING_SUBMISSIONS_PER_HOUR = env.int(
+    "ONBOARDING_SUBMISSIONS_PER_HOUR", 10, minimum=1
+)
 
 # Security headers. With debug off everything is on unless the deployment is
 # explicitly plain HTTP on a trusted network (DJANGO_INSECURE_HTTP=1).

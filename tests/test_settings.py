@@ -85,7 +85,7 @@ def test_insecure_http_turns_them_off() -> None:
         ),
         (
             {"DJANGO_DEBUG": "1", "UPLOADER_ORIGINS": "pacsbin.com"},
-            "UPLOADER_ORIGINS: 'pacsbin.com'",
+            "UPLOADER_ORIGINS: “pacsbin.com” is not an origin",
         ),
         (
             {"DJANGO_DEBUG": "1", "UPLOADER_ORIGINS": "https://pacsbin.com/app"},

@@ -3,26 +3,23 @@ action, the check history, the fix-it configurations and the browser check."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from integrations.connectivity import flows, proxyconfig
+from integrations.connectivity import flows, proxyconfig, reports
 from integrations.models import ConnectivityCheck, DicomWebServer
 
 # Each check waits for the archive; more than this many belongs in
 # `manage.py check_servers`, not in one admin request.
 MAX_SERVERS_PER_ACTION = 10
-MAX_BROWSER_REPORT_BYTES = 64 * 1024
 
 
 def outcome_badge(check: ConnectivityCheck) -> str:
@@ -174,24 +171,4 @@ def _record_browser_check(
         return JsonResponse({"detail": "No such server."}, status=404)
     if not model_admin.has_view_permission(request, server):
         return JsonResponse({"detail": "Not allowed."}, status=403)
-    if len(request.body) > MAX_BROWSER_REPORT_BYTES:
-        return JsonResponse({"detail": "The report is too large."}, status=400)
-    try:
-        report = json.loads(request.body)
-    except ValueError:
-        report = None
-    if not isinstance(report, dict):
-        return JsonResponse({"detail": "Send a JSON object."}, status=400)
-    # The origin is the one this request came from, not what the page claims.
-    origin = request.headers.get("Origin") or f"{request.scheme}://{request.get_host()}"
-    try:
-        check = flows.record_browser_check(
-            server,
-            origin,
-            report.get("outcome"),
-            report.get("findings"),
-            user=request.user,
-        )
-    except ValidationError as exc:
-        return JsonResponse(exc.message_dict, status=400)
-    return JsonResponse(check.to_dict(), status=201)
+    return reports.record_from_request(request, server=server, user=request.user)

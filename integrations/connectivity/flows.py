@@ -4,49 +4,23 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from integrations.connectivity import client, probe
-from integrations.models import CheckOutcome, ConnectivityCheck, DicomWebServer
+from integrations.models import (
+    CheckOutcome,
+    ConnectivityCheck,
+    DicomWebServer,
+    OnboardingRequest,
+)
+from integrations.validators import normalize_origin
 
-MAX_ORIGIN_LENGTH = 200
 MAX_FINDINGS = 20
 MAX_CODE_LENGTH = 64
 MAX_MESSAGE_LENGTH = 1000
 _CODE = re.compile(r"^[a-z0-9_]+$")
-
-
-def normalize_origin(value: Any) -> str:
-    """``scheme://host[:port]``, lower case; ValidationError naming the value."""
-    raw = value.strip() if isinstance(value, str) else value
-    if not isinstance(raw, str) or not raw:
-        raise ValidationError("Enter an origin such as https://pacsbin.com.")
-    try:
-        parts = urlsplit(raw)
-        parts.port  # noqa: B018 -- raises ValueError on a bad port
-    except ValueError:
-        parts = None
-    if (
-        parts is None
-        or len(raw) > MAX_ORIGIN_LENGTH
-        or parts.scheme.lower() not in ("http", "https")
-        or not parts.hostname
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-        or parts.username is not None
-        or parts.password is not None
-    ):
-        raise ValidationError(
-            "“%(value)s” is not an origin like https://pacsbin.com (scheme and "
-            "host, no path).",
-            code="invalid_origin",
-            params={"value": raw},
-        )
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 def run_check(
@@ -93,14 +67,19 @@ def run_checks(
 
 
 def record_browser_check(
-    server: DicomWebServer,
+    server: DicomWebServer | None,
     origin: Any,
     outcome: Any,
     findings: Any,
     user: Any = None,
+    *,
+    onboarding_request: OnboardingRequest | None = None,
 ) -> ConnectivityCheck:
-    """Record what someone's browser reported; ValidationError naming every bad
-    value, and nothing written, when the report is malformed."""
+    """Record what someone's browser reported, for a server, an onboarding
+    request, or both; ValidationError naming every bad value, and nothing
+    written, when the report is malformed."""
+    if server is None and onboarding_request is None:
+        raise ValueError("A browser check is recorded for a server or a request.")
     errors: dict[str, list[ValidationError]] = {}
     try:
         origin = normalize_origin(origin)
@@ -122,6 +101,7 @@ def record_browser_check(
         raise ValidationError(errors)
     return ConnectivityCheck.objects.create(
         server=server,
+        onboarding_request=onboarding_request,
         created_by=user if user is not None and user.is_authenticated else None,
         source=ConnectivityCheck.Source.BROWSER,
         origin=origin,

@@ -24,6 +24,6 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("integrations", "0003_api_keys")]
+    dependencies = [("integrations", "0005_browser_checks_for_requests")]
 
     operations = [migrations.RunPython(create, drop, elidable=False)]

@@ -1,0 +1,62 @@
+"""What the status page checks and configures for a request: the browser-side
+check's target, the fix-it configurations and the checks recorded so far."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from integrations.connectivity import proxyconfig
+from integrations.models import (
+    ConnectivityCheck,
+    DicomWebServer,
+    Institution,
+    OnboardingRequest,
+)
+
+CHECKS_SHOWN = 10
+
+
+def live_server(onboarding_request: OnboardingRequest) -> DicomWebServer | None:
+    """The registry server a check from this request's page also belongs to:
+    only once the request is approved. Before that, an update's server still
+    has the old URLs while the page checks the requested ones."""
+    r = onboarding_request
+    if r.status == OnboardingRequest.Status.APPROVED and r.server_id is not None:
+        return r.server
+    return None
+
+
+def server_for(onboarding_request: OnboardingRequest) -> DicomWebServer:
+    """The server the page checks and writes configurations for: the live one
+    once approved (what the uploader uses), else the request's own details as
+    an unsaved server. Writes nothing."""
+    r = onboarding_request
+    live = live_server(r)
+    if live is not None:
+        return live
+    return DicomWebServer(
+        institution=Institution(name=r.institution_name),
+        name=r.server_name,
+        qido_url=r.qido_url,
+        wado_url=r.wado_url,
+        cors_mode=r.cors_mode,
+        needs_credentials=r.needs_credentials,
+    )
+
+
+def fixit_configs(server: DicomWebServer) -> list[tuple[str, str]]:
+    return [(kind, proxyconfig.render(server, kind)) for kind in proxyconfig.KINDS]
+
+
+def recent_checks(onboarding_request: OnboardingRequest) -> list[ConnectivityCheck]:
+    """The browser checks run from this request's page, newest first."""
+    return list(
+        onboarding_request.connectivity_checks.order_by("-created_at", "-pk")[
+            :CHECKS_SHOWN
+        ]
+    )
+
+
+def origin_is_exact(page_origin: str) -> bool:
+    """Whether a check from this origin tells what the uploader will see."""
+    return page_origin in settings.UPLOADER_ORIGINS

@@ -1,0 +1,82 @@
+"""What an archive (or the proxy in front of it) must send so that the
+uploader's browser may read its DICOMweb answers: plain guidance per setup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from integrations.models import DicomWebServer
+
+CorsMode = DicomWebServer.CorsMode
+
+
+@dataclass(frozen=True)
+class CorsGuidance:
+    origins: list[str]
+    where: str  # who must send the headers, in plain words
+    allow_origin_lines: list[str]
+    other_lines: list[str]
+    notes: list[str]
+
+    @property
+    def header_lines(self) -> list[str]:
+        return [*self.allow_origin_lines, *self.other_lines]
+
+
+def guidance_for(
+    cors_mode: str, needs_credentials: bool, origins: list[str] | None = None
+) -> CorsGuidance:
+    origins = list(settings.UPLOADER_ORIGINS if origins is None else origins)
+    where = {
+        CorsMode.DIRECT: "Your archive itself must send these headers.",
+        CorsMode.REVERSE_PROXY: "The reverse proxy in front of your archive "
+        "(nginx, Apache httpd, Caddy, …) must add these headers.",
+        CorsMode.DIMSE_PROXY: "Pacsbin's DIMSE proxy, run with "
+        '"proxyMode": "dicomweb", sends these headers for you: the QIDO and '
+        "WADO URLs you give us must be the proxy's, not the archive's.",
+    }.get(cors_mode, "Your archive must send these headers.")
+    notes = []
+    other = [
+        "Access-Control-Allow-Methods: GET, OPTIONS",
+        "Access-Control-Allow-Headers: Accept, Authorization",
+    ]
+    if needs_credentials:
+        # A wildcard is refused by browsers once cookies or HTTP auth are sent.
+        allow = [f"Access-Control-Allow-Origin: {origin}" for origin in origins]
+        other = ["Access-Control-Allow-Credentials: true", "Vary: Origin", *other]
+        notes.append(
+            "Because your archive needs the user's own login (cookies or a "
+            "password prompt), “Access-Control-Allow-Origin: *” is NOT enough: "
+            "browsers refuse it with credentials. Send back the exact origin of "
+            "the request when it is one of the origins below, together with "
+            "“Access-Control-Allow-Credentials: true”."
+        )
+    else:
+        allow = ["Access-Control-Allow-Origin: *"]
+        notes.append(
+            "“Access-Control-Allow-Origin: *” is enough. If you prefer to name "
+            "the origin, send back the request's origin when it is one of the "
+            "origins below, with “Vary: Origin”."
+        )
+    if len(origins) > 1 and needs_credentials:
+        notes.append(
+            "Only one origin may be sent per answer: echo the request's Origin "
+            "header when it is in the list, never all of them at once."
+        )
+    notes.append(
+        "Name Authorization in Access-Control-Allow-Headers: a “*” there does "
+        "not cover it. Answer the OPTIONS preflight with these headers too."
+    )
+    notes.append(
+        "Send the headers on error answers (401, 404, 500) as well; otherwise "
+        "the browser reports a CORS failure and hides the real error."
+    )
+    return CorsGuidance(
+        origins=origins,
+        where=where,
+        allow_origin_lines=allow,
+        other_lines=other,
+        notes=notes,
+    )

@@ -1,0 +1,395 @@
+"""Submitting, approving and rejecting onboarding requests.
+
+Approval is the only way a submission reaches the registry, and it is one
+named function running in one transaction: either the institution, server and
+approvals are all written (audited under the reviewer's name), or nothing is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from integrations import audit, registry
+from integrations.models import (
+    SERVER_NAME_UNIQUE,
+    DicomWebServer,
+    Institution,
+    OnboardingRequest,
+    integrity_error_as_validation,
+)
+from integrations.onboarding import links, notify
+from integrations.validators import email_key
+
+# What a contact may set on a server and its institution, in display order.
+SERVER_FIELDS = ["name", "qido_url", "wado_url", "cors_mode", "needs_credentials"]
+INSTITUTION_FIELDS = ["contact_name", "contact_email"]
+# Request field -> (live object, its field, label).
+_COMPARED = [
+    ("contact_name", "institution", "contact_name", "Contact name"),
+    ("contact_email", "institution", "contact_email", "Contact email"),
+    ("server_name", "server", "name", "Server name"),
+    ("qido_url", "server", "qido_url", "QIDO URL"),
+    ("wado_url", "server", "wado_url", "WADO URL"),
+    ("cors_mode", "server", "cors_mode", "How CORS is met"),
+    ("needs_credentials", "server", "needs_credentials", "Needs browser credentials"),
+]
+
+
+class ReviewError(Exception):
+    """The request cannot be approved or rejected as asked; nothing was written."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass
+class ApprovalResult:
+    onboarding_request: OnboardingRequest
+    institution: Institution
+    server: DicomWebServer
+    created_institution: bool = False
+    created_server: bool = False
+    changed_fields: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = []
+        if self.created_institution:
+            parts.append(f"created institution “{self.institution}”")
+        if self.created_server:
+            parts.append(
+                f"created server “{self.server}” ({self.server.get_status_display()})"
+            )
+        if self.changed_fields:
+            parts.append(f"changed {', '.join(self.changed_fields)}")
+        parts.append(f"approved {len(self.added)} new email(s)")
+        if self.existing:
+            parts.append(f"{len(self.existing)} already approved")
+        if self.removed:
+            parts.append(f"removed {len(self.removed)} email(s)")
+        return f"{self.onboarding_request.reference} approved: " + "; ".join(parts)
+
+
+def baseline_of(server: DicomWebServer) -> dict[str, Any]:
+    """The live values an update starts from, with the change stamps that tell
+    at approval time whether someone changed them meanwhile."""
+    institution = server.institution
+    return {
+        "institution_updated_at": institution.updated_at.isoformat(),
+        "server_updated_at": server.updated_at.isoformat(),
+        **{
+            f"institution.{name}": getattr(institution, name)
+            for name in INSTITUTION_FIELDS
+        },
+        **{f"server.{name}": getattr(server, name) for name in SERVER_FIELDS},
+    }
+
+
+def submit_request(
+    data: dict[str, Any],
+    *,
+    client_address: str | None,
+    site_url: str,
+    server: DicomWebServer | None = None,
+    submitted_from: OnboardingRequest | None = None,
+) -> OnboardingRequest:
+    """Store a submission for review (a change to ``server`` when given) and
+    tell the staff. Writes nothing to the registry itself."""
+    kind = OnboardingRequest.Kind.UPDATE if server else OnboardingRequest.Kind.NEW
+    with transaction.atomic():
+        onboarding_request = OnboardingRequest(
+            kind=kind,
+            reference=links.new_reference(),
+            token=links.new_token(),
+            client_address=client_address or None,
+            submitted_from=submitted_from,
+            **data,
+        )
+        if server is not None:
+            onboarding_request.server = server
+            onboarding_request.institution = server.institution
+            onboarding_request.institution_name = server.institution.name
+            onboarding_request.baseline = baseline_of(server)
+        onboarding_request.save()
+        transaction.on_commit(
+            lambda: notify.submission_received(onboarding_request, site_url)
+        )
+    return onboarding_request
+
+
+def _lock_open(onboarding_request: OnboardingRequest) -> OnboardingRequest:
+    locked = OnboardingRequest.objects.select_for_update().get(pk=onboarding_request.pk)
+    if locked.status != OnboardingRequest.Status.SUBMITTED:
+        who = locked.reviewer.get_username() if locked.reviewer else "someone"
+        when = (
+            timezone.localtime(locked.reviewed_at).strftime("%Y-%m-%d %H:%M")
+            if locked.reviewed_at
+            else ""
+        )
+        raise ReviewError(
+            f"{locked.reference} was already {locked.get_status_display().lower()} "
+            f"by {who} {when}; nothing was changed."
+        )
+    return locked
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+def institution_named(name: str) -> Institution | None:
+    return Institution.objects.filter(name__iexact=name).first()
+
+
+def _create_live_rows(
+    onboarding_request: OnboardingRequest, activate: bool
+) -> tuple[Institution, DicomWebServer, bool]:
+    r = onboarding_request
+    institution = institution_named(r.institution_name)
+    created_institution = institution is None
+    if institution is None:
+        institution = Institution(
+            name=r.institution_name,
+            contact_name=r.contact_name,
+            contact_email=r.contact_email,
+        )
+        try:
+            institution.full_clean()
+        except ValidationError as exc:
+            raise ReviewError(_validation_message(exc)) from None
+        institution.save()
+    server = DicomWebServer(
+        institution=institution,
+        name=r.server_name,
+        qido_url=r.qido_url,
+        wado_url=r.wado_url,
+        cors_mode=r.cors_mode,
+        needs_credentials=r.needs_credentials,
+        notes=r.notes,
+        status=DicomWebServer.Status.ACTIVE
+        if activate
+        else DicomWebServer.Status.PENDING,
+    )
+    try:
+        server.full_clean()
+    except ValidationError as exc:
+        raise ReviewError(_validation_message(exc)) from None
+    server.save()
+    return institution, server, created_institution
+
+
+def stale_reason(onboarding_request: OnboardingRequest) -> str:
+    """Why an update no longer applies cleanly to the live rows ('' if it does)."""
+    r = onboarding_request
+    if r.server is None:
+        return "The server this change was for has been deleted since it was sent."
+    baseline = r.baseline or {}
+    if baseline.get("server_updated_at") != r.server.updated_at.isoformat():
+        return f"The server “{r.server}” was changed after this request was sent."
+    if (
+        baseline.get("institution_updated_at")
+        != r.server.institution.updated_at.isoformat()
+    ):
+        return (
+            f"The institution “{r.server.institution}” was changed after this "
+            "request was sent."
+        )
+    return ""
+
+
+def _apply_update(
+    onboarding_request: OnboardingRequest,
+) -> tuple[Institution, DicomWebServer, list[str]]:
+    r = onboarding_request
+    if r.server_id:
+        # Lock the live rows so nobody edits them between the check and the write.
+        r.server = (
+            DicomWebServer.objects.select_for_update()
+            .select_related("institution")
+            .filter(pk=r.server_id)
+            .first()
+        )
+    if r.server is not None:
+        Institution.objects.select_for_update().filter(
+            pk=r.server.institution_id
+        ).exists()
+    reason = stale_reason(r)
+    if reason:
+        raise ReviewError(
+            f"{reason} Nothing was applied. Reject this request and ask the "
+            "contact to send the change again from their status link, which "
+            "shows the current values."
+        )
+    server = r.server
+    assert server is not None
+    institution = server.institution
+    changed: list[str] = []
+    for request_field, target, live_field, label in _COMPARED:
+        live = institution if target == "institution" else server
+        value = getattr(r, request_field)
+        if getattr(live, live_field) != value:
+            setattr(live, live_field, value)
+            changed.append(label)
+    try:
+        institution.full_clean()
+        server.full_clean()
+    except ValidationError as exc:
+        raise ReviewError(_validation_message(exc)) from None
+    # Saved only when changed: an update that only adds emails must not make a
+    # second pending update look stale.
+    if any(label in changed for label in ("Contact name", "Contact email")):
+        institution.save()
+    if set(changed) - {"Contact name", "Contact email"}:
+        server.save()
+    return institution, server, changed
+
+
+def approve_request(
+    onboarding_request: OnboardingRequest,
+    reviewer: Any,
+    *,
+    activate: bool = True,
+    site_url: str = "",
+) -> ApprovalResult:
+    """Turn a submitted request into live registry rows, all or nothing.
+
+    A new server starts ``active`` (the staffer's approval is the gate) unless
+    ``activate`` is False; an update never changes a server's status.
+    """
+    try:
+        return _approve(onboarding_request, reviewer, activate, site_url)
+    except IntegrityError as exc:
+        # Someone created the same institution or server between our check
+        # and our insert; the transaction was rolled back whole.
+        r = onboarding_request
+        text = str(exc)
+        name = r.server_name if SERVER_NAME_UNIQUE in text else r.institution_name
+        error = integrity_error_as_validation(exc, {"name": name})
+        if error is None:
+            raise
+        raise ReviewError(
+            f"{_validation_message(error)} It was created while this approval "
+            "ran; nothing was written. Open the request again to review it."
+        ) from None
+
+
+def _approve(
+    onboarding_request: OnboardingRequest,
+    reviewer: Any,
+    activate: bool,
+    site_url: str,
+) -> ApprovalResult:
+    with transaction.atomic(), audit.acting_as(user=reviewer):
+        r = _lock_open(onboarding_request)
+        if r.kind == OnboardingRequest.Kind.NEW:
+            institution, server, created_institution = _create_live_rows(r, activate)
+            result = ApprovalResult(
+                r,
+                institution,
+                server,
+                created_institution=created_institution,
+                created_server=True,
+            )
+        else:
+            institution, server, changed = _apply_update(r)
+            result = ApprovalResult(r, institution, server, changed_fields=changed)
+        added = registry.add_approved_users(server, r.emails_to_add)
+        result.added, result.existing = added.added, added.existing
+        result.removed = registry.remove_approved_users(server, r.emails_to_remove)
+        r.status = OnboardingRequest.Status.APPROVED
+        r.reviewer = reviewer
+        r.reviewed_at = timezone.now()
+        r.institution = institution
+        r.server = server
+        r.save()
+        # What the contact's browser saw before approval becomes part of the
+        # server's check history, in the same transaction as everything else.
+        r.connectivity_checks.filter(server__isnull=True).update(server=server)
+        transaction.on_commit(lambda: notify.decision_made(r, site_url))
+    return result
+
+
+def reject_request(
+    onboarding_request: OnboardingRequest,
+    reviewer: Any,
+    reason: str,
+    *,
+    site_url: str = "",
+) -> OnboardingRequest:
+    reason = reason.strip()
+    if not reason:
+        raise ReviewError(
+            "Give a reason: the contact is told why, so they can fix and resend."
+        )
+    with transaction.atomic():
+        r = _lock_open(onboarding_request)
+        r.status = OnboardingRequest.Status.REJECTED
+        r.reviewer = reviewer
+        r.reviewed_at = timezone.now()
+        r.reason = reason
+        r.save()
+        transaction.on_commit(lambda: notify.decision_made(r, site_url))
+    return r
+
+
+@dataclass(frozen=True)
+class Difference:
+    label: str
+    live: Any
+    requested: Any
+
+    @property
+    def changed(self) -> bool:
+        return self.live != self.requested
+
+
+def differences(onboarding_request: OnboardingRequest) -> list[Difference]:
+    """Each field of an update beside the live registry's current value."""
+    r = onboarding_request
+    if r.server is None:
+        return []
+    rows = []
+    for request_field, target, live_field, label in _COMPARED:
+        live = r.server.institution if target == "institution" else r.server
+        rows.append(
+            Difference(label, getattr(live, live_field), getattr(r, request_field))
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class EmailReview:
+    to_add_new: list[str]
+    to_add_existing: list[str]
+    to_remove_present: list[str]
+    to_remove_absent: list[str]
+
+
+def email_review(onboarding_request: OnboardingRequest) -> EmailReview:
+    """Which requested emails would actually change something on the server."""
+    r = onboarding_request
+    approved: set[str] = set()
+    if r.server_id and r.kind == OnboardingRequest.Kind.UPDATE:
+        keys = [email_key(e) for e in [*r.emails_to_add, *r.emails_to_remove]]
+        for start in range(0, len(keys), registry.BULK_BATCH_SIZE):
+            approved.update(
+                r.server.approved_users.filter(
+                    email_key__in=keys[start : start + registry.BULK_BATCH_SIZE]
+                ).values_list("email_key", flat=True)
+            )
+    return EmailReview(
+        to_add_new=[e for e in r.emails_to_add if email_key(e) not in approved],
+        to_add_existing=[e for e in r.emails_to_add if email_key(e) in approved],
+        to_remove_present=[e for e in r.emails_to_remove if email_key(e) in approved],
+        to_remove_absent=[
+            e for e in r.emails_to_remove if email_key(e) not in approved
+        ],
+    )

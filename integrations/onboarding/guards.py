@@ -1,0 +1,154 @@
+"""Abuse guards of the public onboarding pages.
+
+The pages take input from anyone on the internet and cause email to staff, so:
+a per-client submission rate limit kept in the shared cache (several workers
+count together), a cap on the request body before Django parses it, and strict
+security headers (a Content-Security-Policy with no inline script).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+
+from integrations.clientip import client_ip
+
+PUBLIC_PREFIX = "/onboarding/"
+# 5,000 addresses of ordinary length fit easily; anything bigger is not a form
+# a person filled in.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_EMAILS = 5000
+RATE_WINDOW_SECONDS = 3600
+# The status page's browser check: a contact fixing their proxy reruns it a
+# few times; dozens an hour from one network is someone filling our table.
+BROWSER_CHECKS_PER_HOUR = 30
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "object-src 'none'",
+    ]
+)
+_CSP_HOST = re.compile(r"[a-z0-9.:-]+")  # what urlsplit's hostname may hold, lower case
+
+
+def rate_key(request: HttpRequest, bucket: str = "submissions") -> str:
+    """One counter per client and kind of action; an IPv6 client is its /64,
+    which it usually owns whole and could otherwise rotate through."""
+    address = client_ip(request)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return f"onboarding:{bucket}:{address or 'unknown'}"
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        address = str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return f"onboarding:{bucket}:{address}"
+
+
+def _count(request: HttpRequest, bucket: str, limit: int) -> bool:
+    """Count one attempt; True while the client is within ``limit`` an hour.
+
+    ``add`` then ``incr`` are both atomic in Redis and in the local-memory
+    cache, so concurrent workers never lose a count.
+    """
+    key = rate_key(request, bucket)
+    cache.add(key, 0, timeout=RATE_WINDOW_SECONDS)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=RATE_WINDOW_SECONDS)
+        count = 1
+    return count <= limit
+
+
+def count_submission(request: HttpRequest) -> bool:
+    """Count one submission attempt; True while the client is within its limit."""
+    return _count(request, "submissions", settings.ONBOARDING_SUBMISSIONS_PER_HOUR)
+
+
+def count_browser_check(request: HttpRequest) -> bool:
+    """Count one browser-check report; True while the client is within its limit."""
+    return _count(request, "browser-checks", BROWSER_CHECKS_PER_HOUR)
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host:port`` of a URL, as a CSP source; None when the URL has
+    anything that could not be one (the URL validator already refuses those,
+    but a header is no place to trust that)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname or ""
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not _CSP_HOST.fullmatch(host):
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    port = port or (443 if scheme == "https" else 80)
+    return f"{scheme}://{host}:{port}"
+
+
+def content_security_policy(connect_origins: list[str]) -> str:
+    """The public pages' policy, also allowing fetch() to these origins (the
+    status page's browser check talks to the contact's archive)."""
+    sources = " ".join(["'self'", *dict.fromkeys(connect_origins)])
+    return CONTENT_SECURITY_POLICY.replace(
+        "connect-src 'self'", f"connect-src {sources}"
+    )
+
+
+class PublicPagesMiddleware:
+    """Body-size cap and security headers for the public onboarding pages.
+
+    A middleware rather than a view decorator: the CSRF middleware reads the
+    body before any view runs, and the cap must come first.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(PUBLIC_PREFIX):
+            return self.get_response(request)
+        response = self._refuse_large_body(request) or self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Robots-Tag", "noindex, nofollow")
+        return response
+
+    def _refuse_large_body(self, request: HttpRequest) -> HttpResponse | None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length <= MAX_BODY_BYTES:
+            return None
+        html = render_to_string(
+            "onboarding/refused.html",
+            {
+                "title": "Submission too large",
+                "message": (
+                    f"What you sent is {length:,} bytes; this form accepts at most "
+                    f"{MAX_BODY_BYTES:,} bytes (about {MAX_EMAILS:,} email "
+                    "addresses). Please go back and send fewer addresses at once: "
+                    "you can add the rest as a change from your status page later."
+                ),
+            },
+            request=request,
+        )
+        return HttpResponse(html, status=413)

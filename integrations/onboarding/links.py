@@ -1,0 +1,52 @@
+"""References and private status links of onboarding requests.
+
+The link carries the request's random token signed with the deployment's
+secret key: guessing needs the token (192 random bits) and forging needs the
+key, so a leaked database alone does not open anyone's status page.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.core import signing
+from django.http import Http404
+
+from integrations.models import OnboardingRequest
+
+_SALT = "integrations.onboarding.status-link"
+# No 0/O, 1/I/L: references are read out over the phone.
+_REFERENCE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+
+def new_reference() -> str:
+    while True:
+        reference = "OB-" + "".join(
+            secrets.choice(_REFERENCE_ALPHABET) for _ in range(7)
+        )
+        if not OnboardingRequest.objects.filter(reference=reference).exists():
+            return reference
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def status_link(onboarding_request: OnboardingRequest) -> str:
+    """The signed value that goes in the status page's URL."""
+    return signing.Signer(salt=_SALT).sign(onboarding_request.token)
+
+
+def request_for_link(link: str) -> OnboardingRequest:
+    """The request a status link opens; a plain 404 for anything else, so a
+    tampered link and an unknown one look the same."""
+    try:
+        token = signing.Signer(salt=_SALT).unsign(link)
+    except signing.BadSignature:
+        raise Http404 from None
+    try:
+        return OnboardingRequest.objects.select_related(
+            "institution", "server__institution", "reviewer"
+        ).get(token=token)
+    except OnboardingRequest.DoesNotExist:
+        raise Http404 from None

@@ -1,0 +1,196 @@
+"""The public pages: the form, the confirmation, the private status page and
+the change form reached from it. Thin: guards, a form, one flow call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from integrations.clientip import client_ip
+from integrations.connectivity import proxyconfig, reports
+from integrations.onboarding import connectivity, cors, flows, guards, links
+from integrations.onboarding.forms import (
+    NewServerForm,
+    ServerDetailsForm,
+    UpdateServerForm,
+)
+
+RATE_LIMITED = (
+    "Too many submissions from your network in the last hour. Nothing was "
+    "lost: what you typed is still below. Please try again later, or write "
+    "to us if you need to send more."
+)
+
+
+def site_url(request: HttpRequest) -> str:
+    """The base of links in emails: the configured public origin, else the
+    host this request came to (already checked against ALLOWED_HOSTS)."""
+    return settings.REGISTRY_PUBLIC_ORIGIN or request.build_absolute_uri("/")
+
+
+def _refused(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "onboarding/refused.html",
+        {
+            "title": "Submission not accepted",
+            "message": "This submission could not be accepted. If you are a "
+            "person filling in the form, please reload the page and try again.",
+        },
+        status=400,
+    )
+
+
+def _submit(
+    request: HttpRequest,
+    form: ServerDetailsForm,
+    context: dict[str, Any],
+    **submit_kwargs: Any,
+) -> HttpResponse:
+    """The guards, then the form, then one flow call; the form is shown again
+    with what was typed whenever the submission is not stored."""
+    if not guards.count_submission(request):
+        form.is_valid()  # to show the typed values back
+        form.add_error(None, RATE_LIMITED)
+        return render(request, "onboarding/form.html", context, status=429)
+    if form.honeypot_filled:
+        return _refused(request)
+    if not form.is_valid():
+        return render(request, "onboarding/form.html", context, status=400)
+    created = flows.submit_request(
+        form.request_fields(),
+        client_address=client_ip(request),
+        site_url=site_url(request),
+        **submit_kwargs,
+    )
+    return redirect(
+        "integrations:onboarding_submitted", link=links.status_link(created)
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def new_request(request: HttpRequest) -> HttpResponse:
+    form = NewServerForm(request.POST if request.method == "POST" else None)
+    context = {"form": form, "title": "Connect your archive to Pacsbin"}
+    if request.method == "POST":
+        return _submit(request, form, context)
+    return render(request, "onboarding/form.html", context)
+
+
+@never_cache
+def submitted(request: HttpRequest, link: str) -> HttpResponse:
+    onboarding_request = links.request_for_link(link)
+    status_url = request.build_absolute_uri(
+        reverse("integrations:onboarding_status", kwargs={"link": link})
+    )
+    return render(
+        request,
+        "onboarding/submitted.html",
+        {
+            "title": "Thank you: your request is in",
+            "r": onboarding_request,
+            "status_url": status_url,
+        },
+    )
+
+
+@never_cache
+def status(request: HttpRequest, link: str) -> HttpResponse:
+    onboarding_request = links.request_for_link(link)
+    r = onboarding_request
+    checked = connectivity.server_for(r)
+    # What a browser on this page will send as Origin (a GET carries none).
+    page_origin = f"{request.scheme}://{request.get_host()}"
+    response = render(
+        request,
+        "onboarding/status.html",
+        {
+            "title": f"Request {r.reference}",
+            "r": r,
+            "link": link,
+            "guidance": cors.guidance_for(r.cors_mode, r.needs_credentials),
+            "can_update": r.server_id is not None,
+            "updates": r.updates.order_by("-created_at")[:20],
+            "checked": checked,
+            "page_origin": page_origin,
+            "origin_is_exact": connectivity.origin_is_exact(page_origin),
+            "uploader_origins": settings.UPLOADER_ORIGINS,
+            "registry_origin": settings.REGISTRY_PUBLIC_ORIGIN,
+            "checks": connectivity.recent_checks(r),
+            "configs": connectivity.fixit_configs(checked),
+            "config_origins": proxyconfig.allowed_origins(),
+        },
+    )
+    # The browser check fetch()es the archive: its origin, and only it, joins
+    # connect-src; the rest of the public pages' policy stays as it is.
+    archive = guards.origin_of(checked.qido_url)
+    response["Content-Security-Policy"] = guards.content_security_policy(
+        [archive] if archive else []
+    )
+    return response
+
+
+@never_cache
+@require_POST
+def browser_check(request: HttpRequest, link: str) -> HttpResponse:
+    """Record what the contact's browser saw (CSRF-protected like every POST)."""
+    # Counted before the link is looked at: a flood of bad links costs the
+    # same as a flood of good ones.
+    if not guards.count_browser_check(request):
+        return JsonResponse(
+            {
+                "detail": "Too many checks from your network in the last hour "
+                f"(at most {guards.BROWSER_CHECKS_PER_HOUR}); please try later."
+            },
+            status=429,
+        )
+    r = links.request_for_link(link)
+    return reports.record_from_request(
+        request,
+        server=connectivity.live_server(r),
+        onboarding_request=r,
+        user=request.user,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def update_request(request: HttpRequest, link: str) -> HttpResponse:
+    origin = links.request_for_link(link)
+    server = origin.server
+    if server is None:
+        return render(
+            request,
+            "onboarding/refused.html",
+            {
+                "title": "Not yet possible",
+                "message": "Changes can be sent once this request has been "
+                "approved and the server exists in the registry.",
+                "back_url": reverse(
+                    "integrations:onboarding_status", kwargs={"link": link}
+                ),
+            },
+            status=409,
+        )
+    if request.method == "POST":
+        form = UpdateServerForm(request.POST)
+    else:
+        form = UpdateServerForm(initial=UpdateServerForm.initial_for(server))
+    context = {
+        "form": form,
+        "title": f"Change “{server.name}”",
+        "r": origin,
+        "server": server,
+        "link": link,
+        "is_update": True,
+    }
+    if request.method == "POST":
+        return _submit(request, form, context, server=server, submitted_from=origin)
+    return render(request, "onboarding/form.html", context)

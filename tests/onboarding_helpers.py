@@ -1,0 +1,94 @@
+"""Shared pieces of the onboarding tests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.test import override_settings
+
+from integrations.models import DicomWebServer, OnboardingRequest
+from integrations.onboarding import flows
+
+FORM_URL = "/onboarding/"
+
+
+def form_data(**overrides: Any) -> dict[str, Any]:
+    """A valid new-server submission as the browser posts it."""
+    data = {
+        "institution_name": "St. Example Hospital",
+        "contact_name": "Pat Admin",
+        "contact_email": "Pat.Admin@St-Example.org",
+        "server_name": "Main PACS",
+        "qido_url": "https://PACS.st-example.org/dicomweb/",
+        "wado_same": "on",
+        "wado_url": "",
+        "cors_mode": "reverse_proxy",
+        "emails": "Ann@st-example.org\nbob@st-example.org; ann@ST-EXAMPLE.org",
+        "notes": "",
+        "leave_blank": "",
+    }
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def submitted_request(**fields: Any) -> OnboardingRequest:
+    """A new-server request stored as the public form stores it."""
+    data = {
+        "institution_name": "St. Example Hospital",
+        "contact_name": "Pat Admin",
+        "contact_email": "pat.admin@st-example.org",
+        "server_name": "Main PACS",
+        "qido_url": "https://pacs.st-example.org/dicomweb",
+        "wado_url": "https://pacs.st-example.org/dicomweb",
+        "cors_mode": DicomWebServer.CorsMode.REVERSE_PROXY,
+        "needs_credentials": False,
+        "notes": "",
+        "emails_to_add": ["ann@st-example.org", "bob@st-example.org"],
+        "emails_to_remove": [],
+        **fields,
+    }
+    return flows.submit_request(
+        data, client_address="192.0.2.10", site_url="http://testserver"
+    )
+
+
+def update_request_for(server: DicomWebServer, **fields: Any) -> OnboardingRequest:
+    institution = server.institution
+    data = {
+        "contact_name": institution.contact_name,
+        "contact_email": institution.contact_email,
+        "server_name": server.name,
+        "qido_url": server.qido_url,
+        "wado_url": server.wado_url,
+        "cors_mode": server.cors_mode,
+        "needs_credentials": server.needs_credentials,
+        "notes": "",
+        "emails_to_add": [],
+        "emails_to_remove": [],
+        **fields,
+    }
+    return flows.submit_request(
+        data, client_address="192.0.2.10", site_url="http://testserver", server=server
+    )
+
+
+def fresh_cache() -> dict[str, Any]:
+    """A private in-memory cache: no submissions counted yet, and nothing to
+    clear in a shared one (clearing a Redis cache flushes its whole database)."""
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"onboarding-test-{uuid.uuid4().hex}",
+        }
+    }
+
+
+class FreshRateLimit:
+    """Every test starts with no submissions counted (a cache outlives tests)."""
+
+    def setUp(self) -> None:
+        super().setUp()  # type: ignore[misc]
+        override = override_settings(CACHES=fresh_cache())
+        override.enable()
+        self.addCleanup(override.disable)  # type: ignore[attr-defined]
