@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +28,14 @@ def normalize_email(value: str) -> str:
     raw = value.strip() if isinstance(value, str) else value
     if not isinstance(raw, str) or not raw:
         raise ValidationError("Enter an email address.", code="required")
+    return _normalized(raw)
+
+
+# The same few thousand users ask the access question again and again, and
+# email-validator takes ~50 µs an address: remember the answers (a pure
+# function; errors are not cached, they raise each time).
+@lru_cache(maxsize=65_536)
+def _normalized(raw: str) -> str:
     try:
         result = validate_email(raw, check_deliverability=False)
     except EmailNotValidError as exc:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -14,3 +15,8 @@ urlpatterns = [
     path("", include("integrations.urls")),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]
+
+if settings.BENCH_FLOOR:  # `make bench` only: the access question's floor
+    from integrations.api.floor import FloorView
+
+    urlpatterns.insert(0, path("api/v1/_floor", FloorView.as_view()))

@@ -24,9 +24,7 @@ def answer(email: str, fmt: str = "json") -> dict[str, Any]:
             "qido_url": row["qido_url"],
             "wado_url": row["wado_url"],
         }
-        for row in registry.approved_servers_for(email).values(
-            "id", "name", "institution__name", "qido_url", "wado_url"
-        )
+        for row in registry.access_rows(email)
     ]
     if fmt == "ohif":
         return ohif_answer(email, servers)

@@ -1,0 +1,236 @@
+"""``make bench``: the access question against its floor, SQLite and PostgreSQL.
+
+For each database: a fresh database (a new SQLite file; a new PostgreSQL
+database ``bench_<pid>``, dropped afterwards), a synthetic registry, gunicorn
+with production settings, and alternate load phases. Writes bench/last.json and
+prints a table. ``--quick``: 100,000 users and shorter phases (< 3 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+WORKDIR = BENCH_DIR / "work"
+DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+
+FULL = {"institutions": 2_000, "servers": 10_000, "users": 1_000_000}
+QUICK = {"institutions": 2_000, "servers": 10_000, "users": 100_000}
+SMALL = {"institutions": 2_000, "servers": 10_000, "users": 1_000}
+
+# The issue's targets.
+MIN_RATIO = 0.80
+MAX_P50_OVER_FLOOR_MS = 1.0
+MAX_P99_GROWTH = 1.5
+MAX_QUERIES = 2
+
+
+def base_env() -> dict[str, str]:
+    """Production settings over plain HTTP on loopback, with a fresh secret."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DJANGO_", "DATABASE_", "SQLITE_", "BENCH_", "CACHE_"))
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="pacsbin_integrations.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_INSECURE_HTTP="1",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,testserver",
+        # The throttle runs on both sides, but never refuses the benchmark.
+        ACCESS_THROTTLE_RATE="1000000000/min",
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def postgres_database(admin_url: str, name: str, create: bool) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            if create:
+                conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        print(f"PostgreSQL unavailable ({exc}); skipping it.", file=sys.stderr)
+        return False
+    return True
+
+
+def measure(label: str, env: dict[str, str], size: dict[str, int], args: Any) -> dict:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.measure",
+        f"--institutions={size['institutions']}",
+        f"--servers={size['servers']}",
+        f"--users={size['users']}",
+        f"--duration={args.duration}",
+        f"--pairs={args.pairs}",
+        f"--workdir={WORKDIR}",
+    ]
+    print(f"== {label}: {size['users']:,} approved users", file=sys.stderr)
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=dict(env, BENCH_LABEL=label),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+def run_database(vendor: str, size: dict[str, int], args: Any) -> dict | None:
+    env = base_env()
+    label = f"{vendor} {size['users']:,}"
+    if vendor == "sqlite":
+        path = WORKDIR / f"bench-{size['users']}.sqlite3"
+        for leftover in WORKDIR.glob(f"{path.name}*"):
+            leftover.unlink()
+        env["SQLITE_PATH"] = str(path)
+        try:
+            return measure(label, env, size, args)
+        finally:
+            for leftover in WORKDIR.glob(f"{path.name}*"):
+                leftover.unlink()
+    name = f"bench_{os.getpid()}_{size['users']}"
+    admin_url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
+    if not postgres_database(admin_url, name, create=True):
+        return None
+    env["DATABASE_URL"] = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        return measure(label, env, size, args)
+    finally:
+        postgres_database(admin_url, name, create=False)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+def verdicts(result: dict[str, Any], small: dict[str, Any] | None) -> list[str]:
+    """Each target with the measured value, ✓ or ✗."""
+
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗"
+
+    lines = [
+        f"ratio {result['ratio']:.2f} (≥ {MIN_RATIO}) "
+        + mark(result["ratio"] >= MIN_RATIO),
+        f"p50 {result['p50_over_floor_ms']:+.2f} ms over the floor "
+        f"(≤ +{MAX_P50_OVER_FLOOR_MS:.0f} ms) "
+        + mark(result["p50_over_floor_ms"] <= MAX_P50_OVER_FLOOR_MS),
+        f"{result['max_queries_per_answer']} SQL queries per answer "
+        f"(≤ {MAX_QUERIES}) " + mark(result["max_queries_per_answer"] <= MAX_QUERIES),
+    ]
+    if small:
+        growth = result["p99_ms"] / small["p99_ms"]
+        lines.append(
+            f"p99 ×{growth:.2f} of p99 at {small['sizes']['approved_users']:,} users "
+            f"(≤ ×{MAX_P99_GROWTH}) " + mark(growth <= MAX_P99_GROWTH)
+        )
+    return lines
+
+
+def table(report: dict[str, Any]) -> str:
+    header = (
+        f"{'database':<11}{'users':>10}{'access/s':>10}{'floor/s':>9}{'ratio':>7}"
+        f"{'p50 ms':>8}{'floor p50':>10}{'p50 gap':>8}{'p99 ms':>8}{'floor p99':>10}"
+        f"{'SQL/ans':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for vendor, result in report["databases"].items():
+        rows = [result] + ([result["small"]] if result.get("small") else [])
+        for row in rows:
+            lines.append(
+                f"{vendor:<11}{row['sizes']['approved_users']:>10,}"
+                f"{row['access_rps']:>10.0f}{row['floor_rps']:>9.0f}"
+                f"{row['ratio']:>7.2f}{row['p50_ms']:>8.2f}{row['floor_p50_ms']:>10.2f}"
+                f"{row['p50_over_floor_ms']:>+8.2f}"
+                f"{row['p99_ms']:>8.2f}{row['floor_p99_ms']:>10.2f}"
+                f"{row['queries_per_answer']:>8.2f}"
+            )
+    lines.append("")
+    for vendor, result in report["databases"].items():
+        lines.append(f"{vendor}: " + "; ".join(result["targets"]))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--users", type=int, help="approved-user rows (override)")
+    args = parser.parse_args()
+    size = dict(QUICK if args.quick else FULL)
+    if args.users:
+        size["users"] = args.users
+    # Several short pairs rather than a few long ones: the machine may be
+    # shared, and the median of many pairs shrugs off a burst of other work.
+    args.duration = 1.5 if args.quick else 2.0
+    args.pairs = 12 if args.quick else 20
+    WORKDIR.mkdir(exist_ok=True)
+    started = time.monotonic()
+    # Production static files (the manifest), as a deployment would have them.
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0"],
+        cwd=ROOT,
+        env=base_env(),
+        check=True,
+    )
+    report: dict[str, Any] = {
+        "quick": args.quick,
+        "machine": machine(),
+        "gunicorn": "2 workers, gthread x4, keep-alive",
+        "load": "2 processes x 2 threads, keep-alive, loopback",
+        "databases": {},
+    }
+    for vendor in args.databases.split(","):
+        result = run_database(vendor, size, args)
+        if result is None:
+            report["databases"][vendor] = None
+            continue
+        # The p99 target compares with a registry of 1,000 users.
+        small = None if args.quick else run_database(vendor, SMALL, args)
+        result["small"] = small
+        result["targets"] = verdicts(result, small)
+        result["targets_missed"] = [t for t in result["targets"] if t.endswith("✗")]
+        report["databases"][vendor] = result
+    report["databases"] = {k: v for k, v in report["databases"].items() if v}
+    report["seconds"] = round(time.monotonic() - started, 1)
+    (BENCH_DIR / "last.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"\n{report['seconds']:.0f} s; details in bench/last.json")
+    shutil.rmtree(WORKDIR, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""One database, one size: seed, serve with gunicorn, measure, print JSON.
+
+Started by ``python -m bench`` with the environment of the deployment under test
+(DATABASE_URL or SQLITE_PATH, a generated secret, debug off); it measures
+
+- SQL queries per answer and the mean answer size, in process through the
+  whole Django stack (test client), over a sample of the load's queries;
+- the access question (a) and the floor (b) under load, served by gunicorn with
+  2 workers, alternately (a b, b a, ...) so that drift hurts neither side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import django
+
+ACCESS_PATH = "/api/v1/access"
+FLOOR_PATH = "/api/v1/_floor"
+UNKNOWN_SHARE = 0.1  # of the load's emails, never approved anywhere
+QUERY_COUNT_SAMPLE = 300
+
+
+def log(message: str) -> None:
+    print(f"[{os.environ.get('BENCH_LABEL', 'bench')}] {message}", file=sys.stderr)
+
+
+_tenths_shown: dict[str, int] = {}
+
+
+def progress(what: str, done: int, total: int) -> None:
+    """A bar redrawn in place on a terminal; a line per tenth in a log."""
+    width = 30
+    filled = width * done // total if total else width
+    line = f"  seeding {what:>15} [{'#' * filled}{'-' * (width - filled)}]"
+    line += f" {done:>9,}/{total:,}"
+    if sys.stderr.isatty():
+        sys.stderr.write(line + ("\n" if done >= total else "\r"))
+    elif _tenths_shown.get(what) != (tenth := done * 10 // max(total, 1)):
+        _tenths_shown[what] = tenth
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def load_queries(users: int, count: int, rng: random.Random) -> list[str]:
+    """Query strings for the load: approved emails (some in another case, as
+    people type them) and unknown ones."""
+    from bench.seed import user_email
+
+    queries = []
+    for n in range(count):
+        if rng.random() < UNKNOWN_SHARE:
+            email = f"nobody{n}@unknown{n % 50}.example.net"
+        else:
+            email = user_email(rng.randrange(users))
+            if rng.random() < 0.2:
+                email = email.upper()
+        queries.append(urlencode({"email": email}))
+    return queries
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_gunicorn(port: int, floor_bytes: int, workdir: Path) -> subprocess.Popen:
+    env = dict(os.environ, BENCH_FLOOR="1", BENCH_FLOOR_BYTES=str(floor_bytes))
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "pacsbin_integrations.wsgi:application",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "2",
+        # gthread: the sync worker closes every connection; the uploader's
+        # browsers and the load generator keep theirs alive.
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "4",
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
+    log_file = open(workdir / f"gunicorn-{port}.log", "w")  # noqa: SIM115
+    server = subprocess.Popen(command, env=env, stdout=log_file, stderr=log_file)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited; see {log_file.name}")
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/v1/health", timeout=1
+            ) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit(f"gunicorn did not answer within 30 s; see {log_file.name}")
+
+
+def run_pairs(
+    port: int, key: str, queries_file: Path, duration: float, pairs: int
+) -> list[dict[str, Any]]:
+    """The load generator in its own process: a warm-up pair, then ``pairs``
+    alternating pairs of access and floor phases."""
+    command = [
+        sys.executable,
+        "-m",
+        "bench.load",
+        f"--port={port}",
+        f"--paths={ACCESS_PATH},{FLOOR_PATH}",
+        f"--key={key}",
+        f"--queries={queries_file}",
+        f"--duration={duration}",
+        f"--pairs={pairs}",
+        "--warmup",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    phases = json.loads(done.stdout)
+    errors = [phase["errors"] for phase in phases if phase["errors"]]
+    if errors:
+        raise SystemExit(f"errors under load: {errors}")
+    return phases
+
+
+def queries_per_answer(key: str, queries: list[str]) -> tuple[float, int, float]:
+    """(mean SQL queries, max, mean body bytes) over a sample of the load,
+    through the whole stack in process."""
+    from django.db import connection, reset_queries
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    # The key's first use writes last_used_at (then at most once a minute):
+    # not a cost per answer.
+    client.get(f"{ACCESS_PATH}?{queries[0]}")
+    counts, sizes = [], []
+    for query in queries[:QUERY_COUNT_SAMPLE]:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(f"{ACCESS_PATH}?{query}")
+        if response.status_code != 200:
+            raise SystemExit(f"{query}: HTTP {response.status_code}")
+        counts.append(len(captured.captured_queries))
+        sizes.append(len(response.content))
+        reset_queries()
+    return statistics.mean(counts), max(counts), statistics.mean(sizes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--institutions", type=int, required=True)
+    parser.add_argument("--servers", type=int, required=True)
+    parser.add_argument("--users", type=int, required=True, help="approved-user rows")
+    parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--workdir", type=Path, required=True)
+    args = parser.parse_args()
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pacsbin_integrations.settings")
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from bench.seed import Sizes, seed
+    from integrations.models import ApiKey
+
+    sizes = Sizes(args.institutions, args.servers, args.users)
+    started = time.monotonic()
+    call_command("migrate", verbosity=0, interactive=False)
+    users = seed(sizes, progress)
+    seeded_s = time.monotonic() - started
+    log(f"seeded {sizes.approved_users:,} approvals, {users:,} users: {seeded_s:.1f} s")
+    _key, raw_key = ApiKey.objects.create_key("bench", ApiKey.Scope.ACCESS)
+    queries = load_queries(users, 20_000, random.Random(7))
+    queries_file = args.workdir / f"queries-{os.getpid()}.txt"
+    queries_file.write_text("\n".join(queries) + "\n", encoding="utf-8")
+    mean_queries, max_queries, mean_bytes = queries_per_answer(raw_key, queries)
+    connection.close()
+
+    port = free_port()
+    server = start_gunicorn(port, round(mean_bytes), args.workdir)
+    try:
+        phases = run_pairs(port, raw_key, queries_file, args.duration, args.pairs)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        queries_file.unlink(missing_ok=True)
+    access = [phase for phase in phases if phase["path"] == ACCESS_PATH]
+    floor = [phase for phase in phases if phase["path"] == FLOOR_PATH]
+    for a, b in zip(access, floor, strict=True):
+        log(
+            f"access {a['rps']:5.0f} req/s p50 {a['p50_ms']:5.2f} ms p99 "
+            f"{a['p99_ms']:6.2f} ms | floor {b['rps']:5.0f} req/s p50 "
+            f"{b['p50_ms']:5.2f} ms p99 {b['p99_ms']:6.2f} ms"
+        )
+
+    def median(results: list[dict[str, Any]], name: str) -> float:
+        return statistics.median(result[name] for result in results)
+
+    summary = {
+        "sizes": {**sizes.as_dict(), "distinct_users": users},
+        "access_rps": median(access, "rps"),
+        "floor_rps": median(floor, "rps"),
+        # Per pair, then the median: the two halves of a pair ran back to back,
+        # so load from other programs on the machine mostly cancels out.
+        "ratio": statistics.median(
+            a["rps"] / b["rps"] for a, b in zip(access, floor, strict=True)
+        ),
+        "p50_over_floor_ms": statistics.median(
+            a["p50_ms"] - b["p50_ms"] for a, b in zip(access, floor, strict=True)
+        ),
+        "p50_ms": median(access, "p50_ms"),
+        "p99_ms": median(access, "p99_ms"),
+        "floor_p50_ms": median(floor, "p50_ms"),
+        "floor_p99_ms": median(floor, "p99_ms"),
+        "queries_per_answer": mean_queries,
+        "max_queries_per_answer": max_queries,
+        "answer_bytes": mean_bytes,
+        "floor_bytes": median(floor, "mean_bytes"),
+        "seed_seconds": seeded_s,
+        "phase_seconds": args.duration,
+        "connections": access[0]["connections"],
+        "pairs": [
+            {"access": a, "floor": b} for a, b in zip(access, floor, strict=True)
+        ],
+    }
+    json.dump(summary, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

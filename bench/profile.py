@@ -1,0 +1,75 @@
+"""Where the time of one answer goes: pyinstrument over many in-process calls
+of the access question and of the floor, on a seeded SQLite registry.
+
+    python -m bench.profile [--users 100000] [--calls 3000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--path", default="", help="profile only this path")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="pacsbin_integrations.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_INSECURE_HTTP="1",
+        DJANGO_ALLOWED_HOSTS="testserver",
+        DJANGO_STATIC_MANIFEST="0",
+        ACCESS_THROTTLE_RATE="1000000000/min",
+        BENCH_FLOOR="1",
+        SQLITE_PATH=str(workdir / "profile.sqlite3"),
+        LOG_LEVEL="WARNING",
+    )
+    os.environ.pop("DATABASE_URL", None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+    from pyinstrument import Profiler
+
+    from bench.measure import ACCESS_PATH, FLOOR_PATH, load_queries
+    from bench.seed import Sizes, seed
+    from integrations.models import ApiKey
+
+    call_command("migrate", verbosity=0)
+    users = seed(Sizes(2000, 10_000, args.users))
+    _key, raw = ApiKey.objects.create_key("profile", ApiKey.Scope.ACCESS)
+    queries = load_queries(users, args.calls, random.Random(7))
+    client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw}")
+    for path in [args.path] if args.path else [ACCESS_PATH, FLOOR_PATH]:
+        for query in queries:  # warm up, and time it without the profiler
+            client.get(f"{path}?{query}")
+        started = time.perf_counter()
+        for query in queries:
+            client.get(f"{path}?{query}")
+        plain = (time.perf_counter() - started) / len(queries) * 1e6
+        print(f"{path}: {plain:.0f} µs per call (not profiled)")
+        profiler = Profiler(interval=0.0002)
+        started = time.perf_counter()
+        with profiler:
+            for query in queries:
+                client.get(f"{path}?{query}")
+        per_call = (time.perf_counter() - started) / len(queries) * 1e6
+        print(f"\n===== {path}: {per_call:.0f} µs per call (profiled) =====")
+        print(profiler.output_text(unicode=True, color=False, show_all=False))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

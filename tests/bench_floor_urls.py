@@ -1,0 +1,10 @@
+"""The project's URLs as `make bench` serves them (BENCH_FLOOR=1)."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from integrations.api.floor import FloorView
+from pacsbin_integrations.urls import urlpatterns as project_urlpatterns
+
+urlpatterns = [path("api/v1/_floor", FloorView.as_view()), *project_urlpatterns]
