@@ -3,7 +3,8 @@ against Orthanc behind the generated nginx configuration, recorded as a check.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,32 +20,40 @@ PASSWORD = "a-long-test-password-1"
 
 
 @pytest.fixture
-def page(live_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def open_page() -> Callable[[], AbstractContextManager[Any]]:
+    """Opens Chromium only while the test drives it: the ORM is used before and
+    after, never while Playwright's event loop runs (that would open a second,
+    never-closed database connection)."""
     peers.require(peers.CHROMIUM)
-    # Playwright's sync API runs an event loop; the ORM calls in this test
-    # are still plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=peers.CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+    @contextmanager
+    def opened() -> Iterator[Any]:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=peers.CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                ],
+            )
+            try:
+                yield browser.new_page()
+            finally:
+                browser.close()
+
+    return opened
+
+
+def make_staff() -> None:
+    get_user_model().objects.create_superuser("staff", "staff@example.org", PASSWORD)
 
 
 def log_in(page: Any, base: str) -> None:
-    get_user_model().objects.create_superuser("staff", "staff@example.org", PASSWORD)
     page.goto(f"{base}/admin/login/")
     page.fill("#id_username", "staff")
     page.fill("#id_password", PASSWORD)
@@ -52,8 +61,8 @@ def log_in(page: Any, base: str) -> None:
     page.wait_for_url(f"{base}/admin/")
 
 
-def check_from_the_server_page(page: Any, base: str, server: DicomWebServer) -> str:
-    page.goto(f"{base}/admin/integrations/dicomwebserver/{server.pk}/change/")
+def check_from_the_server_page(page: Any, base: str, server_pk: int) -> str:
+    page.goto(f"{base}/admin/integrations/dicomwebserver/{server_pk}/change/")
     assert page.text_content("[data-browser-check-origin]") == base
     page.click("[data-browser-check-run]")
     output = page.wait_for_selector(
@@ -64,7 +73,7 @@ def check_from_the_server_page(page: Any, base: str, server: DicomWebServer) -> 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_browser_check_passes_through_the_generated_nginx_and_is_recorded(
-    page: Any, live_server: Any, orthanc: peers.Orthanc, tmp_path: Path, settings
+    open_page: Any, live_server: Any, orthanc: peers.Orthanc, tmp_path: Path, settings
 ) -> None:
     base = live_server.url
     # The page runs on the registry's own origin: the configuration allows it
@@ -78,18 +87,20 @@ def test_the_browser_check_passes_through_the_generated_nginx_and_is_recorded(
         qido_url=orthanc.dicomweb,
         wado_url=orthanc.dicomweb,
     )
+    make_staff()
     with peers.nginx(tmp_path, proxyconfig.render(server, "nginx")) as proxy:
         server.qido_url = server.wado_url = f"{proxy}/dicom-web"
         server.save()
-        log_in(page, base)
-        outcome = check_from_the_server_page(page, base, server)
-        text = page.text_content("[data-browser-check-output]")
-        # For a person to look at (test-artifacts/ is git-ignored).
-        artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
-        artifacts.mkdir(exist_ok=True)
-        page.locator("fieldset:has([data-browser-check])").screenshot(
-            path=str(artifacts / "admin-connectivity.png")
-        )
+        with open_page() as page:
+            log_in(page, base)
+            outcome = check_from_the_server_page(page, base, server.pk)
+            text = page.text_content("[data-browser-check-output]")
+            # For a person to look at (test-artifacts/ is git-ignored).
+            artifacts = Path(__file__).resolve().parent.parent / "test-artifacts"
+            artifacts.mkdir(exist_ok=True)
+            page.locator("fieldset:has([data-browser-check])").screenshot(
+                path=str(artifacts / "admin-connectivity.png")
+            )
 
     assert outcome == "ok", text
     assert f"Origin tested: {base}." in text
@@ -103,7 +114,7 @@ def test_the_browser_check_passes_through_the_generated_nginx_and_is_recorded(
 
 @pytest.mark.django_db(transaction=True)
 def test_an_archive_without_cors_is_reported_as_blocked_by_cors(
-    page: Any, live_server: Any, orthanc: peers.Orthanc
+    open_page: Any, live_server: Any, orthanc: peers.Orthanc
 ) -> None:
     base = live_server.url
     institution = Institution.objects.create(name="University Hospital")
@@ -113,8 +124,10 @@ def test_an_archive_without_cors_is_reported_as_blocked_by_cors(
         qido_url=orthanc.dicomweb,
         wado_url=orthanc.dicomweb,
     )
-    log_in(page, base)
-    outcome = check_from_the_server_page(page, base, server)
+    make_staff()
+    with open_page() as page:
+        log_in(page, base)
+        outcome = check_from_the_server_page(page, base, server.pk)
 
     assert outcome == "cors_missing"
     check = ConnectivityCheck.objects.get(server=server)
