@@ -160,8 +160,15 @@ def add_approved_users(server: DicomWebServer, emails: Iterable[str]) -> BulkAdd
     each, and nothing is written. Ones already approved are reported, not
     duplicated. Answers the normalised forms.
     """
+    return add_normalised_users(server, normalise_all(emails))
+
+
+def add_normalised_users(server: DicomWebServer, emails: list[str]) -> BulkAddResult:
+    """The writing half of ``add_approved_users``, for callers that ran
+    ``normalise_all`` themselves to report bad values their own way, so no
+    address is validated twice. ``emails`` must be what ``normalise_all`` gave."""
     result = BulkAddResult()
-    wanted = {email_key(email): email for email in normalise_all(emails)}
+    wanted = {email_key(email): email for email in emails}
     with transaction.atomic():
         # Lock the server row so two bulk adds to one server serialise cleanly.
         DicomWebServer.objects.select_for_update().filter(pk=server.pk).exists()

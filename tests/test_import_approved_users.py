@@ -92,7 +92,7 @@ class ImportApprovedUsersTests(TestCase):
 
     def test_a_failure_while_writing_leaves_nothing_written(self) -> None:
         lines = "".join(f"user{i}@example.org\n" for i in range(25))
-        real = __import__("integrations.registry", fromlist=["x"]).add_approved_users
+        real = __import__("integrations.registry", fromlist=["x"]).add_normalised_users
         calls = []
 
         def fail_on_second_chunk(server, emails):
@@ -106,7 +106,7 @@ class ImportApprovedUsersTests(TestCase):
                 "integrations.management.commands.import_approved_users.WRITE_CHUNK", 10
             ),
             mock.patch(
-                "integrations.registry.add_approved_users", fail_on_second_chunk
+                "integrations.registry.add_normalised_users", fail_on_second_chunk
             ),
             self.assertRaises(RuntimeError),
         ):

@@ -122,7 +122,7 @@ class Command(BaseCommand):
         with audit.acting_as(label=label[:200]), transaction.atomic():
             done = 0
             for chunk in chunks(emails, WRITE_CHUNK):
-                part = registry.add_approved_users(server, chunk)
+                part = registry.add_normalised_users(server, chunk)
                 result.added.extend(part.added)
                 result.existing.extend(part.existing)
                 done += len(chunk)
