@@ -11,6 +11,7 @@ from django.core.cache import cache as default_cache
 from rest_framework import throttling
 from rest_framework.request import Request
 
+from integrations import ratelimit
 from integrations.api.auth import ApiClient, UploaderUser
 
 
@@ -18,9 +19,9 @@ class AccessThrottle(throttling.BaseThrottle):
     """ACCESS_THROTTLE_RATE requests per caller and fixed window.
 
     A counter incremented atomically in the shared cache (Redis in
-    production), so several workers share one count and none is lost to a race,
-    unlike DRF's read-modify-write history list. Callers: an API key, a Bearer
-    token's email, a staff user.
+    production, ``ratelimit.count``), so several workers share one count and
+    none is lost to a race, unlike DRF's read-modify-write history list.
+    Callers: an API key, a Bearer token's email, a staff user.
     """
 
     cache = default_cache
@@ -36,14 +37,7 @@ class AccessThrottle(throttling.BaseThrottle):
         now = time.time()
         window = int(now // period)
         key = f"throttle:access:{self.caller(request)}:{period}:{window}"
-        # add() sets the counter only if absent, then incr() counts atomically.
-        self.cache.add(key, 0, timeout=period + 1)
-        try:
-            count = self.cache.incr(key)
-        except ValueError:  # expired between add() and incr()
-            self.cache.add(key, 1, timeout=period + 1)
-            count = 1
-        if count <= limit:
+        if ratelimit.count(self.cache, key, timeout=period + 1) <= limit:
             return True
         self.retry_after = max(1, int((window + 1) * period - now + 0.999))
         return False

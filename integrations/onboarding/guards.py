@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+from integrations import ratelimit
 from integrations.clientip import client_ip
 
 PUBLIC_PREFIX = "/onboarding/"
@@ -60,19 +61,10 @@ def rate_key(request: HttpRequest, bucket: str = "submissions") -> str:
 
 
 def _count(request: HttpRequest, bucket: str, limit: int) -> bool:
-    """Count one attempt; True while the client is within ``limit`` an hour.
-
-    ``add`` then ``incr`` are both atomic in Redis and in the local-memory
-    cache, so concurrent workers never lose a count.
-    """
+    """Count one attempt; True while the client is within ``limit`` an hour
+    (counted in the shared cache, so several workers agree)."""
     key = rate_key(request, bucket)
-    cache.add(key, 0, timeout=RATE_WINDOW_SECONDS)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=RATE_WINDOW_SECONDS)
-        count = 1
-    return count <= limit
+    return ratelimit.count(cache, key, timeout=RATE_WINDOW_SECONDS) <= limit
 
 
 def count_submission(request: HttpRequest) -> bool:
