@@ -93,7 +93,11 @@ class WhatTheStatusPageShows(TestCase):
     def test_without_credentials_a_wildcard_origin_is_enough(self) -> None:
         html = self.page(needs_credentials=False)
         self.assertIn("Access-Control-Allow-Origin: *", html)
-        self.assertIn("Access-Control-Allow-Headers: Accept, Authorization", html)
+        self.assertIn(
+            "Access-Control-Allow-Headers: Authorization, Accept, Content-Type, "
+            "Range, If-None-Match",
+            html,
+        )
         self.assertIn("reverse proxy in front of your archive", html)
 
     @override_settings(

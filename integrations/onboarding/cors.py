@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from integrations.connectivity import proxyconfig
 from integrations.models import DicomWebServer
 
 CorsMode = DicomWebServer.CorsMode
@@ -38,9 +39,12 @@ def guidance_for(
         "WADO URLs you give us must be the proxy's, not the archive's.",
     }.get(cors_mode, "Your archive must send these headers.")
     notes = []
+    # The same values the fix-it configurations send, so the advice and the
+    # ready-made configuration never disagree.
     other = [
-        "Access-Control-Allow-Methods: GET, OPTIONS",
-        "Access-Control-Allow-Headers: Accept, Authorization",
+        f"Access-Control-Allow-Methods: {proxyconfig.ALLOW_METHODS}",
+        f"Access-Control-Allow-Headers: {proxyconfig.ALLOW_HEADERS}",
+        f"Access-Control-Expose-Headers: {proxyconfig.EXPOSE_HEADERS}",
     ]
     if needs_credentials:
         # A wildcard is refused by browsers once cookies or HTTP auth are sent.
