@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
+from django.views.generic import TemplateView
 
 admin.site.site_header = "Pacsbin Integrations"
 admin.site.site_title = "Pacsbin Integrations"
@@ -13,7 +13,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("integrations.api.urls")),
     path("", include("integrations.urls")),
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path(
+        "",
+        TemplateView.as_view(
+            template_name="home.html", extra_context={"title": "Pacsbin integrations"}
+        ),
+        name="home",
+    ),
 ]
 
 if settings.BENCH_FLOOR:  # `make bench` only: the access question's floor

@@ -116,7 +116,8 @@ class PublicPagesMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path.startswith(PUBLIC_PREFIX):
+        # The front page shares the public pages' template and headers.
+        if not (request.path.startswith(PUBLIC_PREFIX) or request.path == "/"):
             return self.get_response(request)
         response = self._refuse_large_body(request) or self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
