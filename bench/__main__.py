@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import secrets
 import shutil
 import subprocess
 import sys
@@ -20,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.env import ROOT, base_env
+
 BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
 WORKDIR = BENCH_DIR / "work"
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
 
@@ -34,27 +34,6 @@ MIN_RATIO = 0.80
 MAX_P50_OVER_FLOOR_MS = 1.0
 MAX_P99_GROWTH = 1.5
 MAX_QUERIES = 2
-
-
-def base_env() -> dict[str, str]:
-    """Production settings over plain HTTP on loopback, with a fresh secret."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("DJANGO_", "DATABASE_", "SQLITE_", "BENCH_", "CACHE_"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="pacsbin_integrations.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_INSECURE_HTTP="1",
-        DJANGO_ALLOWED_HOSTS="127.0.0.1,testserver",
-        # The throttle runs on both sides, but never refuses the benchmark.
-        ACCESS_THROTTLE_RATE="1000000000/min",
-        LOG_LEVEL="WARNING",
-        PYTHONPATH=str(ROOT),
-    )
-    return env
 
 
 def postgres_database(admin_url: str, name: str, create: bool) -> bool:

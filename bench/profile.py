@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.env import base_env
 
 
 def main() -> None:
@@ -23,19 +24,15 @@ def main() -> None:
     parser.add_argument("--path", default="", help="profile only this path")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
+    # The benchmark's own environment, in process, on a SQLite file of its own.
+    env = base_env()
+    os.environ.clear()
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="pacsbin_integrations.settings",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        DJANGO_INSECURE_HTTP="1",
-        DJANGO_ALLOWED_HOSTS="testserver",
+        env,
         DJANGO_STATIC_MANIFEST="0",
-        ACCESS_THROTTLE_RATE="1000000000/min",
         BENCH_FLOOR="1",
         SQLITE_PATH=str(workdir / "profile.sqlite3"),
-        LOG_LEVEL="WARNING",
     )
-    os.environ.pop("DATABASE_URL", None)
     import django
 
     django.setup()

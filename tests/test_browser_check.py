@@ -31,16 +31,7 @@ def open_page() -> Callable[[], AbstractContextManager[Any]]:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=peers.CHROMIUM,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                ],
-            )
+            browser = peers.launch_chromium(playwright)
             try:
                 yield browser.new_page()
             finally:

@@ -13,7 +13,6 @@ import io
 import json
 import os
 import re
-import shutil
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -29,11 +28,11 @@ from integrations import registry
 from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import approve_request
 from integrations.onboarding.links import status_link
+from tests import peers
 from tests.onboarding_helpers import fresh_cache, submitted_request
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "correct horse battery staple 42"
 # Screenshots go to a git-ignored folder unless asked for elsewhere; the README
 # ones are refreshed with ONBOARDING_SCREENSHOTS_DIR=docs/screenshots.
@@ -46,34 +45,16 @@ SCREENSHOTS = Path(
 @pytest.fixture
 def chromium() -> str:
     """Debian's Chromium; its absence skips only outside CI."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing = "Playwright for Python is not installed"
-    else:
-        missing = "" if shutil.which(CHROMIUM) else f"{CHROMIUM} is missing"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{missing}: CI must run the browser tests.")
-        pytest.skip(missing)
-    return CHROMIUM
+    peers.require(peers.CHROMIUM)
+    return peers.CHROMIUM
 
 
 @contextmanager
-def browser_page(executable: str) -> Iterator[object]:
+def browser_page() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=executable,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = peers.launch_chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.set_default_timeout(15_000)
@@ -165,7 +146,7 @@ def test_a_contact_submits_and_a_staffer_approves_in_the_browser(
     base = live_server.url
     typed_emails = "ann@st-example.org\nnot-an-email\nbob@st-example.org, carol@"
 
-    with browser_page(chromium) as page:
+    with browser_page() as page:
         page.goto(f"{base}/onboarding/")
         assert page.is_hidden("#id_wado_url"), "WADO is 'same as QIDO' by default"
         assert fits_a_phone(page)
@@ -247,7 +228,7 @@ def test_an_update_sent_from_the_status_page_changes_the_live_data_once_approved
     server = approve_request(origin, reviewer).server
     base = live_server.url
 
-    with browser_page(chromium) as page:
+    with browser_page() as page:
         page.goto(f"{base}/onboarding/status/{status_link(origin)}/")
         page.click("#send-change")
         assert (

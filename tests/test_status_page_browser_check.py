@@ -42,11 +42,9 @@ def request_for(qido_url: str) -> OnboardingRequest:
     return submitted_request(qido_url=qido_url, wado_url=qido_url)
 
 
-def run_the_check(
-    executable: str, base: str, r: OnboardingRequest, shot: str = ""
-) -> dict[str, object]:
+def run_the_check(base: str, r: OnboardingRequest, shot: str = "") -> dict[str, object]:
     """Open the status page, press the button, wait for the answer."""
-    with browser_page(executable) as page:
+    with browser_page() as page:
         page.goto(f"{base}/onboarding/status/{status_link(r)}/")  # type: ignore[attr-defined]
         tested = page.text_content("#tested-origin")  # type: ignore[attr-defined]
         page.click("#run-browser-check")  # type: ignore[attr-defined]
@@ -82,7 +80,7 @@ def test_the_check_passes_through_the_generated_nginx_and_is_recorded(
         OnboardingRequest.objects.filter(pk=r.pk).update(
             qido_url=f"{proxy}/dicom-web", wado_url=f"{proxy}/dicom-web"
         )
-        seen = run_the_check(chromium, base, r, shot="status-browser-check.png")
+        seen = run_the_check(base, r, shot="status-browser-check.png")
 
     assert seen["outcome"] == "ok", seen["text"]
     assert seen["tested"] == base
@@ -104,7 +102,7 @@ def test_a_bare_archive_is_recorded_as_blocked_by_cors(
 ) -> None:
     base = live_server.url  # type: ignore[attr-defined]
     r = request_for(orthanc.dicomweb)
-    seen = run_the_check(chromium, base, r)
+    seen = run_the_check(base, r)
 
     assert seen["outcome"] == "cors_missing", seen["text"]
     # Blocked by the archive's missing headers, not by our own page's CSP
