@@ -284,7 +284,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["integrations.api.parsers.StrictJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "integrations.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     # ?format= belongs to the access question (format=ohif), not to DRF.

@@ -33,6 +33,7 @@ from integrations.api.serializers import (
     InstitutionSerializer,
 )
 from integrations.api.throttling import AccessThrottle
+from integrations.inputs import escaped, parse_id
 from integrations.models import (
     ApprovedUser,
     DicomWebServer,
@@ -202,11 +203,17 @@ class DicomWebServerViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
         params = self.request.query_params
         if "institution" in params:
             raw = params["institution"]
-            if not (raw.isascii() and raw.isdigit()):
+            institution_id = parse_id(raw)
+            if institution_id is None:
                 raise ValidationError(
-                    {"institution": [f"“{raw}” is not an institution id."]}
+                    {
+                        "institution": [
+                            f"“{escaped(raw, 50)}” is not an institution id "
+                            "(a whole number of at most 19 digits)."
+                        ]
+                    }
                 )
-            servers = servers.filter(institution_id=int(raw))
+            servers = servers.filter(institution_id=institution_id)
         if "status" in params:
             wanted = params["status"]
             if wanted not in DicomWebServer.Status.values:
