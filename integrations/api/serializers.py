@@ -67,6 +67,11 @@ class InstitutionIdField(serializers.PrimaryKeyRelatedField):
 
     def to_internal_value(self, data: Any) -> Institution:
         pk = parse_id(data)
+        if pk is None and isinstance(data, int) and not isinstance(data, bool):
+            # A whole number, but beyond any id the database holds.
+            raise serializers.ValidationError(
+                f"There is no institution with id {data}."
+            )
         if pk is None:
             raise serializers.ValidationError(
                 f"“{escaped(data, 50)}” is not an institution id (a whole number "
