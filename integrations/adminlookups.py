@@ -11,13 +11,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 
-from integrations.inputs import MAX_ID
+from integrations.inputs import MAX_ID, parse_id
 
 _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,19}", re.ASCII)
 # Lookups whose value is a number (or, for "in", numbers separated by commas).
@@ -79,3 +81,33 @@ class StrictNumberLookupsMixin:
                         f"{name}={value!r} is not a whole number."
                     )
         return super().get_changelist_instance(request)  # type: ignore[misc]
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Any:
+        """None (Django's "not found") for an id int() would misread."""
+        pk = self.model._meta.pk  # type: ignore[attr-defined]
+        if (
+            from_field is None
+            and isinstance(pk, models.IntegerField)
+            and parse_id(unquote(object_id)) is None
+        ):
+            return None
+        return super().get_object(request, object_id, from_field)  # type: ignore[misc]
+
+
+class RegistryAdminSite(admin.AdminSite):
+    """The admin site: every ModelAdmin registered on it, ours or another
+    app's, gets the checked whole-number lookups."""
+
+    def register(
+        self, model_or_iterable: Any, admin_class: Any = None, **options: Any
+    ) -> None:
+        admin_class = admin_class or admin.ModelAdmin
+        if not issubclass(admin_class, StrictNumberLookupsMixin):
+            admin_class = type(
+                admin_class.__name__,
+                (StrictNumberLookupsMixin, admin_class),
+                {"__module__": admin_class.__module__},
+            )
+        super().register(model_or_iterable, admin_class, **options)

@@ -85,7 +85,7 @@ def _rate(name: str, default: str) -> tuple[int, int] | None:
 ACCESS_THROTTLE_RATE = _rate("ACCESS_THROTTLE_RATE", "600/min")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "integrations.apps.RegistryAdminConfig",  # django.contrib.admin
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -167,6 +167,9 @@ class AuditedSaveMixin:
 
 @docs.institutions
 class InstitutionViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
+    # ASCII digits only: int() reads "١" as 1. Longer than any 64-bit id is
+    # no match, so the JSON 404 of api_not_found.
+    lookup_value_regex = "[0-9]{1,19}"
     serializer_class = InstitutionSerializer
     permission_model = Institution
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -192,6 +195,9 @@ class InstitutionViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
 
 @docs.servers
 class DicomWebServerViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
+    # ASCII digits only: int() reads "١" as 1. Longer than any 64-bit id is
+    # no match, so the JSON 404 of api_not_found.
+    lookup_value_regex = "[0-9]{1,19}"
     serializer_class = DicomWebServerSerializer
     permission_model = DicomWebServer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
