@@ -6,6 +6,7 @@ is stored, and nothing is half-written. Rows stored before still render."""
 
 from __future__ import annotations
 
+import io
 import json
 from functools import partial
 from typing import Any
@@ -18,7 +19,7 @@ from django.db import connection
 from django.test import TestCase
 from django.urls import reverse
 
-from integrations import inputs
+from integrations import inputs, transfer
 from integrations.connectivity import client, flows, probe
 from integrations.models import (
     ApprovedUser,
@@ -501,3 +502,18 @@ class NulOnPostgreSQL(TestCase):
         )
         check.refresh_from_db()
         self.assertEqual(check.findings, [{"code": "x", "message": "a\\u0000b"}])
+
+
+class ImportingApprovedUsersFromCsv(TestCase):
+    def test_odd_server_ids_are_named_and_nothing_is_written(self) -> None:
+        server = make_server(make_institution())
+        text = (
+            f"server_id,email\n{server.pk},new@example.org\n"
+            f"{HUGE},a@example.org\n{ARABIC_ONE},b@example.org\n"
+        )
+        with self.assertRaises(transfer.TransferError) as caught:
+            transfer.import_csv(io.StringIO(text))
+        message = str(caught.exception)
+        self.assertIn(f"Line 3: “{HUGE}” is not a server id.", message)
+        self.assertIn(f"Line 4: “{ARABIC_ONE}” is not a server id.", message)
+        self.assertFalse(ApprovedUser.objects.exists())
