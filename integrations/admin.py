@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import IntegrityError, connection
 from django.db.models import Count, QuerySet
@@ -17,8 +19,10 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
+from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.connectivity.admin import ConnectivityAdminMixin
 from integrations.forms import AccessLookupForm, DicomWebServerAdminForm
+from integrations.inputs import escaped, parse_id
 from integrations.models import (
     ApiKey,
     ApprovedUser,
@@ -53,9 +57,10 @@ class SelectedServerFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         value = self.value()
-        if not value or not value.isdigit():
+        server_id = parse_id(value)
+        if server_id is None:
             return []
-        server = DicomWebServer.objects.filter(pk=value).first()
+        server = DicomWebServer.objects.filter(pk=server_id).first()
         return [(value, str(server))] if server else []
 
     def queryset(
@@ -64,9 +69,10 @@ class SelectedServerFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        if not value.isdigit():
-            return queryset.none()
-        return queryset.filter(server_id=int(value))
+        server_id = parse_id(value)
+        if server_id is None:
+            raise IncorrectLookupParameters(f"{escaped(value, 50)} is not a server id.")
+        return queryset.filter(server_id=server_id)
 
 
 def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[ApprovedUser]:
@@ -85,8 +91,19 @@ def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[Approv
     return queryset.filter(email_key__gte=prefix, email_key__lt=prefix + "\U0010ffff")
 
 
-class AuditedAdmin(SimpleHistoryAdmin):
+class AuditedAdmin(StrictNumberLookupsMixin, SimpleHistoryAdmin):
     history_list_display = ["history_actor"]
+
+    def history_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # simple_history looks the id up as given: "²" would be a 500.
+        if parse_id(unquote(object_id)) is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return super().history_view(request, object_id, extra_context)
 
     def changeform_view(
         self,
@@ -268,6 +285,8 @@ class ApprovedUserAdmin(AuditedAdmin):
 
     def access_lookup_view(self, request: HttpRequest) -> HttpResponse:
         """ "What does this email see?": every server it is approved for."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         form = AccessLookupForm(request.GET or None)
         servers = None
         if form.is_valid():
@@ -289,7 +308,7 @@ class ApprovedUserAdmin(AuditedAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "scope",

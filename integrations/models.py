@@ -16,7 +16,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from integrations import audit
+from integrations import audit, inputs
 from integrations.validators import (
     MAX_EMAIL_LENGTH,
     MAX_URL_LENGTH,
@@ -269,8 +269,47 @@ class CheckOutcome(models.TextChoices):
     BLOCKED = "blocked", "Blocked by the SSRF guard"
 
 
+# What a stored finding may hold: archives answer anything, and the server-side
+# probe quotes their headers and URLs in its messages.
+MAX_STORED_FINDINGS = 50
+MAX_STORED_CODE_LENGTH = 64
+MAX_STORED_MESSAGE_LENGTH = 4000
+
+
+def storable_findings(findings: Any) -> list[dict[str, str]]:
+    """``findings`` as ``[{code, message}]`` that every database stores and
+    every page shows: NUL, control characters and lone surrogates escaped,
+    lengths capped. Used on the way in and, for rows stored before, on the
+    way out."""
+    if not isinstance(findings, list):
+        return []
+    storable = []
+    for finding in findings[:MAX_STORED_FINDINGS]:
+        if not isinstance(finding, dict):
+            continue
+        storable.append(
+            {
+                "code": inputs.escaped(finding.get("code", ""), MAX_STORED_CODE_LENGTH),
+                "message": inputs.escaped(
+                    finding.get("message", ""), MAX_STORED_MESSAGE_LENGTH
+                ),
+            }
+        )
+    return storable
+
+
+class ConnectivityCheckManager(models.Manager["ConnectivityCheck"]):
+    def record(self, **fields: Any) -> ConnectivityCheck:
+        """Store a check, its findings and origin made storable first."""
+        fields["findings"] = storable_findings(fields.get("findings", []))
+        fields["origin"] = inputs.escaped(fields.get("origin", ""), 200)
+        return self.create(**fields)
+
+
 class ConnectivityCheck(models.Model):
     """One probe of a server from one origin, by the registry or a browser."""
+
+    objects = ConnectivityCheckManager()
 
     class Source(models.TextChoices):
         SERVER = "server", "Server-side probe"
@@ -336,17 +375,24 @@ class ConnectivityCheck(models.Model):
     def is_ok(self) -> bool:
         return self.outcome == CheckOutcome.OK
 
+    @property
+    def shown_findings(self) -> list[dict[str, str]]:
+        """The findings, safe to render even if a stored row holds odd text."""
+        return storable_findings(self.findings)
+
+    @property
+    def shown_origin(self) -> str:
+        return inputs.escaped(self.origin)
+
     def to_dict(self) -> dict[str, Any]:
         """The REST API's shape of a check (contract)."""
         return {
             "id": self.pk,
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
             "source": self.source,
-            "origin": self.origin,
+            "origin": self.shown_origin,
             "outcome": self.outcome,
-            "findings": [
-                {"code": f["code"], "message": f["message"]} for f in self.findings
-            ],
+            "findings": self.shown_findings,
         }
 
 

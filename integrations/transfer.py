@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_datetime
 from simple_history.utils import bulk_create_with_history
 
 from integrations import audit, registry
+from integrations.inputs import escaped, parse_id
 from integrations.models import (
     INSTITUTION_NAME_UNIQUE,
     SERVER_NAME_UNIQUE,
@@ -360,10 +361,10 @@ def import_csv(stream: IO[str]) -> dict[int, registry.BulkAddResult]:
     errors = []
     for row in reader:
         line = reader.line_num
-        try:
-            server_id = int(row["server_id"] or "")
-        except ValueError:
-            errors.append(f"Line {line}: “{row['server_id']}” is not a server id.")
+        server_id = parse_id((row["server_id"] or "").strip())
+        if server_id is None:
+            shown = escaped(row["server_id"], 50)
+            errors.append(f"Line {line}: “{shown}” is not a server id.")
             continue
         try:
             email = normalize_email(row["email"] or "")

@@ -85,7 +85,7 @@ def _rate(name: str, default: str) -> tuple[int, int] | None:
 ACCESS_THROTTLE_RATE = _rate("ACCESS_THROTTLE_RATE", "600/min")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "integrations.apps.RegistryAdminConfig",  # django.contrib.admin
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -284,7 +284,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["integrations.api.parsers.StrictJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "integrations.api.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     # ?format= belongs to the access question (format=ohif), not to DRF.

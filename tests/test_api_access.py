@@ -158,11 +158,13 @@ class AccessAuthenticationTests(TestCase):
         )
         self.assertEqual(response.status_code, 200)
 
-    def test_a_logged_in_staff_user_may_ask(self) -> None:
-        from django.contrib.auth.models import User
+    def test_a_logged_in_staff_user_who_may_view_approved_users_may_ask(self) -> None:
+        from django.contrib.auth.models import Permission, User
 
         staff = User.objects.create_user("staff", password="x", is_staff=True)
         self.client.force_login(staff)
+        self.assertEqual(self.client.get(URL, {"email": JANE}).status_code, 403)
+        staff.user_permissions.add(Permission.objects.get(codename="view_approveduser"))
         self.assertEqual(self.client.get(URL, {"email": JANE}).status_code, 200)
 
     def test_a_logged_in_non_staff_user_may_not(self) -> None:

@@ -16,6 +16,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from integrations.inputs import escaped, parse_id
 from integrations.models import ApprovedUser, DicomWebServer, Institution
 from integrations.validators import MAX_EMAIL_LENGTH, normalize_email
 
@@ -65,16 +66,17 @@ class InstitutionIdField(serializers.PrimaryKeyRelatedField):
     """An institution by id, with messages that name the value given."""
 
     def to_internal_value(self, data: Any) -> Institution:
-        if isinstance(data, bool) or not isinstance(data, int | str):
+        pk = parse_id(data)
+        if pk is None and isinstance(data, int) and not isinstance(data, bool):
+            # A whole number, but beyond any id the database holds.
             raise serializers.ValidationError(
-                f"“{data}” is not an institution id (a whole number)."
+                f"There is no institution with id {data}."
             )
-        try:
-            pk = int(data)
-        except ValueError:
+        if pk is None:
             raise serializers.ValidationError(
-                f"“{data}” is not an institution id (a whole number)."
-            ) from None
+                f"“{escaped(data, 50)}” is not an institution id (a whole number "
+                "of at most 19 digits)."
+            )
         institution = Institution.objects.filter(pk=pk).first()
         if institution is None:
             raise serializers.ValidationError(f"There is no institution with id {pk}.")

@@ -33,6 +33,7 @@ from integrations.api.serializers import (
     InstitutionSerializer,
 )
 from integrations.api.throttling import AccessThrottle
+from integrations.inputs import escaped, parse_id
 from integrations.models import (
     ApprovedUser,
     DicomWebServer,
@@ -166,6 +167,9 @@ class AuditedSaveMixin:
 
 @docs.institutions
 class InstitutionViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
+    # ASCII digits only: int() reads "١" as 1. Longer than any 64-bit id is
+    # no match, so the JSON 404 of api_not_found.
+    lookup_value_regex = "[0-9]{1,19}"
     serializer_class = InstitutionSerializer
     permission_model = Institution
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -191,6 +195,9 @@ class InstitutionViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
 
 @docs.servers
 class DicomWebServerViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
+    # ASCII digits only: int() reads "١" as 1. Longer than any 64-bit id is
+    # no match, so the JSON 404 of api_not_found.
+    lookup_value_regex = "[0-9]{1,19}"
     serializer_class = DicomWebServerSerializer
     permission_model = DicomWebServer
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -202,11 +209,17 @@ class DicomWebServerViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
         params = self.request.query_params
         if "institution" in params:
             raw = params["institution"]
-            if not (raw.isascii() and raw.isdigit()):
+            institution_id = parse_id(raw)
+            if institution_id is None:
                 raise ValidationError(
-                    {"institution": [f"“{raw}” is not an institution id."]}
+                    {
+                        "institution": [
+                            f"“{escaped(raw, 50)}” is not an institution id "
+                            "(a whole number of at most 19 digits)."
+                        ]
+                    }
                 )
-            servers = servers.filter(institution_id=int(raw))
+            servers = servers.filter(institution_id=institution_id)
         if "status" in params:
             wanted = params["status"]
             if wanted not in DicomWebServer.Status.values:

@@ -47,7 +47,7 @@ def check_history(server: DicomWebServer) -> str:
             (
                 check.created_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
                 check.get_source_display(),
-                check.origin,
+                check.shown_origin,
                 outcome_badge(check),
                 findings_list(check),
                 check.created_by or "",
@@ -69,9 +69,13 @@ def findings_list(check: ConnectivityCheck) -> str:
         format_html_join(
             "",
             "<li><code>{}</code> {}</li>",
-            ((f["code"], f["message"]) for f in check.findings),
+            ((f["code"], f["message"]) for f in check.shown_findings),
         ),
     )
+
+
+def _without_browser_check(fields: Any) -> list[Any]:
+    return [field for field in fields if field != "browser_check"]
 
 
 class ConnectivityAdminMixin:
@@ -85,6 +89,19 @@ class ConnectivityAdminMixin:
             js=["integrations/browser-check.js", "integrations/copy-config.js"],
             css={"all": ["integrations/admin.css"]},
         )
+
+    def get_fieldsets(
+        self, request: HttpRequest, obj: DicomWebServer | None = None
+    ) -> Any:
+        """Without the change permission there is no button to record a
+        browser check (the endpoint refuses it too)."""
+        fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
+        if self.has_change_permission(request, obj):  # type: ignore[attr-defined]
+            return fieldsets
+        return [
+            (name, {**options, "fields": _without_browser_check(options["fields"])})
+            for name, options in fieldsets
+        ]
 
     def get_urls(self) -> list[Any]:
         browser_check = path(
@@ -113,7 +130,7 @@ class ConnectivityAdminMixin:
             for check in flows.run_checks(server, user=request.user):
                 level = messages.SUCCESS if check.is_ok else messages.WARNING
                 first = next(
-                    (f["message"] for f in check.findings if not check.is_ok), ""
+                    (f["message"] for f in check.shown_findings if not check.is_ok), ""
                 )
                 self.message_user(  # type: ignore[attr-defined]
                     request,
@@ -169,6 +186,10 @@ def _record_browser_check(
     server = model_admin.get_object(request, object_id)
     if server is None:
         return JsonResponse({"detail": "No such server."}, status=404)
-    if not model_admin.has_view_permission(request, server):
-        return JsonResponse({"detail": "Not allowed."}, status=403)
+    if not model_admin.has_change_permission(request, server):
+        # Recording a check writes to the server's history: a change.
+        return JsonResponse(
+            {"detail": "Recording a check needs the permission to change servers."},
+            status=403,
+        )
     return reports.record_from_request(request, server=server, user=request.user)

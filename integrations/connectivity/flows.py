@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from integrations.connectivity import client, probe
+from integrations.inputs import codepoint, escaped, first_unsafe
 from integrations.models import (
     CheckOutcome,
     ConnectivityCheck,
@@ -46,7 +47,8 @@ def run_check(
         needs_credentials=server.needs_credentials,
         limits=limits,
     )
-    return ConnectivityCheck.objects.create(
+    # The archive wrote part of these findings: stored escaped and capped.
+    return ConnectivityCheck.objects.record(
         server=server,
         created_by=user if user is not None and user.is_authenticated else None,
         source=ConnectivityCheck.Source.SERVER,
@@ -91,7 +93,7 @@ def record_browser_check(
             ValidationError(
                 "“%(value)s” is not an outcome a browser can report.",
                 code="invalid_outcome",
-                params={"value": str(outcome)[:50]},
+                params={"value": escaped(outcome, 50)},
             )
         ]
     cleaned, finding_errors = _clean_findings(findings)
@@ -99,7 +101,7 @@ def record_browser_check(
         errors["findings"] = finding_errors
     if errors:
         raise ValidationError(errors)
-    return ConnectivityCheck.objects.create(
+    return ConnectivityCheck.objects.record(
         server=server,
         onboarding_request=onboarding_request,
         created_by=user if user is not None and user.is_authenticated else None,
@@ -126,7 +128,7 @@ def _clean_findings(
             isinstance(finding, dict)
             and set(finding) == {"code", "message"}
             and isinstance(code, str)
-            and _CODE.match(code)
+            and _CODE.fullmatch(code)
             and len(code) <= MAX_CODE_LENGTH
             and isinstance(message, str)
             and 0 < len(message) <= MAX_MESSAGE_LENGTH
@@ -138,7 +140,22 @@ def _clean_findings(
                     f"{MAX_CODE_LENGTH}) and a message of at most "
                     f"{MAX_MESSAGE_LENGTH} characters.",
                     code="invalid_finding",
-                    params={"number": number, "value": repr(finding)[:80]},
+                    params={"number": number, "value": escaped(repr(finding), 80)},
+                )
+            )
+            continue
+        unsafe = first_unsafe(message)
+        if unsafe is not None:
+            errors.append(
+                ValidationError(
+                    "Finding %(number)s's message (“%(value)s”) holds %(character)s, "
+                    "a control character or lone surrogate: send plain text.",
+                    code="invalid_finding",
+                    params={
+                        "number": number,
+                        "value": escaped(message, 80),
+                        "character": codepoint(unsafe),
+                    },
                 )
             )
             continue

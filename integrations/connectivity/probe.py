@@ -9,6 +9,7 @@ Pure logic on top of ``client.fetch``; nothing here touches the database.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ SEVERITY = [
 ]
 
 DICOM_JSON = "application/dicom+json"
+# A DICOM UID: digits and dots, at most 64 (anything else is not asked for).
+_UID = re.compile(r"[0-9.]{1,64}", re.ASCII)
 # A path no archive serves: its answer shows whether errors carry CORS headers.
 ERROR_PROBE_PATH = "/pacsbin-connectivity-check-404"
 FIX = (
@@ -333,6 +336,15 @@ def check_dicomweb(
         return None
     try:
         data = json.loads(response.body or b"null")
+    except RecursionError:
+        result.add(
+            f"{prefix}_json_too_deep",
+            f"The {what} ({url}) answered JSON nested too deeply to read; "
+            "DICOMweb answers are a flat array of datasets. Check that the URL "
+            "is the archive's DICOMweb root.",
+            Outcome.NOT_DICOMWEB,
+        )
+        return None
     except ValueError:
         data = None
     if not isinstance(data, list):
@@ -445,4 +457,4 @@ def _first_study_uid(found: list[Any] | None) -> str | None:
         uid = found[0]["0020000D"]["Value"][0]  # type: ignore[index]
     except (TypeError, KeyError, IndexError):
         return None
-    return uid if isinstance(uid, str) and uid else None
+    return uid if isinstance(uid, str) and _UID.fullmatch(uid) else None

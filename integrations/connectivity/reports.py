@@ -4,13 +4,13 @@ the staff endpoint in the admin and the contact's status page."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 
 from integrations.connectivity import flows
+from integrations.inputs import JsonInputError, load_json
 from integrations.models import DicomWebServer, OnboardingRequest
 
 # A report is an outcome and at most 20 short findings: a few kilobytes.
@@ -54,10 +54,10 @@ def record_from_request(
             status=413,
         )
     try:
-        report = json.loads(request.body)
-    except ValueError:
+        report = load_json(request.body)
+    except JsonInputError as exc:
         return JsonResponse(
-            {"detail": "The report is not JSON: send {outcome, findings}."},
+            {"detail": f"{exc} Send a JSON object {{outcome, findings}}."},
             status=400,
         )
     if not isinstance(report, dict):

@@ -7,14 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from integrations.adminlookups import StrictNumberLookupsMixin
+from integrations.inputs import escaped, parse_id
 from integrations.models import Institution, OnboardingRequest
 from integrations.onboarding import connectivity, cors, flows
 from integrations.onboarding.views import site_url
@@ -52,7 +55,7 @@ class ReviewStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(OnboardingRequest)
-class OnboardingRequestAdmin(admin.ModelAdmin):
+class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
     list_display = [
         "reference",
         "kind",
@@ -116,11 +119,14 @@ class OnboardingRequestAdmin(admin.ModelAdmin):
         edited (what the contact sent stays as sent)."""
         if request.method != "GET":
             return HttpResponse(status=405)
+        pk = parse_id(unquote(object_id))
+        if pk is None:
+            raise Http404(f"“{escaped(object_id, 50)}” is not a request id.")
         r = get_object_or_404(
             OnboardingRequest.objects.select_related(
                 "server__institution", "institution", "reviewer", "submitted_from"
             ),
-            pk=object_id,
+            pk=pk,
         )
         if not self.has_view_permission(request, r):
             raise PermissionDenied
@@ -129,13 +135,17 @@ class OnboardingRequestAdmin(admin.ModelAdmin):
             existing_institution = Institution.objects.filter(
                 name__iexact=r.institution_name
             ).first()
+        can_reject = r.is_open and self.has_change_permission(request, r)
+        missing = flows.missing_permissions(r, request.user) if can_reject else []
         context = {
             **self.admin_site.each_context(request),
             "title": f"Review {r.reference}",
             "opts": self.opts,
             "r": r,
             "original": r,
-            "can_decide": r.is_open and self.has_change_permission(request, r),
+            "can_reject": can_reject,
+            "can_approve": can_reject and not missing,
+            "missing_to_approve": missing,
             "differences": flows.differences(r) if r.kind == "update" else [],
             "stale": flows.stale_reason(r) if r.kind == "update" and r.is_open else "",
             "emails": flows.email_review(r),
@@ -163,12 +173,15 @@ class OnboardingRequestAdmin(admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponse(status=405)
         r = self._decide(request, pk)
+        if r.is_open and flows.missing_permissions(r, request.user):
+            raise PermissionDenied
         try:
             result = flows.approve_request(
                 r,
                 request.user,
                 activate=request.POST.get("activate") == "on",
                 site_url=site_url(request),
+                check_permissions=True,
             )
         except flows.ReviewError as exc:
             self.message_user(request, exc.message, messages.ERROR)

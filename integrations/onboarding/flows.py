@@ -252,20 +252,72 @@ def _apply_update(
     return institution, server, changed
 
 
+_CONTACT_LABELS = {"Contact name", "Contact email"}
+_PERMISSION_LABELS = {
+    "integrations.add_institution": "add institutions",
+    "integrations.change_institution": "change institutions",
+    "integrations.add_dicomwebserver": "add DICOMweb servers",
+    "integrations.change_dicomwebserver": "change DICOMweb servers",
+    "integrations.add_approveduser": "add approved users",
+    "integrations.delete_approveduser": "delete approved users",
+    "integrations.change_onboardingrequest": "change onboarding requests",
+}
+
+
+def permissions_needed(onboarding_request: OnboardingRequest) -> list[str]:
+    """The model permissions approving this request needs: those the same
+    change made by hand in the admin would, and the one to decide requests."""
+    r = onboarding_request
+    needed = []
+    if r.kind == OnboardingRequest.Kind.NEW:
+        if institution_named(r.institution_name) is None:
+            needed.append("integrations.add_institution")
+        else:
+            needed.append("integrations.change_institution")
+        needed.append("integrations.add_dicomwebserver")
+    else:
+        changed = {d.label for d in differences(r) if d.changed}
+        if changed & _CONTACT_LABELS:
+            needed.append("integrations.change_institution")
+        if changed - _CONTACT_LABELS:
+            needed.append("integrations.change_dicomwebserver")
+    if r.emails_to_add:
+        needed.append("integrations.add_approveduser")
+    if r.emails_to_remove:
+        needed.append("integrations.delete_approveduser")
+    needed.append("integrations.change_onboardingrequest")
+    return needed
+
+
+def missing_permissions(onboarding_request: OnboardingRequest, user: Any) -> list[str]:
+    """What ``user`` may not do of what approving needs, in words ([] if
+    nothing is missing)."""
+    return [
+        _PERMISSION_LABELS[permission]
+        for permission in permissions_needed(onboarding_request)
+        if not user.has_perm(permission)
+    ]
+
+
 def approve_request(
     onboarding_request: OnboardingRequest,
     reviewer: Any,
     *,
     activate: bool = True,
     site_url: str = "",
+    check_permissions: bool = False,
 ) -> ApprovalResult:
     """Turn a submitted request into live registry rows, all or nothing.
 
     A new server starts ``active`` (the staffer's approval is the gate) unless
-    ``activate`` is False; an update never changes a server's status.
+    ``activate`` is False; an update never changes a server's status. With
+    ``check_permissions``, the reviewer must hold every model permission the
+    change needs (judged under the lock, against the rows it will write).
     """
     try:
-        return _approve(onboarding_request, reviewer, activate, site_url)
+        return _approve(
+            onboarding_request, reviewer, activate, site_url, check_permissions
+        )
     except IntegrityError as exc:
         # Someone created the same institution or server between our check
         # and our insert; the transaction was rolled back whole.
@@ -286,9 +338,16 @@ def _approve(
     reviewer: Any,
     activate: bool,
     site_url: str,
+    check_permissions: bool,
 ) -> ApprovalResult:
     with transaction.atomic(), audit.acting_as(user=reviewer):
         r = _lock_open(onboarding_request)
+        missing = missing_permissions(r, reviewer) if check_permissions else []
+        if missing:
+            raise ReviewError(
+                f"Approving {r.reference} needs the permission to "
+                f"{', '.join(missing)}; nothing was changed."
+            )
         if r.kind == OnboardingRequest.Kind.NEW:
             institution, server, created_institution = _create_live_rows(r, activate)
             result = ApprovalResult(

@@ -94,5 +94,5 @@ class Command(BaseCommand):
             if check.is_ok:
                 continue
             self.stdout.write(f"\n{server.name} ({check.origin}): {check.outcome}")
-            for finding in check.findings:
+            for finding in check.shown_findings:
                 self.stdout.write(f"  - {finding['message']}")
