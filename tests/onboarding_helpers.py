@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.core import mail
 from django.test import override_settings
 
 from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import flows
 
 FORM_URL = "/onboarding/"
+_CONFIRM_URL = re.compile(r"https?://\S+/onboarding/confirm/\S+/")
+
+
+def confirmation_mails(to: str | None = None) -> list[mail.EmailMessage]:
+    """The confirmation emails in the test outbox (to one address if given)."""
+    return [
+        message
+        for message in mail.outbox
+        if message.subject.startswith("Confirm your Pacsbin integration request")
+        and (to is None or message.to == [to])
+    ]
+
+
+def confirmation_url_in(message: mail.EmailMessage) -> str:
+    """The confirmation link a confirmation email carries (its full URL)."""
+    found = _CONFIRM_URL.findall(message.body)
+    assert len(found) == 1, message.body
+    return found[0]
+
+
+def confirmation_path(message: mail.EmailMessage | None = None) -> str:
+    """The path of the link in ``message`` (default: the latest confirmation
+    email), for the test client."""
+    message = message or confirmation_mails()[-1]
+    return urlsplit(confirmation_url_in(message)).path
 
 
 def form_data(**overrides: Any) -> dict[str, Any]:
