@@ -23,6 +23,7 @@ from integrations.validators import (
     email_key,
     normalize_dicomweb_url,
     normalize_email,
+    validate_single_line,
 )
 
 INSTITUTION_NAME_UNIQUE = "institution_name_ci_unique"
@@ -74,7 +75,9 @@ def _history() -> HistoricalRecords:
 
 class Institution(models.Model):
     name = models.CharField(max_length=200, help_text="Unique, ignoring case.")
-    contact_name = models.CharField(max_length=200, blank=True)
+    contact_name = models.CharField(
+        max_length=200, blank=True, validators=[validate_single_line]
+    )
     contact_email = models.EmailField(max_length=MAX_EMAIL_LENGTH, blank=True)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -494,6 +497,36 @@ class ApiKey(models.Model):
         ApiKey.objects.filter(pk=self.pk).update(last_used_at=now)
 
 
+class OnboardingRequestQuerySet(models.QuerySet["OnboardingRequest"]):
+    """Where a request stands with its email confirmation.
+
+    Only a confirmed request is ever reviewed. An unconfirmed one expires
+    ``ONBOARDING_CONFIRM_HOURS`` after it was sent: from then on it counts as
+    expired by these queries alone, and ``expire_onboarding_requests`` deletes
+    it (it never reached anyone, and holds what a stranger typed).
+    """
+
+    @staticmethod
+    def confirmation_cutoff() -> Any:
+        return timezone.now() - timedelta(hours=settings.ONBOARDING_CONFIRM_HOURS)
+
+    def confirmed(self) -> OnboardingRequestQuerySet:
+        return self.filter(confirmed_at__isnull=False)
+
+    def awaiting_confirmation(self) -> OnboardingRequestQuerySet:
+        return self.filter(
+            confirmed_at__isnull=True, created_at__gt=self.confirmation_cutoff()
+        )
+
+    def confirmation_expired(self) -> OnboardingRequestQuerySet:
+        return self.filter(
+            confirmed_at__isnull=True, created_at__lte=self.confirmation_cutoff()
+        )
+
+    def review_queue(self) -> OnboardingRequestQuerySet:
+        return self.confirmed().filter(status=OnboardingRequest.Status.SUBMITTED)
+
+
 class OnboardingRequest(models.Model):
     """What an institution's IT contact submitted on the public pages.
 
@@ -547,8 +580,20 @@ class OnboardingRequest(models.Model):
     baseline = models.JSONField(default=dict, blank=True)
 
     institution_name = models.CharField(max_length=200)
-    contact_name = models.CharField(max_length=200)
+    contact_name = models.CharField(max_length=200, validators=[validate_single_line])
     contact_email = models.CharField(max_length=MAX_EMAIL_LENGTH)
+    # Where the confirmation link went: the typed address for a new request,
+    # the address on record for a change (the status link proves nothing: it
+    # is shown to whoever submits). Decisions are mailed here, once confirmed.
+    confirmation_address = models.CharField(max_length=MAX_EMAIL_LENGTH, blank=True)
+    confirmed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the contact opened the emailed link and confirmed; "
+        "only then is the request reviewed.",
+    )
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    confirmation_sends = models.PositiveSmallIntegerField(default=0)
     server_name = models.CharField(max_length=200)
     qido_url = models.CharField("QIDO URL", max_length=MAX_URL_LENGTH)
     wado_url = models.CharField("WADO URL", max_length=MAX_URL_LENGTH)
@@ -577,6 +622,8 @@ class OnboardingRequest(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     client_address = models.GenericIPAddressField(null=True, blank=True)
 
+    objects = OnboardingRequestQuerySet.as_manager()
+
     class Meta:
         verbose_name = "onboarding request"
         ordering = ["-created_at", "-pk"]
@@ -590,3 +637,19 @@ class OnboardingRequest(models.Model):
     @property
     def is_open(self) -> bool:
         return self.status == self.Status.SUBMITTED
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+    @property
+    def confirmation_deadline(self) -> Any:
+        return self.created_at + timedelta(hours=settings.ONBOARDING_CONFIRM_HOURS)
+
+    @property
+    def confirmation_expired(self) -> bool:
+        return not self.is_confirmed and timezone.now() >= self.confirmation_deadline
+
+    @property
+    def is_awaiting_confirmation(self) -> bool:
+        return not self.is_confirmed and not self.confirmation_expired

@@ -20,6 +20,16 @@ urlpatterns: list = [
         name="onboarding_browser_check",
     ),
     path(
+        "onboarding/status/<str:link>/resend-confirmation",
+        onboarding.resend_confirmation,
+        name="onboarding_resend_confirmation",
+    ),
+    path(
+        "onboarding/confirm/<str:link>/",
+        onboarding.confirm,
+        name="onboarding_confirm",
+    ),
+    path(
         "onboarding/status/<str:link>/change/",
         onboarding.update_request,
         name="onboarding_update",

@@ -7,6 +7,7 @@ the rules cannot drift apart.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -187,4 +188,53 @@ def count_email_entries(text: str) -> int:
         for line in text.splitlines()
         for item in _SEPARATORS.split(line)
         if item.strip()
+    )
+
+
+# Characters that end a line somewhere (mail, logs, CSV) or are not text at
+# all: every C0/C1 control (CR, LF, tab, NUL, NEL U+0085...), the Unicode line
+# and paragraph separators, and lone surrogates.
+_NOT_ONE_LINE = {"Cc", "Zl", "Zp", "Cs"}
+_CHARACTER_NAMES = {
+    "\r": "a carriage return",
+    "\n": "a line break",
+    "\t": "a tab",
+    "\x00": "a NUL character",
+    "\x85": "a next-line character",
+    "\u2028": "a line separator",
+    "\u2029": "a paragraph separator",
+}
+
+
+def describe_character(char: str) -> str:
+    """A character as a message names it: what it is and its code point."""
+    name = _CHARACTER_NAMES.get(char)
+    if name is None:
+        category = unicodedata.category(char)
+        name = "a lone surrogate" if category == "Cs" else "a control character"
+    return f"{name} (U+{ord(char):04X})"
+
+
+def validate_single_line(value: Any) -> None:
+    """Refuse a name that would not stay on one line: it goes into email
+    headers and body lines, where a line break forges new lines."""
+    if not isinstance(value, str):
+        return
+    bad = [c for c in dict.fromkeys(value) if unicodedata.category(c) in _NOT_ONE_LINE]
+    if bad:
+        raise ValidationError(
+            "This must fit on one line; it contains %(what)s.",
+            code="not_single_line",
+            params={"what": ", ".join(describe_character(c) for c in bad)},
+        )
+
+
+def one_line(value: Any) -> str:
+    """``value`` as text that cannot break a line: anything
+    ``validate_single_line`` refuses becomes a space, runs of spaces one."""
+    text = "" if value is None else str(value)
+    return " ".join(
+        "".join(
+            " " if unicodedata.category(c) in _NOT_ONE_LINE else c for c in text
+        ).split()
     )

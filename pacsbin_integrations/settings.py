@@ -244,6 +244,9 @@ ONBOARDING_NOTIFY_EMAILS = env.list("ONBOARDING_NOTIFY_EMAILS")
 ONBOARDING_SUBMISSIONS_PER_HOUR = env.int(
     "ONBOARDING_SUBMISSIONS_PER_HOUR", 10, minimum=1
 )
+# How long the contact has to open the confirmation link emailed to them;
+# an unconfirmed request never reaches the review queue and expires after this.
+ONBOARDING_CONFIRM_HOURS = env.int("ONBOARDING_CONFIRM_HOURS", 48, minimum=1)
 
 # Security headers. With debug off everything is on unless the deployment is
 # explicitly plain HTTP on a trusted network (DJANGO_INSECURE_HTTP=1).

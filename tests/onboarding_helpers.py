@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.core import mail
 from django.test import override_settings
 
 from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import flows
 
 FORM_URL = "/onboarding/"
+_CONFIRM_URL = re.compile(r"https?://\S+/onboarding/confirm/\S+/")
+
+
+def confirmation_mails(to: str | None = None) -> list[mail.EmailMessage]:
+    """The confirmation emails in the test outbox (to one address if given)."""
+    return [
+        message
+        for message in mail.outbox
+        if message.subject.startswith("Confirm your Pacsbin integration request")
+        and (to is None or message.to == [to])
+    ]
+
+
+def confirmation_url_in(message: mail.EmailMessage) -> str:
+    """The confirmation link a confirmation email carries (its full URL)."""
+    found = _CONFIRM_URL.findall(message.body)
+    assert len(found) == 1, message.body
+    return found[0]
+
+
+def confirmation_path(message: mail.EmailMessage | None = None) -> str:
+    """The path of the link in ``message`` (default: the latest confirmation
+    email), for the test client."""
+    message = message or confirmation_mails()[-1]
+    return urlsplit(confirmation_url_in(message)).path
 
 
 def form_data(**overrides: Any) -> dict[str, Any]:
@@ -32,8 +60,15 @@ def form_data(**overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in data.items() if value is not None}
 
 
-def submitted_request(**fields: Any) -> OnboardingRequest:
-    """A new-server request stored as the public form stores it."""
+def confirm(onboarding_request: OnboardingRequest) -> OnboardingRequest:
+    """What the contact's press on the emailed link's button does."""
+    flows.confirm_request(onboarding_request, "http://testserver")
+    return onboarding_request
+
+
+def submitted_request(confirmed: bool = True, **fields: Any) -> OnboardingRequest:
+    """A new-server request stored as the public form stores it, and (unless
+    ``confirmed`` is False) confirmed by its contact, so in the review queue."""
     data = {
         "institution_name": "St. Example Hospital",
         "contact_name": "Pat Admin",
@@ -48,12 +83,17 @@ def submitted_request(**fields: Any) -> OnboardingRequest:
         "emails_to_remove": [],
         **fields,
     }
-    return flows.submit_request(
+    r = flows.submit_request(
         data, client_address="192.0.2.10", site_url="http://testserver"
     )
+    return confirm(r) if confirmed else r
 
 
-def update_request_for(server: DicomWebServer, **fields: Any) -> OnboardingRequest:
+def update_request_for(
+    server: DicomWebServer, confirmed: bool = True, **fields: Any
+) -> OnboardingRequest:
+    """A change to ``server`` as its status page stores it, confirmed (unless
+    ``confirmed`` is False) from the contact address on record."""
     institution = server.institution
     data = {
         "contact_name": institution.contact_name,
@@ -68,9 +108,10 @@ def update_request_for(server: DicomWebServer, **fields: Any) -> OnboardingReque
         "emails_to_remove": [],
         **fields,
     }
-    return flows.submit_request(
+    r = flows.submit_request(
         data, client_address="192.0.2.10", site_url="http://testserver", server=server
     )
+    return confirm(r) if confirmed else r
 
 
 def fresh_cache() -> dict[str, Any]:

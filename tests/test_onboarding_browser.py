@@ -1,6 +1,10 @@
 """The onboarding pages in a real browser (Debian's Chromium via Playwright):
-a contact fills in the form, a staffer approves with real clicks, and the
-approved emails are then answered by the access question.
+a contact fills in the form, confirms with the link from their email, a
+staffer approves with real clicks, and the approved emails are then answered
+by the access question.
+
+The live server runs in this process, so the emails it sends land in Django's
+test outbox (``django.core.mail.outbox``), where the tests read the link.
 
 Playwright's sync API runs an event loop in this thread while a browser is
 open, and Django refuses ORM calls inside one; so each test does its database
@@ -29,7 +33,12 @@ from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import approve_request
 from integrations.onboarding.links import status_link
 from tests import peers
-from tests.onboarding_helpers import fresh_cache, submitted_request
+from tests.onboarding_helpers import (
+    confirmation_mails,
+    confirmation_path,
+    fresh_cache,
+    submitted_request,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -187,6 +196,25 @@ def test_a_contact_submits_and_a_staffer_approves_in_the_browser(
         status_url = page.get_attribute("#status-link", "href")
         assert re.fullmatch(r"OB-[A-Z0-9]{7}", reference)
 
+        assert "Check your mailbox" in page.inner_text("h1")
+        assert page.inner_text("#confirmation-address") == "pat.admin@st-example.org"
+
+        page.goto(status_url)
+        assert page.inner_text("#review-status") == "Waiting for email confirmation"
+        staff_login(page, base, "/admin/integrations/onboardingrequest/")
+        assert reference not in page.inner_text("#changelist")
+
+        (message,) = confirmation_mails("pat.admin@st-example.org")
+        assert reference in message.subject
+        page.goto(base + confirmation_path(message))
+        screenshot(page, "onboarding-confirm.png")
+        page.goto(status_url)  # the link opened once (a mail scanner) changes nothing
+        assert page.inner_text("#review-status") == "Waiting for email confirmation"
+        page.goto(base + confirmation_path(message))
+        page.click("#confirm-button")
+        page.locator("#confirmed").wait_for()
+        assert fits_a_phone(page)
+
         page.goto(status_url)
         assert page.inner_text("#review-status") == "Waiting for review"
         assert "Access-Control-Allow-Origin: *" in page.inner_text("#cors-headers")
@@ -194,7 +222,7 @@ def test_a_contact_submits_and_a_staffer_approves_in_the_browser(
 
         assert fits_a_phone(page)
 
-        staff_login(page, base, "/admin/integrations/onboardingrequest/")
+        page.goto(f"{base}/admin/integrations/onboardingrequest/")
         page.click(f"text={reference}")
         page.locator("#approve-button").wait_for()
         screenshot(page, "onboarding-review.png")
@@ -242,6 +270,16 @@ def test_an_update_sent_from_the_status_page_changes_the_live_data_once_approved
         page.click("button[type=submit]")
         page.locator("#reference").wait_for()
         reference = page.inner_text("#reference")
+
+        # The change is confirmed from the contact address on record.
+        (message,) = [
+            m
+            for m in confirmation_mails("pat.admin@st-example.org")
+            if reference in m.subject
+        ]
+        page.goto(base + confirmation_path(message))
+        page.click("#confirm-button")
+        page.locator("#confirmed").wait_for()
 
         staff_login(page, base, "/admin/integrations/onboardingrequest/")
         page.click(f"text={reference}")

@@ -15,7 +15,12 @@ from integrations.models import (
     Institution,
     OnboardingRequest,
 )
-from tests.onboarding_helpers import FORM_URL, FreshRateLimit, form_data
+from tests.onboarding_helpers import (
+    FORM_URL,
+    FreshRateLimit,
+    confirmation_path,
+    form_data,
+)
 
 
 class TheEmptyForm(FreshRateLimit, TestCase):
@@ -80,11 +85,17 @@ class ASubmission(FreshRateLimit, TestCase):
         self.assertEqual(DicomWebServer.objects.count(), 0)
         self.assertEqual(ApprovedUser.objects.count(), 0)
 
-    def test_active_staff_with_an_email_are_told(self) -> None:
+    def submit_and_confirm(self) -> None:
         with self.captureOnCommitCallbacks(execute=True):
             self.client.post(FORM_URL, form_data())
-        self.assertEqual(len(mail.outbox), 1)
-        message = mail.outbox[0]
+        path = confirmation_path()
+        with self.captureOnCommitCallbacks(execute=True):
+            self.client.post(path)
+
+    def test_active_staff_with_an_email_are_told_once_it_is_confirmed(self) -> None:
+        self.submit_and_confirm()
+        self.assertEqual(len(mail.outbox), 2)
+        message = mail.outbox[1]
         self.assertEqual(message.to, ["reviewer@pacsbin.example"])
         r = OnboardingRequest.objects.get()
         self.assertIn(r.reference, message.subject)
@@ -94,19 +105,15 @@ class ASubmission(FreshRateLimit, TestCase):
 
     def test_with_nobody_to_tell_a_warning_is_logged(self) -> None:
         get_user_model().objects.filter(is_staff=True).update(email="")
-        with (
-            self.assertLogs("integrations.onboarding.notify", "WARNING") as logs,
-            self.captureOnCommitCallbacks(execute=True),
-        ):
-            self.client.post(FORM_URL, form_data())
+        with self.assertLogs("integrations.onboarding.notify", "WARNING") as logs:
+            self.submit_and_confirm()
         self.assertIn("ONBOARDING_NOTIFY_EMAILS", logs.output[0])
-        self.assertEqual(mail.outbox, [])
+        self.assertEqual(len(mail.outbox), 1)  # the confirmation link alone
 
     @override_settings(ONBOARDING_NOTIFY_EMAILS=["queue@pacsbin.example"])
     def test_the_configured_addresses_are_told_instead(self) -> None:
-        with self.captureOnCommitCallbacks(execute=True):
-            self.client.post(FORM_URL, form_data())
-        self.assertEqual(mail.outbox[0].to, ["queue@pacsbin.example"])
+        self.submit_and_confirm()
+        self.assertEqual(mail.outbox[-1].to, ["queue@pacsbin.example"])
 
     @override_settings(EMAIL_BACKEND="tests.test_onboarding_form.BrokenBackend")
     def test_a_mail_server_that_is_down_does_not_lose_the_submission(self) -> None:

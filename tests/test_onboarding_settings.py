@@ -71,6 +71,30 @@ class EmailSettings(SimpleTestCase):
             "ONBOARDING_SUBMISSIONS_PER_HOUR='0' must be at least 1", done.stderr
         )
 
+    def test_the_confirmation_window_is_read_strictly(self) -> None:
+        done = settings_with(ONBOARDING_CONFIRM_HOURS="0")
+        self.assertIn("ONBOARDING_CONFIRM_HOURS='0' must be at least 1", done.stderr)
+        done = settings_with(ONBOARDING_CONFIRM_HOURS="two days")
+        self.assertIn(
+            "ONBOARDING_CONFIRM_HOURS='two days' is not a whole number", done.stderr
+        )
+
+    def test_the_confirmation_window_defaults_to_48_hours(self) -> None:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from django.conf import settings as s; "
+                "print(s.ONBOARDING_CONFIRM_HOURS)",
+            ],
+            env={**BASE, "ONBOARDING_CONFIRM_HOURS": ""},
+            cwd=Path(settings.BASE_DIR),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(done.stdout.strip(), "48", done.stderr)
+
 
 class NotifyEmailsCheck(SimpleTestCase):
     @override_settings(ONBOARDING_NOTIFY_EMAILS=["ok@pacsbin.example", "broken@"])

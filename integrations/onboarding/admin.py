@@ -1,6 +1,6 @@
-"""Staff review of onboarding requests in the admin: a queue (waiting ones by
-default), a review page with the differences against the live registry, and
-approve / reject buttons that call the named flows."""
+"""Staff review of onboarding requests in the admin: a queue (confirmed ones
+waiting for review by default), a review page with the differences against
+the live registry, and approve / reject buttons that call the named flows."""
 
 from __future__ import annotations
 
@@ -24,14 +24,23 @@ from integrations.onboarding.views import site_url
 
 
 class ReviewStatusFilter(admin.SimpleListFilter):
-    """The queue: requests waiting for review unless another status is picked."""
+    """The queue: confirmed requests waiting for review unless another status
+    is picked. Requests whose contact has not confirmed their email address
+    are never in it; they have their own two choices."""
 
     title = "status"
     parameter_name = "status"
     ALL = "all"
+    UNCONFIRMED = "unconfirmed"
+    EXPIRED = "expired"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [*OnboardingRequest.Status.choices, (self.ALL, "All")]
+        return [
+            *OnboardingRequest.Status.choices,
+            (self.UNCONFIRMED, "Waiting for email confirmation"),
+            (self.EXPIRED, "Expired unconfirmed"),
+            (self.ALL, "All"),
+        ]
 
     def value(self) -> str:
         return super().value() or OnboardingRequest.Status.SUBMITTED
@@ -39,9 +48,14 @@ class ReviewStatusFilter(admin.SimpleListFilter):
     def queryset(
         self, request: HttpRequest, queryset: QuerySet[OnboardingRequest]
     ) -> QuerySet[OnboardingRequest]:
-        if self.value() == self.ALL:
+        value = self.value()
+        if value == self.ALL:
             return queryset
-        return queryset.filter(status=self.value())
+        if value == self.UNCONFIRMED:
+            return queryset.awaiting_confirmation()  # type: ignore[attr-defined]
+        if value == self.EXPIRED:
+            return queryset.confirmation_expired()  # type: ignore[attr-defined]
+        return queryset.confirmed().filter(status=value)  # type: ignore[attr-defined]
 
     def choices(self, changelist: Any) -> Any:
         for lookup, title in self.lookup_choices:
@@ -85,6 +99,14 @@ class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, r: OnboardingRequest) -> str:
         css = {"submitted": "pending", "approved": "active", "rejected": "suspended"}
+        if r.confirmation_expired:
+            return format_html(
+                '<span class="pi-badge pi-status-suspended">{}</span>', "Expired"
+            )
+        if not r.is_confirmed:
+            return format_html(
+                '<span class="pi-badge pi-status-pending">{}</span>', "Unconfirmed"
+            )
         return format_html(
             '<span class="pi-badge pi-status-{}">{}</span>',
             css[r.status],
@@ -135,7 +157,9 @@ class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
             existing_institution = Institution.objects.filter(
                 name__iexact=r.institution_name
             ).first()
-        can_reject = r.is_open and self.has_change_permission(request, r)
+        can_reject = (
+            r.is_open and r.is_confirmed and self.has_change_permission(request, r)
+        )
         missing = flows.missing_permissions(r, request.user) if can_reject else []
         context = {
             **self.admin_site.each_context(request),

@@ -8,8 +8,10 @@ approvals are all written (audited under the reviewer's name), or nothing is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -17,6 +19,7 @@ from django.utils import timezone
 from integrations import audit, registry
 from integrations.models import (
     SERVER_NAME_UNIQUE,
+    ConnectivityCheck,
     DicomWebServer,
     Institution,
     OnboardingRequest,
@@ -93,6 +96,20 @@ def baseline_of(server: DicomWebServer) -> dict[str, Any]:
     }
 
 
+def contact_address_on_record(
+    server: DicomWebServer, submitted_from: OnboardingRequest | None
+) -> str:
+    """Where a change to ``server`` is confirmed: the institution's contact,
+    else the address that confirmed the request the change was sent from.
+    Never what the change itself says: whoever holds the status link may
+    type any address there."""
+    if server.institution.contact_email:
+        return server.institution.contact_email
+    if submitted_from is not None and submitted_from.is_confirmed:
+        return submitted_from.confirmation_address
+    return ""
+
+
 def submit_request(
     data: dict[str, Any],
     *,
@@ -101,8 +118,9 @@ def submit_request(
     server: DicomWebServer | None = None,
     submitted_from: OnboardingRequest | None = None,
 ) -> OnboardingRequest:
-    """Store a submission for review (a change to ``server`` when given) and
-    tell the staff. Writes nothing to the registry itself."""
+    """Store a submission (a change to ``server`` when given) and email the
+    contact a confirmation link. Staff hear of it only once it is confirmed;
+    nothing is written to the registry itself."""
     kind = OnboardingRequest.Kind.UPDATE if server else OnboardingRequest.Kind.NEW
     with transaction.atomic():
         onboarding_request = OnboardingRequest(
@@ -113,20 +131,107 @@ def submit_request(
             submitted_from=submitted_from,
             **data,
         )
+        onboarding_request.confirmation_address = onboarding_request.contact_email
         if server is not None:
             onboarding_request.server = server
             onboarding_request.institution = server.institution
             onboarding_request.institution_name = server.institution.name
             onboarding_request.baseline = baseline_of(server)
+            onboarding_request.confirmation_address = contact_address_on_record(
+                server, submitted_from
+            )
+        if onboarding_request.confirmation_address:
+            onboarding_request.confirmation_sent_at = timezone.now()
+            onboarding_request.confirmation_sends = 1
         onboarding_request.save()
-        transaction.on_commit(
-            lambda: notify.submission_received(onboarding_request, site_url)
-        )
+        if onboarding_request.confirmation_address:
+            transaction.on_commit(
+                lambda: notify.confirmation_requested(onboarding_request, site_url)
+            )
     return onboarding_request
+
+
+class ConfirmationError(Exception):
+    """The request cannot be confirmed, or its link sent again, as asked."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+def expired_message(onboarding_request: OnboardingRequest) -> str:
+    return (
+        f"Request {onboarding_request.reference} was not confirmed within "
+        f"{settings.ONBOARDING_CONFIRM_HOURS} hours and has expired; nobody "
+        "will review it. Please send it again."
+    )
+
+
+def confirm_request(onboarding_request: OnboardingRequest, site_url: str) -> bool:
+    """The contact opened the emailed link and pressed the button: the request
+    enters the review queue and staff are told. True when this call confirmed
+    it, False when it was confirmed already (staff are not told twice)."""
+    with transaction.atomic():
+        r = OnboardingRequest.objects.select_for_update().get(pk=onboarding_request.pk)
+        if r.is_confirmed:
+            return False
+        if r.confirmation_expired:
+            raise ConfirmationError(expired_message(r))
+        r.confirmed_at = timezone.now()
+        r.save(update_fields=["confirmed_at"])
+        transaction.on_commit(lambda: notify.submission_received(r, site_url))
+    onboarding_request.confirmed_at = r.confirmed_at
+    return True
+
+
+# A contact waiting for the mail may press "send it again" once or twice; more
+# than a few sends of one request is someone using us to mail a stranger.
+RESEND_INTERVAL = timedelta(minutes=5)
+MAX_CONFIRMATION_SENDS = 5
+
+
+def resend_confirmation(onboarding_request: OnboardingRequest, site_url: str) -> None:
+    """Email the confirmation link again, at most every RESEND_INTERVAL and
+    MAX_CONFIRMATION_SENDS times in all."""
+    with transaction.atomic():
+        r = OnboardingRequest.objects.select_for_update().get(pk=onboarding_request.pk)
+        if r.is_confirmed:
+            raise ConfirmationError(f"{r.reference} is already confirmed.")
+        if r.confirmation_expired:
+            raise ConfirmationError(expired_message(r))
+        if not r.confirmation_address:
+            raise ConfirmationError(
+                "There is no contact address on record to confirm this change; "
+                f"please write to us quoting {r.reference}."
+            )
+        if r.confirmation_sends >= MAX_CONFIRMATION_SENDS:
+            raise ConfirmationError(
+                f"The confirmation email was already sent {r.confirmation_sends} "
+                "times; it is not sent again. Check your spam folder, or write "
+                f"to us quoting {r.reference}."
+            )
+        now = timezone.now()
+        if r.confirmation_sent_at and now - r.confirmation_sent_at < RESEND_INTERVAL:
+            minutes = int(RESEND_INTERVAL.total_seconds() // 60)
+            raise ConfirmationError(
+                f"The confirmation email was sent less than {minutes} minutes "
+                "ago; mail can take a few minutes to arrive. Try again later."
+            )
+        r.confirmation_sent_at = now
+        r.confirmation_sends += 1
+        r.save(update_fields=["confirmation_sent_at", "confirmation_sends"])
+        transaction.on_commit(lambda: notify.confirmation_requested(r, site_url))
 
 
 def _lock_open(onboarding_request: OnboardingRequest) -> OnboardingRequest:
     locked = OnboardingRequest.objects.select_for_update().get(pk=onboarding_request.pk)
+    if not locked.is_confirmed:
+        raise ReviewError(
+            f"{locked.reference} cannot be approved or rejected: its contact has "
+            "not confirmed their email address yet (an unconfirmed request "
+            f"expires {settings.ONBOARDING_CONFIRM_HOURS} hours after it was "
+            "sent). Nothing was changed."
+        )
     if locked.status != OnboardingRequest.Status.SUBMITTED:
         who = locked.reviewer.get_username() if locked.reviewer else "someone"
         when = (
@@ -452,3 +557,20 @@ def email_review(onboarding_request: OnboardingRequest) -> EmailReview:
             e for e in r.emails_to_remove if email_key(e) not in approved
         ],
     )
+
+
+def purge_expired_requests(*, dry_run: bool = False) -> list[str]:
+    """Delete the requests whose contact never confirmed in time, and return
+    their references. They never reached anyone and hold what a stranger
+    typed; a browser check they made of a live server stays in its history."""
+    with transaction.atomic():
+        expired = OnboardingRequest.objects.confirmation_expired().select_for_update()
+        references = list(
+            expired.order_by("created_at").values_list("reference", flat=True)
+        )
+        if not dry_run and references:
+            ConnectivityCheck.objects.filter(
+                onboarding_request__in=expired, server__isnull=False
+            ).update(onboarding_request=None)
+            OnboardingRequest.objects.filter(reference__in=references).delete()
+    return references

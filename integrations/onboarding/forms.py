@@ -17,6 +17,7 @@ from integrations.validators import (
     email_key,
     normalize_dicomweb_url,
     normalize_email,
+    validate_single_line,
 )
 
 CORS_CHOICES = [
@@ -59,13 +60,15 @@ class ServerDetailsForm(forms.Form):
     contact_name = forms.CharField(
         label="Your name",
         max_length=200,
+        validators=[validate_single_line],
         help_text="The person we contact about this integration.",
     )
     contact_email = forms.CharField(
         label="Your email",
         max_length=320,
-        help_text="We send the review decision here. It is not added to the "
-        "approved users unless you list it below too.",
+        help_text="We send a confirmation link here first, then the review "
+        "decision. It is not added to the approved users unless you list it "
+        "below too.",
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
     server_name = forms.CharField(
@@ -257,6 +260,14 @@ class UpdateServerForm(ServerDetailsForm):
         "notes",
         "leave_blank",
     ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["contact_email"].help_text = (
+            "Where the decision goes once the change is approved. The "
+            "confirmation link for this change goes to the contact address "
+            "on record."
+        )
 
     @classmethod
     def initial_for(cls, server: DicomWebServer) -> dict[str, Any]:

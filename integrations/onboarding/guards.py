@@ -30,6 +30,9 @@ RATE_WINDOW_SECONDS = 3600
 # The status page's browser check: a contact fixing their proxy reruns it a
 # few times; dozens an hour from one network is someone filling our table.
 BROWSER_CHECKS_PER_HOUR = 30
+# "Send the confirmation email again" from one network: a few for a slow
+# mailbox; more is someone mailing strangers through us.
+CONFIRMATION_RESENDS_PER_HOUR = 10
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -75,6 +78,11 @@ def count_submission(request: HttpRequest) -> bool:
 def count_browser_check(request: HttpRequest) -> bool:
     """Count one browser-check report; True while the client is within its limit."""
     return _count(request, "browser-checks", BROWSER_CHECKS_PER_HOUR)
+
+
+def count_confirmation_resend(request: HttpRequest) -> bool:
+    """Count one resend request; True while the client is within its limit."""
+    return _count(request, "confirmation-resends", CONFIRMATION_RESENDS_PER_HOUR)
 
 
 def origin_of(url: str) -> str | None:

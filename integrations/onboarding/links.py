@@ -8,7 +8,9 @@ key, so a leaked database alone does not open anyone's status page.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
+from django.conf import settings
 from django.core import signing
 from django.http import Http404
 
@@ -48,5 +50,35 @@ def request_for_link(link: str) -> OnboardingRequest:
         return OnboardingRequest.objects.select_related(
             "institution", "server__institution", "reviewer"
         ).get(token=token)
+    except OnboardingRequest.DoesNotExist:
+        raise Http404 from None
+
+
+_CONFIRM_SALT = "integrations.onboarding.confirm-link"
+
+
+class LinkExpired(Exception):
+    """A genuine confirmation link, opened too late."""
+
+
+def confirmation_link(onboarding_request: OnboardingRequest) -> str:
+    """The signed, timestamped value of the emailed confirmation link. Its own
+    salt: a status link (shown to whoever submits) never confirms anything."""
+    return signing.TimestampSigner(salt=_CONFIRM_SALT).sign(onboarding_request.token)
+
+
+def request_for_confirmation_link(link: str) -> OnboardingRequest:
+    """The request a confirmation link confirms: 404 for a tampered or unknown
+    link, ``LinkExpired`` for a real one older than ONBOARDING_CONFIRM_HOURS."""
+    try:
+        token = signing.TimestampSigner(salt=_CONFIRM_SALT).unsign(
+            link, max_age=timedelta(hours=settings.ONBOARDING_CONFIRM_HOURS)
+        )
+    except signing.SignatureExpired:
+        raise LinkExpired from None
+    except signing.BadSignature:
+        raise Http404 from None
+    try:
+        return OnboardingRequest.objects.get(token=token)
     except OnboardingRequest.DoesNotExist:
         raise Http404 from None

@@ -1,6 +1,11 @@
-"""Emails about onboarding requests: staff hear of each submission, the
-contact of each decision. Sent after the transaction commits; a mail server
-that is down is logged, never turned into an error page for the submitter."""
+"""Emails about onboarding requests: the contact confirms their address,
+then staff hear of the submission, then the contact hears the decision. Sent
+after the transaction commits; a mail server that is down is logged, never
+turned into an error page for the submitter.
+
+Every value a submitter typed goes through ``one_line`` before it is written
+into a subject or a body line: the forms already refuse line breaks in names,
+and this holds even for a row written some other way."""
 
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from django.core.mail import send_mail
 from django.urls import reverse
 
 from integrations.models import OnboardingRequest
-from integrations.onboarding.links import status_link
+from integrations.onboarding.links import confirmation_link, status_link
+from integrations.validators import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +44,56 @@ def status_url(onboarding_request: OnboardingRequest, site_url: str) -> str:
     return f"{site_url.rstrip('/')}{path}"
 
 
+def confirmation_url(onboarding_request: OnboardingRequest, site_url: str) -> str:
+    path = reverse(
+        "integrations:onboarding_confirm",
+        kwargs={"link": confirmation_link(onboarding_request)},
+    )
+    return f"{site_url.rstrip('/')}{path}"
+
+
 def _send(subject: str, body: str, recipients: list[str]) -> None:
+    recipients = [one_line(address) for address in recipients if one_line(address)]
     if not recipients:
         return
     try:
-        send_mail(subject, body, None, recipients)
+        send_mail(one_line(subject), body, None, recipients)
     except Exception:
         logger.exception("Could not send %r to %s", subject, recipients)
+
+
+def confirmation_requested(
+    onboarding_request: OnboardingRequest, site_url: str
+) -> None:
+    """The link that proves the contact reads this mailbox. Nothing the
+    submitter typed is in it but their name (on one line) and the reference:
+    it may reach a stranger whose address was typed by someone else."""
+    r = onboarding_request
+    if r.kind == OnboardingRequest.Kind.UPDATE:
+        what = (
+            "Someone sent a change to your archive's Pacsbin integration from "
+            "its status page, and this is the contact address on record for it."
+        )
+    else:
+        what = (
+            "Someone, hopefully you, asked to connect an image archive to "
+            "Pacsbin's uploader and gave this address as the contact."
+        )
+    hours = settings.ONBOARDING_CONFIRM_HOURS
+    body = (
+        f"Hello {one_line(r.contact_name)},\n\n"
+        f"{what} Reference: {r.reference}.\n\n"
+        f"Nobody at Pacsbin looks at it until you confirm. Open this link "
+        f"within {hours} hours and press the button on the page:\n"
+        f"{confirmation_url(r, site_url)}\n\n"
+        "If this was not you, ignore this email: an unconfirmed request "
+        "expires and is deleted.\n"
+    )
+    _send(
+        f"Confirm your Pacsbin integration request {r.reference}",
+        body,
+        [r.confirmation_address],
+    )
 
 
 def submission_received(onboarding_request: OnboardingRequest, site_url: str) -> None:
@@ -54,9 +103,10 @@ def submission_received(onboarding_request: OnboardingRequest, site_url: str) ->
     r = onboarding_request
     body = (
         f"{r.get_kind_display()} submitted for review: {r.reference}\n\n"
-        f"Institution: {r.institution_name}\n"
-        f"Server: {r.server_name}\n"
-        f"Contact: {r.contact_name} <{r.contact_email}>\n"
+        f"Institution: {one_line(r.institution_name)}\n"
+        f"Server: {one_line(r.server_name)}\n"
+        f"Contact: {one_line(r.contact_name)} <{one_line(r.contact_email)}>\n"
+        f"Confirmed by: {one_line(r.confirmation_address)}\n"
         f"Emails to approve: {len(r.emails_to_add)}"
         f", to remove: {len(r.emails_to_remove)}\n\n"
         f"Review it: {site_url.rstrip('/')}{review}\n"
@@ -70,14 +120,18 @@ def submission_received(onboarding_request: OnboardingRequest, site_url: str) ->
         )
     _send(
         f"[Pacsbin integrations] {r.reference} waiting for review: "
-        f"{r.institution_name}",
+        f"{one_line(r.institution_name)}",
         body,
         recipients,
     )
 
 
 def decision_made(onboarding_request: OnboardingRequest, site_url: str) -> None:
+    """Tell the contact, at the address they confirmed and nowhere else."""
     r = onboarding_request
+    if not r.is_confirmed or not r.confirmation_address:
+        logger.warning("Not telling %s's contact: never confirmed.", r.reference)
+        return
     if r.status == OnboardingRequest.Status.APPROVED:
         outcome = "has been approved"
         detail = (
@@ -86,12 +140,17 @@ def decision_made(onboarding_request: OnboardingRequest, site_url: str) -> None:
         )
     else:
         outcome = "was not approved"
-        detail = f"The reviewer's reason:\n\n{r.reason}\n"
+        reason = "\n".join(f"  {one_line(line)}" for line in r.reason.splitlines())
+        detail = f"The reviewer's reason:\n\n{reason}\n"
     body = (
-        f"Hello {r.contact_name},\n\n"
-        f"Your request {r.reference} ({r.server_name}, {r.institution_name}) "
-        f"{outcome}.\n\n{detail}\n\n"
+        f"Hello {one_line(r.contact_name)},\n\n"
+        f"Your request {r.reference} ({one_line(r.server_name)}, "
+        f"{one_line(r.institution_name)}) {outcome}.\n\n{detail}\n\n"
         f"Your private status page (keep this link to yourself):\n"
         f"{status_url(r, site_url)}\n"
     )
-    _send(f"Pacsbin integration {r.reference} {outcome}", body, [r.contact_email])
+    _send(
+        f"Pacsbin integration {r.reference} {outcome}",
+        body,
+        [r.confirmation_address],
+    )

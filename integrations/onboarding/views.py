@@ -94,11 +94,104 @@ def submitted(request: HttpRequest, link: str) -> HttpResponse:
         request,
         "onboarding/submitted.html",
         {
-            "title": "Thank you: your request is in",
+            "title": "Check your mailbox",
             "r": onboarding_request,
+            "link": link,
             "status_url": status_url,
+            "confirm_hours": settings.ONBOARDING_CONFIRM_HOURS,
         },
     )
+
+
+def _link_expired(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "onboarding/refused.html",
+        {
+            "title": "This link has expired",
+            "message": "This confirmation link is more than "
+            f"{settings.ONBOARDING_CONFIRM_HOURS} hours old, so it no longer "
+            "works and the request it was for has expired unreviewed. Please "
+            "send the request again.",
+        },
+        status=410,
+    )
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def confirm(request: HttpRequest, link: str) -> HttpResponse:
+    """The emailed link. GET only shows a button: mail scanners open links
+    on their own, and must not confirm anything. The POST (CSRF-protected)
+    confirms."""
+    try:
+        r = links.request_for_confirmation_link(link)
+    except links.LinkExpired:
+        return _link_expired(request)
+    error = ""
+    if request.method == "POST" and not r.is_confirmed:
+        try:
+            flows.confirm_request(r, site_url(request))
+        except flows.ConfirmationError as exc:
+            error = exc.message
+    elif not r.is_confirmed and r.confirmation_expired:
+        error = flows.expired_message(r)
+    if error:
+        return render(
+            request,
+            "onboarding/refused.html",
+            {"title": "This request has expired", "message": error},
+            status=410,
+        )
+    return render(
+        request,
+        "onboarding/confirm.html",
+        {
+            "title": f"Confirm request {r.reference}"
+            if not r.is_confirmed
+            else f"Request {r.reference} is confirmed",
+            "r": r,
+            "link": link,
+            "status_url": reverse(
+                "integrations:onboarding_status",
+                kwargs={"link": links.status_link(r)},
+            ),
+        },
+    )
+
+
+@never_cache
+@require_POST
+def resend_confirmation(request: HttpRequest, link: str) -> HttpResponse:
+    # Counted before the link is looked at, like the browser check.
+    if not guards.count_confirmation_resend(request):
+        message = (
+            "Too many confirmation emails asked for from your network in the "
+            "last hour; please try again later."
+        )
+        status_code = 429
+    else:
+        r = links.request_for_link(link)
+        try:
+            flows.resend_confirmation(r, site_url(request))
+        except flows.ConfirmationError as exc:
+            message, status_code = exc.message, 409
+        else:
+            message, status_code = "", 200
+    if status_code != 200:
+        return render(
+            request,
+            "onboarding/refused.html",
+            {
+                "title": "Not sent again",
+                "message": message,
+                "back_url": reverse(
+                    "integrations:onboarding_status", kwargs={"link": link}
+                ),
+            },
+            status=status_code,
+        )
+    return redirect("integrations:onboarding_submitted", link=link)
 
 
 @never_cache
