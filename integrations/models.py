@@ -504,8 +504,12 @@ class OnboardingRequest(models.Model):
     contact_name = models.CharField(max_length=200)
     contact_email = models.CharField(max_length=MAX_EMAIL_LENGTH)
     server_name = models.CharField(max_length=200)
-    qido_url = models.CharField("QIDO URL", max_length=MAX_URL_LENGTH)
-    wado_url = models.CharField("WADO URL", max_length=MAX_URL_LENGTH)
+    qido_url = models.CharField(
+        "QIDO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+    )
+    wado_url = models.CharField(
+        "WADO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+    )
     cors_mode = models.CharField(
         "how CORS is met",
         max_length=16,

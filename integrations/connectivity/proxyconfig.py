@@ -129,15 +129,33 @@ def render(server: DicomWebServer, kind: str) -> str:
     configuration."""
     if kind not in _RENDERERS:
         raise UnknownKind(kind)
+    problem = refusal(server)
+    if problem:
+        raise ConfigRefused(problem)
+    return compose(server, kind)
+
+
+def refusal(server: DicomWebServer) -> str | None:
+    """Why no configuration is written for this server (a stored URL breaks
+    the URL rule), naming the field and the problem; None when none."""
     for field, label in URL_FIELDS:
         problem = dicomweb_url_problem(getattr(server, field))
         if problem:
-            raise ConfigRefused(
-                f"No {kind} configuration for “{printable(server.name, 80)}”: its "
+            return (
+                f"No configuration for “{printable(server.name, 80)}”: its "
                 f"{label} breaks the URL rule. {problem} Correct the {label} "
                 "first."
             )
-    return compose(server, kind)
+    return None
+
+
+def render_all(server: DicomWebServer) -> tuple[list[tuple[str, str]], str]:
+    """Every kind's configuration, or none and the message saying why: what
+    the admin's server page and the contact's status page show."""
+    try:
+        return [(kind, render(server, kind)) for kind in KINDS], ""
+    except ConfigRefused as exc:
+        return [], str(exc)
 
 
 def compose(server: DicomWebServer, kind: str) -> str:
