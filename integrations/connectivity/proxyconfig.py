@@ -410,8 +410,11 @@ def _caddy(server: DicomWebServer, origins: list[str], found: list[Route]) -> st
         f"{PROXY_NAME} {{",
         "\t# An allowed origin is echoed back; any other gets the first allowed",
         "\t# one, which its browser refuses.",
-        "\t@allowed_origin header Origin "
-        + " ".join(caddy_string(origin) for origin in origins),
+        # One header line per origin: lines naming the same field are OR'ed
+        # (the matcher takes one value a line).
+        "\t@allowed_origin {",
+        *(f"\t\theader Origin {caddy_string(origin)}" for origin in origins),
+        "\t}",
         f"\theader Access-Control-Allow-Origin {caddy_string(origins[0])}",
         "\theader @allowed_origin Access-Control-Allow-Origin "
         '"{http.request.header.Origin}"',
