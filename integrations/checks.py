@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 
 
 @register()
@@ -72,3 +72,63 @@ def check_bench_floor(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             id="integrations.W090",
         )
     ]
+
+
+@register(Tags.database)
+def check_stored_urls(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[Any]:
+    """Rows stored before the URL rule that break it: their fix-it
+    configurations are refused until they are corrected. A database check:
+    ``manage.py check --database default`` (and ``migrate``) run it."""
+    if not databases or "default" not in databases:
+        return []
+    from django.db import DatabaseError, connection
+
+    from integrations.models import DicomWebServer, OnboardingRequest
+    from integrations.validators import dicomweb_url_problem
+
+    # ``migrate`` runs database checks before it migrates: on a fresh database
+    # the tables are not there yet, and there is nothing to report.
+    wanted = {DicomWebServer._meta.db_table, OnboardingRequest._meta.db_table}
+    try:
+        if not wanted <= set(connection.introspection.table_names()):
+            return []
+    except DatabaseError:
+        return []
+    problems: list[Any] = []
+    servers = DicomWebServer.objects.order_by("pk").values_list(
+        "pk", "qido_url", "wado_url"
+    )
+    for pk, *urls in servers.iterator():
+        for field, url in zip(("qido_url", "wado_url"), urls, strict=True):
+            problem = dicomweb_url_problem(url)
+            if problem:
+                problems.append(
+                    Warning(
+                        f"DICOMweb server {pk}, {field}: {problem}",
+                        hint="Correct it in the admin or through the API; its "
+                        "proxy configurations are refused until then.",
+                        obj=f"DicomWebServer {pk}",
+                        id="integrations.W002",
+                    )
+                )
+    requests = OnboardingRequest.objects.filter(
+        status=OnboardingRequest.Status.SUBMITTED
+    ).order_by("pk")
+    for pk, reference, *urls in requests.values_list(
+        "pk", "reference", "qido_url", "wado_url"
+    ).iterator():
+        for field, url in zip(("qido_url", "wado_url"), urls, strict=True):
+            problem = dicomweb_url_problem(url)
+            if problem:
+                problems.append(
+                    Warning(
+                        f"Onboarding request {reference} (id {pk}), {field}: {problem}",
+                        hint="Reject it and ask the contact to send it again "
+                        "with a corrected URL.",
+                        obj=f"OnboardingRequest {pk}",
+                        id="integrations.W003",
+                    )
+                )
+    return problems

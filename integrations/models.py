@@ -595,8 +595,12 @@ class OnboardingRequest(models.Model):
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
     confirmation_sends = models.PositiveSmallIntegerField(default=0)
     server_name = models.CharField(max_length=200)
-    qido_url = models.CharField("QIDO URL", max_length=MAX_URL_LENGTH)
-    wado_url = models.CharField("WADO URL", max_length=MAX_URL_LENGTH)
+    qido_url = models.CharField(
+        "QIDO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+    )
+    wado_url = models.CharField(
+        "WADO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+    )
     cors_mode = models.CharField(
         "how CORS is met",
         max_length=16,

@@ -6,13 +6,16 @@ the rules cannot drift apart.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import string
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
+import idna
 from django.core.exceptions import ValidationError
 from email_validator import EmailNotValidError, validate_email
 
@@ -59,47 +62,276 @@ def email_key(value: str) -> str:
     return value.casefold()
 
 
-def normalize_dicomweb_url(value: str) -> str:
-    """An absolute http(s) URL with a host, no credentials, no fragment.
+# --- DICOMweb URLs ----------------------------------------------------------
+#
+# A DICOMweb URL ends up in generated nginx, Apache and Caddy configurations, so
+# the rule is narrow on purpose (DESIGN.md, "Validation everywhere"): http(s),
+# a plain host name or IP literal, an optional port, and a path of letters,
+# digits, ``-._~/``, ``%XX`` escapes and ``!&()*+,=:@``. Nothing else.
 
-    The trailing slash is removed so that ``{url}/studies`` is well formed.
-    """
+PATH_SAFE = frozenset(string.ascii_letters + string.digits + "-._~/!&()*+,=:@")
+_HEX = frozenset(string.hexdigits)
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_HOST_CHARS = frozenset(string.ascii_letters + string.digits + ".-")
+MAX_HOST_LENGTH = 253
+_SHOWN_VALUE_LENGTH = 300
+ALLOWED_PATH_TEXT = "letters, digits, -._~/, %XX escapes and !&()*+,=:@"
+
+
+def describe_character(ch: str) -> str:
+    """A character named safely for a message: “$”, or U+000A when it would
+    not print (control, format, surrogate and line-separator characters), or
+    both for other non-ASCII characters."""
+    code = f"U+{ord(ch):04X}"
+    if ch == " ":
+        return f"a space ({code})"
+    if not ch.isprintable():
+        return code
+    if ord(ch) > 127:
+        return f"“{ch}” ({code})"
+    return f"“{ch}”"
+
+
+def printable(value: str, limit: int = _SHOWN_VALUE_LENGTH) -> str:
+    """``value`` with every unprintable character written as <U+XXXX>, cut to
+    ``limit`` characters: safe in a message, a log line or a comment."""
+    shown = "".join(ch if ch.isprintable() else f"<U+{ord(ch):04X}>" for ch in value)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class UrlParts:
+    """A DICOMweb URL taken apart: each part already checked and normalised
+    except the path, which is as given."""
+
+    scheme: str  # "http" or "https"
+    host: str  # "pacs.example.org", "10.0.0.5" or "[::1]" (ASCII, lower case)
+    port: int | None
+    path: str  # "" or "/dicom-web" (no trailing slash)
+
+    @property
+    def origin(self) -> str:
+        port = f":{self.port}" if self.port is not None else ""
+        return f"{self.scheme}://{self.host}{port}"
+
+    def url(self, path: str | None = None) -> str:
+        return self.origin + (self.path if path is None else path)
+
+
+def _url_error(raw: str, reason: str) -> ValidationError:
+    return ValidationError(
+        "“%(value)s” is not a usable DICOMweb URL: %(reason)s",
+        code="invalid_url",
+        params={"value": printable(raw), "reason": reason},
+    )
+
+
+def split_dicomweb_url(value: Any) -> UrlParts:
+    """Every part of the rule but the path's characters: scheme, host, port,
+    no credentials, no query, no fragment. ValidationError naming the value
+    and what is wrong. The fix-it configurations use this directly and
+    percent-encode the path themselves."""
     raw = value.strip() if isinstance(value, str) else value
     if not isinstance(raw, str) or not raw:
         raise ValidationError("Enter a URL.", code="required")
 
     def invalid(reason: str) -> ValidationError:
-        return ValidationError(
-            "“%(value)s” is not a usable DICOMweb URL: %(reason)s",
-            code="invalid_url",
-            params={"value": raw, "reason": reason},
-        )
+        return _url_error(raw, reason)
 
     if len(raw) > MAX_URL_LENGTH:
         raise invalid(f"it is longer than {MAX_URL_LENGTH} characters.")
-    if re.search(r"\s", raw):
-        raise invalid("it contains spaces.")
-    try:
-        parts = urlsplit(raw)
-        port = parts.port
-    except ValueError as exc:
-        raise invalid(f"{exc}.") from None
-    if parts.scheme.lower() not in ("http", "https"):
+    scheme = _SCHEME.match(raw)
+    if (
+        scheme is None
+        or scheme.group(1).lower() not in ("http", "https")
+        or not raw[scheme.end() :].startswith("//")
+    ):
         raise invalid("it must start with http:// or https://.")
-    if not parts.hostname:
-        raise invalid("it has no host name.")
-    if parts.username is not None or parts.password is not None:
+    rest = raw[scheme.end() + 2 :]
+    authority_end = len(rest)
+    for mark in "/?#":
+        found = rest.find(mark)
+        if found != -1:
+            authority_end = min(authority_end, found)
+    authority, rest = rest[:authority_end], rest[authority_end:]
+    path, hash_, fragment = rest.partition("#")
+    path, question, query = path.partition("?")
+    if hash_:
+        raise invalid("it contains a #fragment; a DICOMweb URL has none.")
+    if question:
+        raise invalid(
+            f"it contains a query (“?{printable(query, 60)}”); a DICOMweb URL "
+            "has none: give the address that /studies is appended to."
+        )
+    if "@" in authority:
         raise invalid(
             "it contains a user name or password; credentials never go in the URL."
         )
-    if parts.fragment or raw.endswith("#"):
-        raise invalid("it contains a #fragment.")
-    if port == 0:
-        raise invalid("port 0 is not a port.")
-    path = parts.path.rstrip("/")
-    return urlunsplit(
-        (parts.scheme.lower(), parts.netloc.lower(), path, parts.query, "")
+    host, port = _split_host_port(authority, invalid)
+    return UrlParts(
+        scheme=scheme.group(1).lower(), host=host, port=port, path=path.rstrip("/")
     )
+
+
+def _split_host_port(authority: str, invalid: Any) -> tuple[str, int | None]:
+    port_text: str | None = None
+    if authority.startswith("["):
+        literal, bracket, after = authority[1:].partition("]")
+        if not bracket:
+            raise invalid("its IPv6 address has no closing “]”.")
+        try:
+            address = ipaddress.IPv6Address(literal)
+            if address.scope_id is not None:
+                raise ValueError("a zone id (%) has no place in a URL")
+        except ValueError:
+            raise invalid(
+                f"“[{printable(literal, 60)}]” is not an IPv6 address."
+            ) from None
+        host = f"[{address.compressed}]"
+        if after:
+            if not after.startswith(":"):
+                raise invalid(
+                    f"{describe_character(after[0])} after the IPv6 address; "
+                    "only :port may follow it."
+                )
+            port_text = after[1:]
+    else:
+        name, colon, after = authority.partition(":")
+        if colon:
+            port_text = after
+        host = _hostname(name, invalid)
+    port = None
+    if port_text is not None:
+        if not port_text.isascii() or not port_text.isdigit():
+            raise invalid(
+                f"the port “{printable(port_text, 20)}” is not a number from 1 to "
+                "65535."
+            )
+        port = int(port_text)
+        if not 1 <= port <= 65535:
+            raise invalid(f"port {port} is out of range (1-65535).")
+    return host, port
+
+
+def _hostname(name: str, invalid: Any) -> str:
+    """A DNS name in its ASCII (IDNA) form, lower case, or an IPv4 address."""
+    if not name:
+        raise invalid("it has no host name.")
+    if not name.isascii():
+        for ch in name:
+            if ord(ch) <= 127 and ch not in _HOST_CHARS or not ch.isprintable():
+                raise invalid(
+                    f"the host name contains {describe_character(ch)}; a host "
+                    "name holds only letters, digits, hyphens and dots."
+                )
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError, ValueError) as exc:
+            raise invalid(
+                f"the host name “{printable(name, 80)}” is not a valid "
+                f"internationalised domain name ({printable(str(exc), 120)})."
+            ) from None
+    for ch in name:
+        if ch not in _HOST_CHARS:
+            raise invalid(
+                f"the host name contains {describe_character(ch)}; a host name "
+                "holds only letters, digits, hyphens and dots."
+            )
+    name = name.lower()
+    labels = name.split(".")
+    if labels[-1].isdigit() or all(label.isdigit() for label in labels):
+        try:
+            return str(ipaddress.IPv4Address(name))
+        except ValueError:
+            raise invalid(f"“{name}” is not an IPv4 address.") from None
+    if len(name) > MAX_HOST_LENGTH:
+        raise invalid(f"the host name is longer than {MAX_HOST_LENGTH} characters.")
+    for label in labels:
+        if not _LABEL.fullmatch(label):
+            raise invalid(
+                f"“{label}” is not a host name label (1-63 letters, digits or "
+                "hyphens, not starting or ending with a hyphen)."
+                if label
+                else "the host name has an empty label (two dots, or a dot at an end)."
+            )
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError, ValueError):
+                raise invalid(
+                    f"“{label}” is not a valid internationalised label."
+                ) from None
+    return name
+
+
+def _is_escape(path: str, index: int) -> bool:
+    escape = path[index + 1 : index + 3]
+    return len(escape) == 2 and set(escape) <= _HEX
+
+
+def path_problem(path: str) -> str | None:
+    """Why a URL path breaks the rule (naming the first bad character), or
+    None."""
+    index = 0
+    while index < len(path):
+        ch = path[index]
+        if ch == "%":
+            if not _is_escape(path, index):
+                return (
+                    "the path contains “%” not followed by two hexadecimal "
+                    "digits (write a literal % as %25)."
+                )
+            index += 3
+            continue
+        if ch not in PATH_SAFE:
+            return (
+                f"the path contains {describe_character(ch)}, which a DICOMweb "
+                f"URL may not hold (allowed: {ALLOWED_PATH_TEXT})."
+            )
+        index += 1
+    return None
+
+
+def escape_path(path: str) -> str:
+    """``path`` with every character outside the rule percent-encoded (UTF-8),
+    and every ``%`` that is not an escape written as %25."""
+    out = []
+    index = 0
+    while index < len(path):
+        ch = path[index]
+        if ch == "%" and _is_escape(path, index):
+            out.append(path[index : index + 3])
+            index += 3
+            continue
+        if ch in PATH_SAFE:
+            out.append(ch)
+        else:
+            out.append(quote(ch, safe="", errors="surrogatepass"))
+        index += 1
+    return "".join(out)
+
+
+def normalize_dicomweb_url(value: Any) -> str:
+    """The one rule for a DICOMweb URL (see the comment above), as its
+    normal form: lower-case scheme and host, the host in ASCII (IDNA), the
+    trailing slash removed so that ``{url}/studies`` is well formed.
+    ValidationError naming the value and the bad character otherwise."""
+    parts = split_dicomweb_url(value)
+    problem = path_problem(parts.path)
+    if problem:
+        raise _url_error(value.strip(), problem)
+    return parts.url()
+
+
+def dicomweb_url_problem(value: Any) -> str | None:
+    """Why a stored URL breaks the rule (None when it is fine): for the system
+    check and for refusing configurations of rows stored before the rule."""
+    try:
+        normalize_dicomweb_url(value)
+    except ValidationError as exc:
+        return exc.messages[0]
+    return None
 
 
 MAX_ORIGIN_LENGTH = 200

@@ -226,21 +226,7 @@ def nginx(tmp: Path, site: str, *, tls: bool = False) -> Iterator[str]:
     prefix = tmp / "nginx"
     for sub in ("logs", "temp"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
-    temp = prefix / "temp"
-    main = f"""
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {prefix}/logs/access.log;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    {patch_nginx(site, port, cert, key, tls)}
-}}
-"""
+    main = nginx_main(prefix, site, port, cert, key, tls)
     (prefix / "nginx.conf").write_text(main)
     test = subprocess.run(
         [NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
@@ -259,6 +245,42 @@ http {{
         return
     with running(args, prefix / "logs" / "stdout.log", ready):
         yield url
+
+
+def nginx_syntax(tmp: Path, site: str) -> subprocess.CompletedProcess[str]:
+    """``nginx -t`` on the (patched) site configuration, nothing started."""
+    require(NGINX)
+    cert, key = self_signed_certificate(tmp)
+    prefix = tmp / "nginx-t"
+    for sub in ("logs", "temp"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    config = prefix / "nginx.conf"
+    config.write_text(nginx_main(prefix, site, free_port(), cert, key, tls=True))
+    return subprocess.run(
+        [NGINX, "-t", "-p", str(prefix), "-c", str(config)],
+        capture_output=True,
+        text=True,
+    )
+
+
+def nginx_main(
+    prefix: Path, site: str, port: int, cert: Path, key: Path, tls: bool
+) -> str:
+    temp = prefix / "temp"
+    return f"""
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {prefix}/logs/access.log;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    {patch_nginx(site, port, cert, key, tls)}
+}}
+"""
 
 
 @contextmanager

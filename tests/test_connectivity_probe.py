@@ -175,7 +175,7 @@ class TestOrthancBehindTheGeneratedNginx:
         server = server_for(orthanc.dicomweb)
         server.wado_url = f"http://localhost:{port}/dicom-web"  # same path
         config = proxyconfig.render(server, "nginx")
-        assert "location /qido/ {" in config and "location /wado/ {" in config
+        assert 'location "/qido/" {' in config and 'location "/wado/" {' in config
         with peers.nginx(tmp_path, config) as proxy:
             result = probe.probe(f"{proxy}/qido", f"{proxy}/wado", PACSBIN)
         assert result.outcome == CheckOutcome.OK, result.findings

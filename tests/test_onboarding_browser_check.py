@@ -391,7 +391,7 @@ class TheStatusPage(TestCase):
         for kind in proxyconfig.KINDS:
             self.assertIn(proxyconfig.render(unsaved, kind), page)
             self.assertContains(response, f'data-copy-target="fixit-{kind}"')
-        self.assertIn("proxy_pass http://10.1.2.3:8042/dicom-web/;", page)
+        self.assertIn('proxy_pass "http://10.1.2.3:8042/dicom-web/";', page)
         self.assertIn("https://registry.pacsbin.example", page)  # allowed too
         self.assertContains(response, "integrations/copy-config.js")
 

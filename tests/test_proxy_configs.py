@@ -60,8 +60,8 @@ class TestWhatTheConfigurationsSay:
         assert "server {" in config
         assert "    listen 443 ssl;" in config
         assert "    server_name dicomweb-proxy.example.org;" in config
-        assert "location /pacs/dicomweb/ {" in config
-        assert "proxy_pass https://pacs.example.org:8443/pacs/dicomweb/;" in config
+        assert 'location "/pacs/dicomweb/" {' in config
+        assert 'proxy_pass "https://pacs.example.org:8443/pacs/dicomweb/";' in config
         assert "proxy_ssl_server_name on;" in config
         assert "return 204;" in config
         assert 'Access-Control-Allow-Credentials "true"' not in config
@@ -75,9 +75,9 @@ class TestWhatTheConfigurationsSay:
             ),
             "nginx",
         )
-        assert "location /pacs/dicomweb/qido/ {" in config
-        assert "proxy_pass http://example.edu/pacs/dicomweb/qido/;" in config
-        assert "location /pacs/dicomweb/wado/ {" in config
+        assert 'location "/pacs/dicomweb/qido/" {' in config
+        assert 'proxy_pass "http://example.edu/pacs/dicomweb/qido/";' in config
+        assert 'location "/pacs/dicomweb/wado/" {' in config
         assert "WADO URL: https://dicomweb-proxy.example.org/pacs/dicomweb/wado" in (
             config
         )

@@ -24,10 +24,6 @@ GOOD_URLS = [
     ("http://10.0.0.5:8042/dicom-web", "http://10.0.0.5:8042/dicom-web"),
     ("http://[::1]:8042/dicom-web", "http://[::1]:8042/dicom-web"),
     ("https://pacs.example.edu", "https://pacs.example.edu"),
-    (
-        "https://pacs.example.edu/wado?requestType=WADO",
-        "https://pacs.example.edu/wado?requestType=WADO",
-    ),
 ]
 
 BAD_URLS = [
@@ -38,7 +34,8 @@ BAD_URLS = [
     ("https://user:secret@pacs.example.edu/dicomweb", "user name or password"),
     ("https://user@pacs.example.edu/dicomweb", "user name or password"),
     ("https://pacs.example.edu/dicomweb#studies", "fragment"),
-    ("https://pacs.example.edu/dicom web", "spaces"),
+    ("https://pacs.example.edu/dicom web", "a space (U+0020)"),
+    ("https://pacs.example.edu/wado?requestType=WADO", "query"),
     ("https://pacs.example.edu:99999/dicomweb", "Port"),
     ("javascript:alert(1)", "http:// or https://"),
     ("", "Enter a URL"),

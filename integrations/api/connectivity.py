@@ -78,4 +78,6 @@ class ProxyConfigView(ServerChildMixin, APIView):
             text = proxyconfig.render(server, kind)
         except proxyconfig.UnknownKind as exc:
             raise NotFound(str(exc)) from None
+        except proxyconfig.ConfigRefused as exc:
+            raise docs.Conflict(str(exc)) from None
         return HttpResponse(text, content_type="text/plain; charset=utf-8")

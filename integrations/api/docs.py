@@ -525,6 +525,19 @@ def proxy_config(view: Any) -> Any:
                     OpenApiTypes.STR, description="The configuration text."
                 ),
                 **READ_ERRORS,
+                409: _error(
+                    "A URL of the server was stored before the URL rule and "
+                    "breaks it: no configuration is written until it is "
+                    "corrected.",
+                    {
+                        "detail": "No configuration for “Main PACS”: its QIDO "
+                        "URL breaks the URL rule. “http://pacs/dicom;web” is "
+                        "not a usable DICOMweb URL: the path contains “;”, "
+                        "which a DICOMweb URL may not hold (allowed: letters, "
+                        "digits, -._~/, %XX escapes and !&()*+,=:@). Correct "
+                        "the QIDO URL first."
+                    },
+                ),
             },
         )
     )(view)

@@ -163,13 +163,12 @@ class ConnectivityAdminMixin:
     def fixit_configs(self, server: DicomWebServer) -> str:
         if not server.pk:
             return "Save the server first."
+        configs, refused = proxyconfig.render_all(server)
         return render_to_string(
             "admin/integrations/connectivity/fixit_configs.html",
             {
-                "configs": [
-                    (kind, proxyconfig.render(server, kind))
-                    for kind in proxyconfig.KINDS
-                ],
+                "configs": configs,
+                "refused": refused,
                 "origins": proxyconfig.allowed_origins(),
             },
         )

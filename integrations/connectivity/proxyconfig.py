@@ -16,6 +16,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from integrations.validators import (
+    dicomweb_url_problem,
+    escape_path,
+    printable,
+    split_dicomweb_url,
+)
 
 if TYPE_CHECKING:
     from integrations.models import DicomWebServer
@@ -42,6 +50,21 @@ class UnknownKind(ValueError):
         super().__init__(
             f"“{kind}” is not a configuration kind: use one of {', '.join(KINDS)}."
         )
+
+
+class ConfigRefused(ValueError):
+    """No configuration is written for this server: a stored URL breaks the
+    URL rule (stored before the rule existed), or holds something no
+    configuration can carry. The message names the field and the problem."""
+
+
+URL_FIELDS = (("qido_url", "QIDO URL"), ("wado_url", "WADO URL"))
+# What a value written as a configuration argument may hold, whatever the
+# format: the URL rule's path characters, percent escapes and IPv6 brackets.
+# Quoting and escaping come on top; this keeps every argument one argument.
+_PLAIN = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/!&()*+,=:@%[]"
+)
 
 
 def allowed_origins() -> list[str]:
@@ -71,6 +94,10 @@ class Route:
         return urlsplit(self.upstream).path
 
     @property
+    def comment(self) -> str:
+        return comment_text(f"{self.role}: {self.prefix} here is {self.upstream}")
+
+    @property
     def https(self) -> bool:
         return self.upstream.startswith("https://")
 
@@ -95,15 +122,121 @@ def routes(qido_url: str, wado_url: str) -> list[Route]:
 
 
 def render(server: DicomWebServer, kind: str) -> str:
-    """The configuration text for ``kind`` (nginx, apache or caddy)."""
-    renderers = {"nginx": _nginx, "apache": _apache, "caddy": _caddy}
-    if kind not in renderers:
+    """The configuration text for ``kind`` (nginx, apache or caddy).
+
+    Raises UnknownKind, or ConfigRefused when a stored URL breaks the URL rule
+    (a row from before the rule): such a row gets a message, never a
+    configuration."""
+    if kind not in _RENDERERS:
         raise UnknownKind(kind)
-    return renderers[kind](server, allowed_origins())
+    problem = refusal(server)
+    if problem:
+        raise ConfigRefused(problem)
+    return compose(server, kind)
 
 
-def _header(server: DicomWebServer, kind: str, comment: str, reload: str) -> list[str]:
-    found = routes(server.qido_url, server.wado_url)
+def refusal(server: DicomWebServer) -> str | None:
+    """Why no configuration is written for this server (a stored URL breaks
+    the URL rule), naming the field and the problem; None when none."""
+    for field, label in URL_FIELDS:
+        problem = dicomweb_url_problem(getattr(server, field))
+        if problem:
+            return (
+                f"No configuration for “{printable(server.name, 80)}”: its "
+                f"{label} breaks the URL rule. {problem} Correct the {label} "
+                "first."
+            )
+    return None
+
+
+def render_all(server: DicomWebServer) -> tuple[list[tuple[str, str]], str]:
+    """Every kind's configuration, or none and the message saying why: what
+    the admin's server page and the contact's status page show."""
+    try:
+        return [(kind, render(server, kind)) for kind in KINDS], ""
+    except ConfigRefused as exc:
+        return [], str(exc)
+
+
+def compose(server: DicomWebServer, kind: str) -> str:
+    """The writer alone, without the URL rule: every value is escaped or
+    quoted for its format, paths are percent-encoded, and a URL whose host,
+    port, credentials or query cannot be written safely raises
+    ConfigRefused. ``render`` is what callers use; this is the second wall."""
+    if kind not in _RENDERERS:
+        raise UnknownKind(kind)
+    qido, wado = (_writable_url(server, field, label) for field, label in URL_FIELDS)
+    origins = [_plain(origin, "allowed origin") for origin in allowed_origins()]
+    return _RENDERERS[kind](server, origins, routes(qido, wado))
+
+
+def _writable_url(server: DicomWebServer, field: str, label: str) -> str:
+    value = getattr(server, field)
+    try:
+        parts = split_dicomweb_url(value)
+    except ValidationError as exc:
+        raise ConfigRefused(
+            f"No configuration for “{printable(server.name, 80)}”: its {label} "
+            f"cannot be written into one. {exc.messages[0]}"
+        ) from None
+    return parts.url(escape_path(parts.path))
+
+
+def _plain(value: str, what: str) -> str:
+    """``value`` when every character is a plain URL character, else
+    ConfigRefused: no data ever adds a quote, a brace, a semicolon, a dollar,
+    a space or a line to a configuration."""
+    for ch in value:
+        if ch not in _PLAIN:
+            raise ConfigRefused(
+                f"The {what} “{printable(value, 120)}” holds "
+                f"“{printable(ch)}”, which no configuration can carry safely."
+            )
+    return value
+
+
+def comment_text(value: str) -> str:
+    """Data written into a comment: one line, printable, and none of the
+    characters a format reads even there (Apache's line-ending backslash,
+    Caddy's {$ENV} braces)."""
+    text = printable(value, 10_000)
+    for ch in "\\{}":
+        text = text.replace(ch, f"<U+{ord(ch):04X}>")
+    return text
+
+
+def nginx_string(value: str) -> str:
+    """A double-quoted nginx string. nginx cannot escape ``$`` (a variable),
+    so a value holding one is refused."""
+    _plain(value, "value")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def apache_string(value: str) -> str:
+    """A double-quoted Apache httpd argument (backslash and quote escaped)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def apache_header_value(value: str) -> str:
+    """A quoted mod_headers value: ``%`` starts a format there, so doubled."""
+    return apache_string(value.replace("%", "%%"))
+
+
+def caddy_string(value: str) -> str:
+    """A double-quoted Caddyfile token, placeholders' braces escaped."""
+    _plain(value, "value")
+    escaped = value.replace('"', '\\"').replace("{", "\\{").replace("}", "\\}")
+    return f'"{escaped}"'
+
+
+def _header(
+    server: DicomWebServer,
+    origins: list[str],
+    found: list[Route],
+    kind: str,
+    comment: str,
+    reload: str,
+) -> list[str]:
     qido, wado = found[0], found[-1]
     lines = [
         f'Fix-it {kind} configuration for "{server.name}" '
@@ -115,7 +248,7 @@ def _header(server: DicomWebServer, kind: str, comment: str, reload: str) -> lis
         "3. Register the proxy's URLs for this server in the registry:",
         f"     QIDO URL: https://{PROXY_NAME}{qido.prefix.rstrip('/')}",
         f"     WADO URL: https://{PROXY_NAME}{wado.prefix.rstrip('/')}",
-        f"Allowed origins: {', '.join(allowed_origins())}.",
+        f"Allowed origins: {', '.join(origins)}.",
         "The archive needs browser credentials: "
         + (
             "yes, so the origin is echoed with Access-Control-Allow-Credentials."
@@ -123,13 +256,15 @@ def _header(server: DicomWebServer, kind: str, comment: str, reload: str) -> lis
             else "no (regenerate if that changes)."
         ),
     ]
-    return [f"{comment} {line}".rstrip() for line in lines]
+    return [f"{comment} {comment_text(line)}".rstrip() for line in lines]
 
 
-def _nginx(server: DicomWebServer, origins: list[str]) -> str:
-    variable = f"$pacsbin_cors_origin_{server.pk or 0}"
+def _nginx(server: DicomWebServer, origins: list[str], found: list[Route]) -> str:
+    variable = f"$pacsbin_cors_origin_{int(server.pk or 0)}"
     out = _header(
         server,
+        origins,
+        found,
         "nginx",
         "#",
         "Save as /etc/nginx/conf.d/pacsbin-dicomweb.conf, then: nginx -t && "
@@ -140,8 +275,8 @@ def _nginx(server: DicomWebServer, origins: list[str]) -> str:
         "# An allowed origin is echoed back; any other gets the first allowed one,",
         "# which its browser refuses (and which tells whoever debugs it why).",
         f"map $http_origin {variable} {{",
-        f'    default "{origins[0]}";',
-        *(f'    "{origin}" $http_origin;' for origin in origins),
+        f"    default {nginx_string(origins[0])};",
+        *(f"    {nginx_string(origin)} $http_origin;" for origin in origins),
         "}",
         "",
         "server {",
@@ -165,11 +300,11 @@ def _nginx(server: DicomWebServer, origins: list[str]) -> str:
         ),
         "add_header Vary Origin always;",
     ]
-    for route in routes(server.qido_url, server.wado_url):
+    for route in found:
         out += [
             "",
-            f"    # {route.role}: {route.prefix} here is {route.upstream}",
-            f"    location {route.prefix} {{",
+            f"    # {route.comment}",
+            f"    location {nginx_string(route.prefix)} {{",
             "        # Browsers send this preflight before a request carrying",
             "        # Authorization; answered here, the archive never sees it.",
             "        if ($request_method = OPTIONS) {",
@@ -191,17 +326,19 @@ def _nginx(server: DicomWebServer, origins: list[str]) -> str:
             "        proxy_set_header X-Forwarded-Host $host;",
             "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
             *(["        proxy_ssl_server_name on;"] if route.https else []),
-            f"        proxy_pass {route.upstream};",
+            f"        proxy_pass {nginx_string(route.upstream)};",
             "    }",
         ]
     out += ["}", ""]
     return "\n".join(out)
 
 
-def _apache(server: DicomWebServer, origins: list[str]) -> str:
+def _apache(server: DicomWebServer, origins: list[str], found: list[Route]) -> str:
     pattern = "|".join(re.escape(origin) for origin in origins)
     out = _header(
         server,
+        origins,
+        found,
         "Apache httpd",
         "#",
         "Enable the modules (a2enmod ssl proxy proxy_http headers rewrite), save "
@@ -218,14 +355,14 @@ def _apache(server: DicomWebServer, origins: list[str]) -> str:
         "",
         "    # An allowed origin is echoed back; any other gets the first allowed",
         "    # one, which its browser refuses.",
-        f'    SetEnvIf Origin "^({pattern})$" PACSBIN_CORS_ORIGIN=$1',
+        f"    SetEnvIf Origin {apache_string(f'^({pattern})$')} PACSBIN_CORS_ORIGIN=$1",
         "    # The archive's own CORS headers are dropped so the browser never",
         "    # sees two; 'always' puts ours on error answers too.",
         *(f"    Header unset {name}" for name in ARCHIVE_CORS_HEADERS),
         '    Header always set Access-Control-Allow-Origin "%{PACSBIN_CORS_ORIGIN}e"'
         " env=PACSBIN_CORS_ORIGIN",
-        f'    Header always set Access-Control-Allow-Origin "{origins[0]}"'
-        " env=!PACSBIN_CORS_ORIGIN",
+        "    Header always set Access-Control-Allow-Origin "
+        f"{apache_header_value(origins[0])} env=!PACSBIN_CORS_ORIGIN",
         *(
             ['    Header always set Access-Control-Allow-Credentials "true"']
             if server.needs_credentials
@@ -243,23 +380,26 @@ def _apache(server: DicomWebServer, origins: list[str]) -> str:
         "    RewriteCond %{REQUEST_METHOD} OPTIONS",
         "    RewriteRule ^ - [R=204,L]",
         "",
-        *(["    SSLProxyEngine on"] if any(r.https for r in _routes(server)) else []),
+        *(["    SSLProxyEngine on"] if any(r.https for r in found) else []),
         "    ProxyRequests Off",
         "    ProxyTimeout 300",
     ]
-    for route in _routes(server):
+    for route in found:
+        prefix, upstream = apache_string(route.prefix), apache_string(route.upstream)
         out += [
-            f"    # {route.role}: {route.prefix} here is {route.upstream}",
-            f'    ProxyPass "{route.prefix}" "{route.upstream}"',
-            f'    ProxyPassReverse "{route.prefix}" "{route.upstream}"',
+            f"    # {route.comment}",
+            f"    ProxyPass {prefix} {upstream}",
+            f"    ProxyPassReverse {prefix} {upstream}",
         ]
     out += ["</VirtualHost>", ""]
     return "\n".join(out)
 
 
-def _caddy(server: DicomWebServer, origins: list[str]) -> str:
+def _caddy(server: DicomWebServer, origins: list[str], found: list[Route]) -> str:
     out = _header(
         server,
+        origins,
+        found,
         "Caddy",
         "#",
         "Add to /etc/caddy/Caddyfile (Caddy gets the certificate itself), then: "
@@ -270,8 +410,12 @@ def _caddy(server: DicomWebServer, origins: list[str]) -> str:
         f"{PROXY_NAME} {{",
         "\t# An allowed origin is echoed back; any other gets the first allowed",
         "\t# one, which its browser refuses.",
-        f"\t@allowed_origin header Origin {' '.join(origins)}",
-        f'\theader Access-Control-Allow-Origin "{origins[0]}"',
+        # One header line per origin: lines naming the same field are OR'ed
+        # (the matcher takes one value a line).
+        "\t@allowed_origin {",
+        *(f"\t\theader Origin {caddy_string(origin)}" for origin in origins),
+        "\t}",
+        f"\theader Access-Control-Allow-Origin {caddy_string(origins[0])}",
         "\theader @allowed_origin Access-Control-Allow-Origin "
         '"{http.request.header.Origin}"',
         *(
@@ -285,17 +429,19 @@ def _caddy(server: DicomWebServer, origins: list[str]) -> str:
         f'\theader Access-Control-Expose-Headers "{EXPOSE_HEADERS}"',
         f'\theader Access-Control-Max-Age "{MAX_AGE}"',
     ]
-    for route in _routes(server):
+    for route in found:
+        # The {uri} placeholder is ours; the path before it is data, escaped.
+        rewrite = caddy_string(route.upstream_path.rstrip("/"))[:-1] + '{uri}"'
         out += [
             "",
-            f"\t# {route.role}: {route.prefix} here is {route.upstream}",
-            f"\thandle_path {route.prefix}* {{",
+            f"\t# {route.comment}",
+            f"\thandle_path {caddy_string(route.prefix + '*')} {{",
             "\t\t# Browsers send a preflight before a request carrying Authorization;",
             "\t\t# answered here, the archive never sees it.",
             "\t\t@preflight method OPTIONS",
             "\t\trespond @preflight 204",
-            f"\t\trewrite * {route.upstream_path.rstrip('/')}{{uri}}",
-            f"\t\treverse_proxy {route.upstream_origin} {{",
+            f"\t\trewrite * {rewrite}",
+            f"\t\treverse_proxy {caddy_string(route.upstream_origin)} {{",
             "\t\t\theader_up Host {upstream_hostport}",
             *(f"\t\t\theader_down -{name}" for name in ARCHIVE_CORS_HEADERS),
             "\t\t}",
@@ -305,5 +451,4 @@ def _caddy(server: DicomWebServer, origins: list[str]) -> str:
     return "\n".join(out)
 
 
-def _routes(server: DicomWebServer) -> list[Route]:
-    return routes(server.qido_url, server.wado_url)
+_RENDERERS = {"nginx": _nginx, "apache": _apache, "caddy": _caddy}

@@ -44,8 +44,9 @@ def server_for(onboarding_request: OnboardingRequest) -> DicomWebServer:
     )
 
 
-def fixit_configs(server: DicomWebServer) -> list[tuple[str, str]]:
-    return [(kind, proxyconfig.render(server, kind)) for kind in proxyconfig.KINDS]
+def fixit_configs(server: DicomWebServer) -> tuple[list[tuple[str, str]], str]:
+    """The configurations, or none and why (a URL stored before the rule)."""
+    return proxyconfig.render_all(server)
 
 
 def recent_checks(onboarding_request: OnboardingRequest) -> list[ConnectivityCheck]:

@@ -199,6 +199,7 @@ def status(request: HttpRequest, link: str) -> HttpResponse:
     onboarding_request = links.request_for_link(link)
     r = onboarding_request
     checked = connectivity.server_for(r)
+    configs, configs_refused = connectivity.fixit_configs(checked)
     # What a browser on this page will send as Origin (a GET carries none).
     page_origin = f"{request.scheme}://{request.get_host()}"
     response = render(
@@ -217,7 +218,8 @@ def status(request: HttpRequest, link: str) -> HttpResponse:
             "uploader_origins": settings.UPLOADER_ORIGINS,
             "registry_origin": settings.REGISTRY_PUBLIC_ORIGIN,
             "checks": connectivity.recent_checks(r),
-            "configs": connectivity.fixit_configs(checked),
+            "configs": configs,
+            "configs_refused": configs_refused,
             "config_origins": proxyconfig.allowed_origins(),
         },
     )
