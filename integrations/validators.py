@@ -79,15 +79,37 @@ _SHOWN_VALUE_LENGTH = 300
 ALLOWED_PATH_TEXT = "letters, digits, -._~/, %XX escapes and !&()*+,=:@"
 
 
+# Characters that end a line somewhere (mail, logs, CSV) or are not text at
+# all: every C0/C1 control (CR, LF, tab, NUL, NEL U+0085...), the Unicode line
+# and paragraph separators, and lone surrogates.
+_NOT_ONE_LINE = {"Cc", "Zl", "Zp", "Cs"}
+_CHARACTER_NAMES = {
+    "\r": "a carriage return",
+    "\n": "a line break",
+    "\t": "a tab",
+    "\x00": "a NUL character",
+    "\x85": "a next-line character",
+    "\u2028": "a line separator",
+    "\u2029": "a paragraph separator",
+}
+
+
 def describe_character(ch: str) -> str:
-    """A character named safely for a message: “$”, or U+000A when it would
-    not print (control, format, surrogate and line-separator characters), or
-    both for other non-ASCII characters."""
+    """A character named safely for a message: “$”, “é” (U+00E9), or what it is
+    and its code point when it would not print: "a line break (U+000A)"."""
     code = f"U+{ord(ch):04X}"
     if ch == " ":
         return f"a space ({code})"
     if not ch.isprintable():
-        return code
+        name = _CHARACTER_NAMES.get(ch)
+        if name is None:
+            name = {
+                "Cs": "a lone surrogate",
+                "Cf": "a format character",
+                "Zl": "a line separator",
+                "Zp": "a paragraph separator",
+            }.get(unicodedata.category(ch), "a control character")
+        return f"{name} ({code})"
     if ord(ch) > 127:
         return f"“{ch}” ({code})"
     return f"“{ch}”"
@@ -421,30 +443,6 @@ def count_email_entries(text: str) -> int:
         for item in _SEPARATORS.split(line)
         if item.strip()
     )
-
-
-# Characters that end a line somewhere (mail, logs, CSV) or are not text at
-# all: every C0/C1 control (CR, LF, tab, NUL, NEL U+0085...), the Unicode line
-# and paragraph separators, and lone surrogates.
-_NOT_ONE_LINE = {"Cc", "Zl", "Zp", "Cs"}
-_CHARACTER_NAMES = {
-    "\r": "a carriage return",
-    "\n": "a line break",
-    "\t": "a tab",
-    "\x00": "a NUL character",
-    "\x85": "a next-line character",
-    "\u2028": "a line separator",
-    "\u2029": "a paragraph separator",
-}
-
-
-def describe_character(char: str) -> str:
-    """A character as a message names it: what it is and its code point."""
-    name = _CHARACTER_NAMES.get(char)
-    if name is None:
-        category = unicodedata.category(char)
-        name = "a lone surrogate" if category == "Cs" else "a control character"
-    return f"{name} (U+{ord(char):04X})"
 
 
 def validate_single_line(value: Any) -> None:
