@@ -229,7 +229,8 @@ class TestTheGuardJudgesIPv4InsideIPv6AndLinkLocal:
     ) -> None:
         resolver["archive.example"] = [address]
         self._assert("http://archive.example/dicomweb", strict, allow_private=False)
-        self._assert(f"http://[{address}]/dicomweb", strict, allow_private=False)
+        literal = f"[{address}]" if ":" in address else address
+        self._assert(f"http://{literal}/dicomweb", strict, allow_private=False)
 
     @pytest.mark.parametrize(("address", "_", "lenient"), EMBEDDED_AND_LINK_LOCAL)
     def test_with_allow_private(
