@@ -47,6 +47,8 @@ UPLOADER_ORIGINS = _origins("UPLOADER_ORIGINS", "https://pacsbin.com")
 # from here, so the fix-it configurations allow it too (empty: not allowed).
 REGISTRY_PUBLIC_ORIGIN = (_origins("REGISTRY_PUBLIC_ORIGIN", "") or [""])[0]
 UPLOADER_JWT_SECRET = env.secret("UPLOADER_JWT_SECRET")
+# Seconds a Bearer token may live (exp - iat): a leaked token cannot be revoked.
+UPLOADER_JWT_MAX_LIFETIME = env.int("UPLOADER_JWT_MAX_LIFETIME", 86400, minimum=1)
 CONNECTIVITY_ALLOW_PRIVATE = env.bool("CONNECTIVITY_ALLOW_PRIVATE", False)
 # `make bench` only: route /api/v1/_floor, the access question's stack answering
 # a constant JSON of BENCH_FLOOR_BYTES bytes (the benchmark's floor).
