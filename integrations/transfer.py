@@ -31,7 +31,7 @@ from integrations.models import (
     Institution,
     duplicate_error,
 )
-from integrations.validators import email_key, normalize_email
+from integrations.validators import email_identity, normalize_email
 
 FORMAT = "pacsbin-integrations-registry"
 VERSION = 1
@@ -305,7 +305,7 @@ def _build_approved_users(
     users = []
     seen: set[tuple[int, str]] = set()
     # One address is usually approved for several servers: normalise it once.
-    normalised: dict[str, str] = {}
+    normalised: dict[str, tuple[str, str]] = {}
     for number, row in enumerate(rows, start=1):
         if row["server_id"] not in server_ids:
             errors.append(
@@ -314,13 +314,14 @@ def _build_approved_users(
             continue
         raw = row["email"]
         try:
-            email = normalised.get(raw) if isinstance(raw, str) else None
-            if email is None:
-                email = normalised[raw] = normalize_email(raw)
+            identity = normalised.get(raw) if isinstance(raw, str) else None
+            if identity is None:
+                identity = normalised[raw] = email_identity(raw)
         except ValidationError as exc:
             errors.append(f"approved_users #{number}: {_message(exc)}")
             continue
-        key = (row["server_id"], email_key(email))
+        email = identity[0]
+        key = (row["server_id"], identity[1])
         if key in seen:
             errors.append(
                 f"approved_users #{number}: “{email}” is already approved for "
