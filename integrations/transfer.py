@@ -61,6 +61,25 @@ APPROVED_USER_FIELDS = ["id", "server_id", "email", "created_at"]
 CSV_COLUMNS = ["server_id", "institution", "server", "email", "created_at"]
 STREAM_CHUNK = 10_000
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV
+# injection: "=HYPERLINK(...)" in a server name phones home when staff open
+# the export). Such a cell is written with a leading apostrophe, which
+# spreadsheets take as "text" and hide; a cell that itself starts with an
+# apostrophe gets one too, so the importer drops exactly one from any cell that
+# has one and every value comes back as it was.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    text = str(value)
+    return "'" + text if text.startswith((*FORMULA_STARTS, "'")) else text
+
+
+def csv_value(cell: str) -> str:
+    """The value ``csv_cell`` wrote."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
 Progress = Callable[[int], None]
 
 
@@ -110,7 +129,7 @@ def export_json(out: IO[str], progress: Progress | None = None) -> dict[str, int
 def export_csv(out: IO[str], progress: Progress | None = None) -> int:
     """Write every approved user as CSV (one row per server and email)."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS)  # constant, nothing to neutralise
     rows = (
         ApprovedUser.objects.order_by("server_id", "email_key")
         .values_list(
@@ -124,7 +143,18 @@ def export_csv(out: IO[str], progress: Progress | None = None) -> int:
     )
     count = 0
     for server_id, institution, server, email, created_at in rows:
-        writer.writerow([server_id, institution, server, email, created_at.isoformat()])
+        writer.writerow(
+            [
+                csv_cell(cell)
+                for cell in (
+                    server_id,
+                    institution,
+                    server,
+                    email,
+                    created_at.isoformat(),
+                )
+            ]
+        )
         count += 1
         if progress and count % STREAM_CHUNK == 0:
             progress(count)
@@ -362,12 +392,12 @@ def import_csv(stream: IO[str]) -> dict[int, registry.BulkAddResult]:
     for row in reader:
         line = reader.line_num
         try:
-            server_id = int(row["server_id"] or "")
+            server_id = int(csv_value(row["server_id"] or ""))
         except ValueError:
             errors.append(f"Line {line}: “{row['server_id']}” is not a server id.")
             continue
         try:
-            email = normalize_email(row["email"] or "")
+            email = normalize_email(csv_value(row["email"] or ""))
         except ValidationError as exc:
             errors.append(f"Line {line}: {_message(exc)}")
             continue
