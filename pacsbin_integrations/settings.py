@@ -193,10 +193,14 @@ AUTHENTICATION_BACKENDS = [
 # Brute-force protection of the admin login (django-axes).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = 0.25  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Per (user name, client: an IPv6 client is its /64) and, with a higher cap,
+# per user name from anywhere: see integrations/lockout.py.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username"]
+AXES_USERNAME_FAILURE_LIMIT = env.int("AXES_USERNAME_FAILURE_LIMIT", 20, minimum=1)
+AXES_HANDLER = "integrations.lockout.LoginLockoutHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
-AXES_CLIENT_IP_CALLABLE = "integrations.clientip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "integrations.lockout.login_client"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
