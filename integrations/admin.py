@@ -30,7 +30,7 @@ from integrations.models import (
     Institution,
     integrity_error_as_validation,
 )
-from integrations.validators import email_key, normalize_email
+from integrations.validators import email_key
 
 
 class CappedCountPaginator(Paginator):
@@ -79,10 +79,10 @@ def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[Approv
     """A whole address by its key, anything else as the start of one: both are
     index range scans, never a scan of every row as a substring search is."""
     try:
-        return queryset.filter(email_key=email_key(normalize_email(term)))
+        return queryset.filter(email_key=email_key(term))
     except ValidationError:
         pass
-    prefix = term.strip().casefold()
+    prefix = term.strip().lower()  # keys are lowered, never casefolded
     if connection.vendor == "postgresql":
         # LIKE 'x%' uses the varchar_pattern_ops index (0006_bench_indexes)
         # whatever the database collation.
@@ -181,9 +181,11 @@ class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
         if "@" in term:
             # An email finds the servers it is approved for (an index lookup,
             # not a join of every approval into the text search).
-            approved = ApprovedUser.objects.filter(email_key=email_key(term)).values(
-                "server_id"
-            )
+            try:
+                key = email_key(term)
+            except ValidationError:
+                return found, may_have_duplicates
+            approved = ApprovedUser.objects.filter(email_key=key).values("server_id")
             found = found | queryset.filter(pk__in=approved)
         return found, may_have_duplicates
 

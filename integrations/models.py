@@ -20,6 +20,7 @@ from integrations import audit, inputs
 from integrations.validators import (
     MAX_EMAIL_LENGTH,
     MAX_URL_LENGTH,
+    email_identity,
     email_key,
     normalize_dicomweb_url,
     normalize_email,
@@ -78,7 +79,10 @@ class Institution(models.Model):
     contact_name = models.CharField(
         max_length=200, blank=True, validators=[validate_single_line]
     )
-    contact_email = models.EmailField(max_length=MAX_EMAIL_LENGTH, blank=True)
+    # Not an EmailField: Django's validator refuses non-ASCII local parts that
+    # email-validator (``normalize_email``, in clean()) accepts, and then an
+    # onboarding request the form took could never be approved.
+    contact_email = models.CharField(max_length=MAX_EMAIL_LENGTH, blank=True)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -195,14 +199,12 @@ class DicomWebServer(models.Model):
 
 class ApprovedUserQuerySet(models.QuerySet["ApprovedUser"]):
     def for_email(self, email: str) -> ApprovedUserQuerySet:
-        return self.filter(email_key=email_key(normalize_email(email)))
+        return self.filter(email_key=email_key(email))
 
     def build(self, server: DicomWebServer, email: str) -> ApprovedUser:
         """An unsaved row with the email normalised and its key set."""
-        normalised = normalize_email(email)
-        return self.model(
-            server=server, email=normalised, email_key=email_key(normalised)
-        )
+        normalised, key = email_identity(email)
+        return self.model(server=server, email=normalised, email_key=key)
 
 
 class ApprovedUser(models.Model):
@@ -215,7 +217,8 @@ class ApprovedUser(models.Model):
         max_length=MAX_EMAIL_LENGTH,
         help_text="The normalised form, as email-validator returns it.",
     )
-    # The matching key: the normalised address folded to lower case. Kept as a
+    # The matching key (``validators.email_key``: local part lowered, domain in
+    # IDNA ASCII form lowered), always set with the email. Kept as a
     # column so both the constraint and the access lookup are plain index scans.
     email_key = models.CharField(max_length=MAX_EMAIL_LENGTH, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -243,8 +246,7 @@ class ApprovedUser(models.Model):
         return self.email
 
     def clean(self) -> None:
-        self.email = normalize_email(self.email)
-        self.email_key = email_key(self.email)
+        self.email, self.email_key = email_identity(self.email)
 
     def validate_constraints(self, exclude: Any = None) -> None:
         if not self.server_id or not self.email_key:

@@ -21,7 +21,7 @@ from simple_history.utils import bulk_create_with_history
 
 from integrations import audit
 from integrations.models import ApprovedUser, DicomWebServer
-from integrations.validators import email_key, normalize_email
+from integrations.validators import email_identity, email_key
 
 BULK_BATCH_SIZE = 2000
 
@@ -29,10 +29,15 @@ BULK_BATCH_SIZE = 2000
 def approved_servers_for(
     email: str, *, active_only: bool = True
 ) -> QuerySet[DicomWebServer]:
-    """The servers an (already normalised) email is approved for, ordered by
+    """The servers an email is approved for (matched by ``email_key``: case of
+    the local part and of the domain ignored, nothing else folded), ordered by
     institution then name. Only active ones unless ``active_only`` is False."""
+    return _servers_for_key(email_key(email), active_only=active_only)
+
+
+def _servers_for_key(key: str, *, active_only: bool) -> QuerySet[DicomWebServer]:
     servers = DicomWebServer.objects.filter(
-        approved_users__email_key=email_key(email)
+        approved_users__email_key=key
     ).select_related("institution")
     if active_only:
         servers = servers.filter(status=DicomWebServer.Status.ACTIVE)
@@ -48,8 +53,8 @@ def access_rows(email: str) -> list[dict[str, Any]]:
 
     The hot path of the API: building that queryset costs twenty times more
     than running it, so its SQL is compiled once per process and database and
-    then run with the email as the parameter. The SQL comes from
-    ``approved_servers_for`` itself, so the rules stay in one place; nothing
+    then run with the email's key as the parameter. The SQL comes from
+    ``approved_servers_for``'s own query, so the rules stay in one place; nothing
     but the SQL text is kept, so every call sees the registry as it is now.
     On PostgreSQL it is a prepared statement: planning the join took three
     times longer than running it.
@@ -86,7 +91,7 @@ _prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
 
 @cache
 def _access_statement(alias: str) -> _Statement:
-    queryset = approved_servers_for(_PLACEHOLDER).values(*ACCESS_FIELDS)
+    queryset = _servers_for_key(_PLACEHOLDER, active_only=True).values(*ACCESS_FIELDS)
     sql, params = queryset.query.get_compiler(using=alias).as_sql()
     positions = [n for n, value in enumerate(params) if value == _PLACEHOLDER]
     if len(positions) != 1:  # a change to approved_servers_for must not go unseen
@@ -140,11 +145,10 @@ def normalise_all(emails: Iterable[str]) -> list[str]:
     errors: list[tuple[int, str, str]] = []
     for position, raw in enumerate(emails, start=1):
         try:
-            email = normalize_email(raw)
+            email, key = email_identity(raw)
         except ValidationError as exc:
             errors.append((position, str(raw), exc.messages[0]))
             continue
-        key = email_key(email)
         if key not in seen:
             seen.add(key)
             good.append(email)

@@ -32,7 +32,7 @@ from integrations.models import (
     Institution,
     duplicate_error,
 )
-from integrations.validators import email_key, normalize_email
+from integrations.validators import email_identity, normalize_email
 
 FORMAT = "pacsbin-integrations-registry"
 VERSION = 1
@@ -61,6 +61,25 @@ SERVER_FIELDS = [
 APPROVED_USER_FIELDS = ["id", "server_id", "email", "created_at"]
 CSV_COLUMNS = ["server_id", "institution", "server", "email", "created_at"]
 STREAM_CHUNK = 10_000
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV
+# injection: "=HYPERLINK(...)" in a server name phones home when staff open
+# the export). Such a cell is written with a leading apostrophe, which
+# spreadsheets take as "text" and hide; a cell that itself starts with an
+# apostrophe gets one too, so the importer drops exactly one from any cell that
+# has one and every value comes back as it was.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    text = str(value)
+    return "'" + text if text.startswith((*FORMULA_STARTS, "'")) else text
+
+
+def csv_value(cell: str) -> str:
+    """The value ``csv_cell`` wrote."""
+    return cell[1:] if cell.startswith("'") else cell
+
 
 Progress = Callable[[int], None]
 
@@ -111,7 +130,7 @@ def export_json(out: IO[str], progress: Progress | None = None) -> dict[str, int
 def export_csv(out: IO[str], progress: Progress | None = None) -> int:
     """Write every approved user as CSV (one row per server and email)."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS)  # constant, nothing to neutralise
     rows = (
         ApprovedUser.objects.order_by("server_id", "email_key")
         .values_list(
@@ -125,7 +144,18 @@ def export_csv(out: IO[str], progress: Progress | None = None) -> int:
     )
     count = 0
     for server_id, institution, server, email, created_at in rows:
-        writer.writerow([server_id, institution, server, email, created_at.isoformat()])
+        writer.writerow(
+            [
+                csv_cell(cell)
+                for cell in (
+                    server_id,
+                    institution,
+                    server,
+                    email,
+                    created_at.isoformat(),
+                )
+            ]
+        )
         count += 1
         if progress and count % STREAM_CHUNK == 0:
             progress(count)
@@ -306,7 +336,7 @@ def _build_approved_users(
     users = []
     seen: set[tuple[int, str]] = set()
     # One address is usually approved for several servers: normalise it once.
-    normalised: dict[str, str] = {}
+    normalised: dict[str, tuple[str, str]] = {}
     for number, row in enumerate(rows, start=1):
         if row["server_id"] not in server_ids:
             errors.append(
@@ -315,13 +345,14 @@ def _build_approved_users(
             continue
         raw = row["email"]
         try:
-            email = normalised.get(raw) if isinstance(raw, str) else None
-            if email is None:
-                email = normalised[raw] = normalize_email(raw)
+            identity = normalised.get(raw) if isinstance(raw, str) else None
+            if identity is None:
+                identity = normalised[raw] = email_identity(raw)
         except ValidationError as exc:
             errors.append(f"approved_users #{number}: {_message(exc)}")
             continue
-        key = (row["server_id"], email_key(email))
+        email = identity[0]
+        key = (row["server_id"], identity[1])
         if key in seen:
             errors.append(
                 f"approved_users #{number}: “{email}” is already approved for "
@@ -361,13 +392,13 @@ def import_csv(stream: IO[str]) -> dict[int, registry.BulkAddResult]:
     errors = []
     for row in reader:
         line = reader.line_num
-        server_id = parse_id((row["server_id"] or "").strip())
+        server_id = parse_id(csv_value(row["server_id"] or "").strip())
         if server_id is None:
             shown = escaped(row["server_id"], 50)
             errors.append(f"Line {line}: “{shown}” is not a server id.")
             continue
         try:
-            email = normalize_email(row["email"] or "")
+            email = normalize_email(csv_value(row["email"] or ""))
         except ValidationError as exc:
             errors.append(f"Line {line}: {_message(exc)}")
             continue

@@ -29,17 +29,35 @@ def normalize_email(value: str) -> str:
     Raises ValidationError naming the value when it is not an address. No DNS
     lookups: deliverability is not checked at save time.
     """
+    return email_identity(value)[0]
+
+
+def email_key(value: str) -> str:
+    """The matching key of an address (identity, **contract**): the local part
+    lowered with ``str.lower`` and the domain in IDNA ASCII form, lowered.
+
+    Nothing else folds: ``straße.de`` (``xn--strae-oqa.de``) and
+    ``strasse.de`` are different domains, and a local part ``ß`` is not
+    ``ss`` (``str.casefold`` would make both the same user).
+    Raises ValidationError naming the value when it is not an address.
+    """
+    return email_identity(value)[1]
+
+
+def email_identity(value: str) -> tuple[str, str]:
+    """``(normalised address, matching key)`` in one validation: the one
+    function every stored email and every stored key comes from."""
     raw = value.strip() if isinstance(value, str) else value
     if not isinstance(raw, str) or not raw:
         raise ValidationError("Enter an email address.", code="required")
-    return _normalized(raw)
+    return _identity(raw)
 
 
 # The same few thousand users ask the access question again and again, and
 # email-validator takes ~50 µs an address: remember the answers (a pure
 # function; errors are not cached, they raise each time).
 @lru_cache(maxsize=65_536)
-def _normalized(raw: str) -> str:
+def _identity(raw: str) -> tuple[str, str]:
     try:
         result = validate_email(raw, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -54,12 +72,14 @@ def _normalized(raw: str) -> str:
             code="invalid_email",
             params={"value": raw, "max": MAX_EMAIL_LENGTH},
         )
-    return result.normalized
-
-
-def email_key(value: str) -> str:
-    """The case-insensitive matching key of an already normalised address."""
-    return value.casefold()
+    key = f"{result.local_part.lower()}@{result.ascii_domain.lower()}"
+    if len(key) > MAX_EMAIL_LENGTH:  # an IDNA domain is longer than its Unicode
+        raise ValidationError(
+            "“%(value)s” is longer than %(max)s characters.",
+            code="invalid_email",
+            params={"value": raw, "max": MAX_EMAIL_LENGTH},
+        )
+    return result.normalized, key
 
 
 # --- DICOMweb URLs ----------------------------------------------------------
@@ -421,11 +441,10 @@ def parse_email_list(text: str) -> EmailList:
             if not item:
                 continue
             try:
-                email = normalize_email(item)
+                email, key = email_identity(item)
             except ValidationError as exc:
                 errors.append((number, item, exc.messages[0]))
                 continue
-            key = email_key(email)
             if key in seen:
                 duplicates += 1
                 continue

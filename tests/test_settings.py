@@ -97,6 +97,18 @@ def test_insecure_http_turns_them_off() -> None:
             {"DJANGO_DEBUG": "1", "DJANGO_TRUSTED_PROXIES": "two"},
             "DJANGO_TRUSTED_PROXIES",
         ),
+        (
+            {"DJANGO_DEBUG": "1", "UPLOADER_JWT_MAX_LIFETIME": "1 day"},
+            "UPLOADER_JWT_MAX_LIFETIME='1 day' is not a whole number",
+        ),
+        (
+            {"DJANGO_DEBUG": "1", "UPLOADER_JWT_MAX_LIFETIME": "0"},
+            "UPLOADER_JWT_MAX_LIFETIME='0' must be at least 1",
+        ),
+        (
+            {"DJANGO_DEBUG": "1", "AXES_USERNAME_FAILURE_LIMIT": "lots"},
+            "AXES_USERNAME_FAILURE_LIMIT",
+        ),
     ],
 )
 def test_a_malformed_value_stops_start_up_naming_the_variable(

@@ -84,7 +84,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 class UserTokenAuthentication(authentication.BaseAuthentication):
     """``Authorization: Bearer <jwt>`` minted by the uploader's backend.
 
-    HS256 with UPLOADER_JWT_SECRET; ``exp``, ``aud`` and ``email`` required.
+    HS256 with UPLOADER_JWT_SECRET; ``exp``, ``iat``, ``aud`` and ``email``
+    required, and ``exp - iat`` at most UPLOADER_JWT_MAX_LIFETIME seconds.
     Off (every Bearer token refused) while the secret is unset.
     """
 
@@ -106,7 +107,7 @@ class UserTokenAuthentication(authentication.BaseAuthentication):
                 algorithms=JWT_ALGORITHMS,
                 audience=JWT_AUDIENCE,
                 leeway=JWT_LEEWAY_SECONDS,
-                options={"require": ["exp", "aud", "email"]},
+                options={"require": ["exp", "iat", "aud", "email"]},
             )
         except jwt.ExpiredSignatureError:
             raise exceptions.AuthenticationFailed("The token has expired.") from None
@@ -114,6 +115,13 @@ class UserTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 f"Invalid token: {str(exc).rstrip('.')}."
             ) from None
+        except (ValueError, TypeError, OverflowError):
+            # PyJWT checks its claims itself; should a future version let an
+            # absurd number through to int(), it is still the caller's error.
+            raise exceptions.AuthenticationFailed(
+                "Invalid token: exp and iat must be whole numbers of seconds."
+            ) from None
+        _check_lifetime(claims)
         try:
             email = normalize_email(claims["email"])
         except ValidationError as exc:
@@ -124,3 +132,24 @@ class UserTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+def _check_lifetime(claims: dict[str, Any]) -> None:
+    """Refuse a token minted to live longer than UPLOADER_JWT_MAX_LIFETIME.
+
+    A leaked long-lived token cannot be revoked (there is no token list to
+    strike it from), so its lifetime is the only bound on the damage; a token
+    "valid until the year 10^30" is refused here, not trusted.
+    """
+    limit = settings.UPLOADER_JWT_MAX_LIFETIME
+    try:
+        lifetime = int(claims["exp"]) - int(claims["iat"])
+    except (ValueError, TypeError, OverflowError):
+        raise exceptions.AuthenticationFailed(
+            "Invalid token: exp and iat must be whole numbers of seconds."
+        ) from None
+    if lifetime > limit:
+        raise exceptions.AuthenticationFailed(
+            f"Invalid token: it lives longer than {limit} seconds (exp - iat); "
+            "mint short-lived tokens."
+        )

@@ -51,8 +51,10 @@ class UserTokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "bearerFormat": "JWT",
             "description": "A JWT minted by the uploader's backend: HS256 with "
-            "UPLOADER_JWT_SECRET, claims `email`, `exp` and "
-            "`aud: pacsbin-integrations`. Asks only about its own email.",
+            "UPLOADER_JWT_SECRET, claims `email`, `iat`, `exp` and "
+            "`aud: pacsbin-integrations`; `exp - iat` at most "
+            "UPLOADER_JWT_MAX_LIFETIME seconds (default one day). Asks only "
+            "about its own email.",
         }
 
 

@@ -254,7 +254,7 @@ class ApprovedUserListView(ServerChildMixin, generics.ListAPIView):
         )
         search = _query_text(self.request, "search")
         if search:
-            users = users.filter(email_key__contains=search.casefold())
+            users = users.filter(email_key__contains=search.lower())
         return users
 
     def post(self, request: Request, server_id: int) -> Response:

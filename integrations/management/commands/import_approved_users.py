@@ -18,6 +18,7 @@ from django.db import transaction
 
 from integrations import audit, registry
 from integrations.models import DicomWebServer
+from integrations.transfer import csv_value
 
 # Writes go in chunks so progress can be shown; one outer transaction keeps the
 # whole import all or nothing.
@@ -44,7 +45,8 @@ def read_email_lines(stream: TextIO) -> list[tuple[int, str]]:
         reader = csv.reader(io.StringIO(text))
         next(reader)
         for row in reader:
-            value = row[column].strip() if len(row) > column else ""
+            # Undo the export's formula guard (transfer.csv_cell).
+            value = csv_value(row[column]).strip() if len(row) > column else ""
             if value:
                 entries.append((reader.line_num, value))
         return entries
