@@ -77,8 +77,10 @@ def csv_cell(value: object) -> str:
 
 
 def csv_value(cell: str) -> str:
-    """The value ``csv_cell`` wrote."""
-    return cell[1:] if cell.startswith("'") else cell
+    """The value ``csv_cell`` wrote. Only an apostrophe that ``csv_cell`` could
+    have added is dropped, so a hand-written ``'quoted@example.org`` stays."""
+    guarded = cell.startswith("'") and cell[1:2] in (*FORMULA_STARTS, "'")
+    return cell[1:] if guarded else cell
 
 
 Progress = Callable[[int], None]

@@ -221,6 +221,13 @@ class CsvExportNeutralisesFormulas(TestCase):
             {(self.pacs.institution.name, self.pacs.name, e) for e in self.emails},
         )
 
+    def test_a_hand_written_apostrophe_that_guards_nothing_is_kept(self) -> None:
+        self.assertEqual(
+            transfer.csv_value("'o.brien@example.org"), "'o.brien@example.org"
+        )
+        self.assertEqual(transfer.csv_value("'=1+1"), "=1+1")
+        self.assertEqual(transfer.csv_value("''quoted"), "'quoted")
+
     def test_the_csv_import_round_trip_is_identical(self) -> None:
         document = export("--format", "csv")
         ApprovedUser.objects.all().delete()
