@@ -1,0 +1,155 @@
+"""A real gunicorn serving the app on a database of its own, for tests that
+need several processes writing at once (load) or a served schema (fuzz).
+
+The database follows the suite's: PostgreSQL when DATABASE_URL names one (a
+fresh database on the same server, dropped afterwards), else a temporary
+SQLite file, both with the production settings (debug off, plain HTTP on
+loopback).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from tests import peers
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUP_SERVER = """
+from integrations.models import DicomWebServer, Institution
+institution = Institution.objects.create(name="University Hospital")
+server = DicomWebServer.objects.create(
+    institution=institution, name="PACS", status="active",
+    qido_url="https://pacs.example/dicomweb", wado_url="https://pacs.example/dicomweb",
+)
+print(server.pk)
+"""
+
+
+@dataclass
+class Served:
+    url: str  # http://127.0.0.1:PORT
+    key: str  # a manage-scope API key
+    server_id: int  # one DICOMweb server, no approved users
+    engine: str  # "sqlite" or "postgresql"
+    database: dict[str, str]  # SQLITE_PATH or DATABASE_URL
+    log: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Api-Key {self.key}"}
+
+
+def suite_engine() -> str:
+    """The engine the suite itself runs on (DATABASE_URL, else SQLite)."""
+    scheme = urlsplit(os.environ.get("DATABASE_URL", "")).scheme
+    return "postgresql" if scheme.startswith("postgres") else "sqlite"
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """Production settings over plain HTTP on loopback, with a fresh secret."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(
+            ("DJANGO_", "DATABASE_", "SQLITE_", "CACHE_", "CONNECTIVITY_")
+        )
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="pacsbin_integrations.settings",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        DJANGO_INSECURE_HTTP="1",
+        DJANGO_STATIC_MANIFEST="0",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
+    return env
+
+
+@contextmanager
+def database(tmp: Path, name: str) -> Iterator[dict[str, str]]:
+    """The environment naming a fresh, empty database of the suite's engine."""
+    if suite_engine() == "sqlite":
+        yield {"SQLITE_PATH": str(tmp / f"{name}.sqlite3")}
+        return
+    import psycopg
+
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    db_name = f"pacsbin_{name}_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{db_name}"')
+    try:
+        yield {"DATABASE_URL": urlunsplit(parts._replace(path=f"/{db_name}"))}
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+@contextmanager
+def served(
+    tmp: Path, name: str, workers: int = 2, threads: int = 4, **extra: str
+) -> Iterator[Served]:
+    """gunicorn (gthread, ``workers`` x ``threads``) on a migrated database of
+    its own with one server and a manage API key."""
+    with database(tmp, name) as db_env:
+        env = base_env(**db_env, **extra)
+        manage(env, "migrate", "--no-input")
+        key = manage(env, "create_api_key", f"{name}-test", "--scope", "manage")
+        server_id = int(manage(env, "shell", "-c", SETUP_SERVER).split()[-1])
+        port = peers.free_port()
+        log = tmp / f"gunicorn-{name}.log"
+        command = [
+            *[sys.executable, "-m", "gunicorn", "pacsbin_integrations.wsgi"],
+            *["--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+            *["--worker-class", "gthread", "--threads", str(threads)],
+            *["--keep-alive", "30", "--chdir", str(ROOT)],
+            # Not the shared ~/.gunicorn/gunicorn.ctl of every other gunicorn.
+            "--no-control-socket",
+        ]
+        url = f"http://127.0.0.1:{port}"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            peers.wait_for(f"{url}/api/v1/health", process, log, seconds=30)
+            yield Served(
+                url=url,
+                key=key.strip().splitlines()[-1],
+                server_id=server_id,
+                engine=suite_engine(),
+                database=db_env,
+                log=log,
+            )
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
