@@ -1,10 +1,9 @@
 """A real gunicorn serving the app on a database of its own, for tests that
 need several processes writing at once (load) or a served schema (fuzz).
 
-The database follows the suite's: PostgreSQL when DATABASE_URL names one (a
-fresh database on the same server, dropped afterwards), else a temporary
-SQLite file, both with the production settings (debug off, plain HTTP on
-loopback).
+Each gets a fresh database: a new one on a PostgreSQL server (dropped
+afterwards) or a temporary SQLite file, and the production settings (debug
+off, plain HTTP on loopback).
 """
 
 from __future__ import annotations
@@ -47,10 +46,10 @@ class Served:
         return {"Authorization": f"Api-Key {self.key}"}
 
 
-def suite_engine() -> str:
-    """The engine the suite itself runs on (DATABASE_URL, else SQLite)."""
-    scheme = urlsplit(os.environ.get("DATABASE_URL", "")).scheme
-    return "postgresql" if scheme.startswith("postgres") else "sqlite"
+def suite_postgres_url() -> str | None:
+    """The suite's PostgreSQL server (DATABASE_URL), or None on SQLite."""
+    url = os.environ.get("DATABASE_URL", "")
+    return url if urlsplit(url).scheme.startswith("postgres") else None
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -77,14 +76,18 @@ def base_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def database(tmp: Path, name: str) -> Iterator[dict[str, str]]:
-    """The environment naming a fresh, empty database of the suite's engine."""
-    if suite_engine() == "sqlite":
+def database(
+    tmp: Path, name: str, postgres_url: str | None
+) -> Iterator[dict[str, str]]:
+    """The environment naming a fresh, empty database: a new one on the
+    PostgreSQL server of ``postgres_url`` (dropped afterwards), or else a
+    SQLite file in ``tmp``."""
+    if postgres_url is None:
         yield {"SQLITE_PATH": str(tmp / f"{name}.sqlite3")}
         return
     import psycopg
 
-    parts = urlsplit(os.environ["DATABASE_URL"])
+    parts = urlsplit(postgres_url)
     db_name = f"pacsbin_{name}_{os.getpid()}_{secrets.token_hex(3)}"
     admin = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as connection:
@@ -112,11 +115,18 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 @contextmanager
 def served(
-    tmp: Path, name: str, workers: int = 2, threads: int = 4, **extra: str
+    tmp: Path,
+    name: str,
+    *,
+    postgres_url: str | None = None,
+    workers: int = 2,
+    threads: int = 4,
+    **extra: str,
 ) -> Iterator[Served]:
     """gunicorn (gthread, ``workers`` x ``threads``) on a migrated database of
-    its own with one server and a manage API key."""
-    with database(tmp, name) as db_env:
+    its own (see ``database``) with one server and a manage API key. Its
+    workers reach nothing but loopback (tests/offline_gunicorn.py)."""
+    with database(tmp, name, postgres_url) as db_env:
         env = base_env(**db_env, **extra)
         manage(env, "migrate", "--no-input")
         key = manage(env, "create_api_key", f"{name}-test", "--scope", "manage")
@@ -128,6 +138,7 @@ def served(
             *["--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
             *["--worker-class", "gthread", "--threads", str(threads)],
             *["--keep-alive", "30", "--chdir", str(ROOT)],
+            *["--config", str(ROOT / "tests" / "offline_gunicorn.py")],
             # Not the shared ~/.gunicorn/gunicorn.ctl of every other gunicorn.
             "--no-control-socket",
         ]
@@ -142,7 +153,7 @@ def served(
                 url=url,
                 key=key.strip().splitlines()[-1],
                 server_id=server_id,
-                engine=suite_engine(),
+                engine="sqlite" if postgres_url is None else "postgresql",
                 database=db_env,
                 log=log,
             )

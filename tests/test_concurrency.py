@@ -1,5 +1,6 @@
-"""Concurrent writers against a real gunicorn (2 workers x 4 threads) on the
-suite's own database engine: SQLite (the embedded default) or PostgreSQL.
+"""Concurrent writers against a real gunicorn (2 workers x 4 threads) on a
+database of its own, of the suite's engine: SQLite (the embedded default) or,
+when the suite runs with DATABASE_URL, PostgreSQL.
 
 Every writer is told the truth (each email is "added" for exactly one of them,
 "existing" for the others), nobody gets an error, and the database ends in
@@ -22,7 +23,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
 
-from tests.served import Served, served
+from tests.served import Served, served, suite_postgres_url
 
 pytestmark = pytest.mark.load
 
@@ -37,7 +38,10 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     # The throttle runs (its shared counter is part of the load) but never
     # refuses: the test counts errors, not 429s.
     with served(
-        tmp_path_factory.mktemp("load"), "load", ACCESS_THROTTLE_RATE="1000000/min"
+        tmp_path_factory.mktemp("load"),
+        "load",
+        postgres_url=suite_postgres_url(),
+        ACCESS_THROTTLE_RATE="1000000/min",
     ) as running:
         yield running
 
