@@ -109,6 +109,7 @@ def fuzz(
         ]
         done = subprocess.run(
             command,
+            cwd=tmp,  # its cache (.schemathesis/) stays out of the work tree
             capture_output=True,
             text=True,
             timeout=3600,
