@@ -121,6 +121,7 @@ def served(
     postgres_url: str | None = None,
     workers: int = 2,
     threads: int = 4,
+    gunicorn_args: tuple[str, ...] = (),
     **extra: str,
 ) -> Iterator[Served]:
     """gunicorn (gthread, ``workers`` x ``threads``) on a migrated database of
@@ -141,6 +142,7 @@ def served(
             *["--config", str(ROOT / "tests" / "offline_gunicorn.py")],
             # Not the shared ~/.gunicorn/gunicorn.ctl of every other gunicorn.
             "--no-control-socket",
+            *gunicorn_args,
         ]
         url = f"http://127.0.0.1:{port}"
         with log.open("wb") as out:
