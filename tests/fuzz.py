@@ -73,12 +73,11 @@ def read_report(path: Path) -> tuple[dict[str, int], list[str], list[str]]:
             operations[label] = operations.get(label, 0) + cases
             for checks in recorder.get("checks", {}).values():
                 for check in checks:
-                    if check.get("status") != "FAILURE":
+                    if str(check.get("status")).lower() != "failure":
                         continue
-                    failure = check.get("failure_info") or {}
-                    text = f"{label}: {check.get('name')}: " + str(
-                        failure.get("failure", {}).get("title", "")
-                    )
+                    failure = (check.get("failure_info") or {}).get("failure", {})
+                    message = str(failure.get("message", "")).replace("\n", "; ")
+                    text = f"{label}: {check.get('name')}: {message}"
                     failures.append(text)
                     if check.get("name") == "not_a_server_error":
                         server_errors.append(text)

@@ -4,12 +4,13 @@ operation (``make fuzz``: 1,000, on PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
-from tests.fuzz import fuzz
+from tests.fuzz import fuzz, read_report
 from tests.served import suite_postgres_url
 
 pytestmark = pytest.mark.fuzz
@@ -37,3 +38,34 @@ class TestFuzzingTheServedApi:
         # Operations whose inputs are few (no parameter, one id) run out of
         # distinct examples before 100; the others reach it.
         assert summary.examples >= 100 * len(summary.per_operation), report
+
+
+class TestTheSummaryReadsSchemathesisEvents:
+    def test_failures_and_server_errors_are_counted_per_operation(
+        self, tmp_path: Path
+    ) -> None:
+        def check(name: str, status: str, message: str = "") -> dict:
+            info = {"failure": {"message": message}} if message else None
+            return {"name": name, "status": status, "failure_info": info}
+
+        event = {
+            "ScenarioFinished": {
+                "phase": "fuzzing",
+                "status": "failure",
+                "recorder": {
+                    "label": "GET /api/v1/servers/",
+                    "cases": {"a": {}, "b": {}},
+                    "checks": {
+                        "a": [check("not_a_server_error", "failure", "Server error")],
+                        "b": [check("not_a_server_error", "success")],
+                    },
+                },
+            }
+        }
+        path = tmp_path / "events.ndjson"
+        path.write_text(json.dumps(event) + "\n")
+        per_operation, failures, server_errors = read_report(path)
+        assert per_operation == {"GET /api/v1/servers/": 2}
+        expected = ["GET /api/v1/servers/: not_a_server_error: Server error"]
+        assert failures == expected
+        assert server_errors == expected
