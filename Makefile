@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_ENV := DJANGO_DEBUG=1
 
-.PHONY: run test lint check bench clean
+.PHONY: run test lint check bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ lint: $(VENV)/.dev
 # "Performance"); QUICK=1: 100,000 users, under three minutes.
 bench: $(VENV)/.runtime
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
+
+# schemathesis over every operation of a served instance (gunicorn on a fresh
+# PostgreSQL database: DATABASE_URL's server, else 127.0.0.1:5432), EXAMPLES
+# per operation; prints operations, examples and server errors.
+EXAMPLES ?= 1000
+fuzz: $(VENV)/.dev
+	$(BIN)/python -m tests.fuzz --max-examples $(EXAMPLES)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .demo-admin-password staticfiles

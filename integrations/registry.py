@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -24,6 +24,9 @@ from integrations.models import ApprovedUser, DicomWebServer
 from integrations.validators import email_identity, email_key
 
 BULK_BATCH_SIZE = 2000
+# Rounds of read-then-insert before a bulk add gives up on another writer that
+# keeps approving the same emails at the same moment (each round sees its rows).
+ADD_ATTEMPTS = 5
 
 
 def approved_servers_for(
@@ -170,40 +173,62 @@ def add_approved_users(server: DicomWebServer, emails: Iterable[str]) -> BulkAdd
 def add_normalised_users(server: DicomWebServer, emails: list[str]) -> BulkAddResult:
     """The writing half of ``add_approved_users``, for callers that ran
     ``normalise_all`` themselves to report bad values their own way, so no
-    address is validated twice. ``emails`` must be what ``normalise_all`` gave."""
-    result = BulkAddResult()
+    address is validated twice. ``emails`` must be what ``normalise_all`` gave.
+
+    Concurrent adds of the same emails never fail: bulk adds to one server
+    take turns (the server row's lock on PostgreSQL, the write lock that every
+    transaction takes at its start on SQLite), and if a writer that takes no
+    such turn (a form in the admin) approved one of the emails between the read
+    and the insert, the whole attempt rolls back and runs again, so each email
+    is reported as added to exactly one caller."""
     wanted = {email_key(email): email for email in emails}
-    with transaction.atomic():
-        # Lock the server row so two bulk adds to one server serialise cleanly.
-        DicomWebServer.objects.select_for_update().filter(pk=server.pk).exists()
-        existing_keys: set[str] = set()
-        keys = list(wanted)
-        for start in range(0, len(keys), BULK_BATCH_SIZE):
-            existing_keys.update(
-                ApprovedUser.objects.filter(
-                    server=server, email_key__in=keys[start : start + BULK_BATCH_SIZE]
-                ).values_list("email_key", flat=True)
+    attempt = 1
+    while True:
+        try:
+            with transaction.atomic():
+                return _add_missing(server, wanted)
+        except IntegrityError:
+            if attempt >= ADD_ATTEMPTS:
+                raise
+            attempt += 1
+
+
+def existing_keys(server: DicomWebServer, keys: list[str]) -> set[str]:
+    """Which of these email keys are already approved for the server."""
+    found: set[str] = set()
+    for start in range(0, len(keys), BULK_BATCH_SIZE):
+        found.update(
+            ApprovedUser.objects.filter(
+                server=server, email_key__in=keys[start : start + BULK_BATCH_SIZE]
+            ).values_list("email_key", flat=True)
+        )
+    return found
+
+
+def _add_missing(server: DicomWebServer, wanted: dict[str, str]) -> BulkAddResult:
+    """One attempt of ``add_normalised_users``, inside its transaction."""
+    result = BulkAddResult()
+    # Lock the server row so two bulk adds to one server serialise cleanly.
+    DicomWebServer.objects.select_for_update().filter(pk=server.pk).exists()
+    existing = existing_keys(server, list(wanted))
+    now = timezone.now()
+    new_rows = []
+    for key, email in wanted.items():
+        if key in existing:
+            result.existing.append(email)
+        else:
+            result.added.append(email)
+            new_rows.append(
+                ApprovedUser(server=server, email=email, email_key=key, created_at=now)
             )
-        now = timezone.now()
-        new_rows = []
-        for key, email in wanted.items():
-            if key in existing_keys:
-                result.existing.append(email)
-            else:
-                result.added.append(email)
-                new_rows.append(
-                    ApprovedUser(
-                        server=server, email=email, email_key=key, created_at=now
-                    )
-                )
-        if new_rows:
-            bulk_create_with_history(
-                new_rows,
-                ApprovedUser,
-                batch_size=BULK_BATCH_SIZE,
-                default_date=now,
-                **audit.bulk_history_attrs(),
-            )
+    if new_rows:
+        bulk_create_with_history(
+            new_rows,
+            ApprovedUser,
+            batch_size=BULK_BATCH_SIZE,
+            default_date=now,
+            **audit.bulk_history_attrs(),
+        )
     return result
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
+from django.db import IntegrityError
 from django.test import TestCase
 
 from integrations import registry
+from integrations.models import ApprovedUser
 from tests.factories import approve, make_institution, make_server
 
 
@@ -53,3 +57,46 @@ class ApprovedServersForTests(TestCase):
             (2, "bad"),
             (3, "worse@"),
         ]
+
+
+class BulkAddRaceTests(TestCase):
+    """Another writer approves one of the emails between the bulk add's read
+    and its insert (as the admin's form can, taking no lock on the server)."""
+
+    def setUp(self) -> None:
+        self.server = make_server(make_institution("Race Hospital"), "PACS")
+        approve(self.server, "taken@example.org")
+
+    def test_the_add_runs_again_and_reports_the_email_as_existing(self) -> None:
+        real = registry.existing_keys
+        stale_then_real = [set(), None]
+
+        def read(server, keys):  # noqa: ANN001, ANN202
+            answer = stale_then_real.pop(0)
+            return real(server, keys) if answer is None else answer
+
+        with mock.patch.object(registry, "existing_keys", side_effect=read):
+            result = registry.add_approved_users(
+                self.server, ["new@example.org", "taken@example.org"]
+            )
+        assert stale_then_real == []  # read twice: the first insert conflicted
+        assert result.added == ["new@example.org"]
+        assert result.existing == ["taken@example.org"]
+        rows = ApprovedUser.objects.filter(server=self.server)
+        assert sorted(rows.values_list("email", flat=True)) == [
+            "new@example.org",
+            "taken@example.org",
+        ]
+        # No history row of the rolled-back attempt survives.
+        history = ApprovedUser.history.filter(email_key="new@example.org")
+        assert history.count() == 1
+
+    def test_a_writer_that_keeps_conflicting_ends_in_the_database_error(
+        self,
+    ) -> None:
+        with (
+            mock.patch.object(registry, "existing_keys", return_value=set()),
+            self.assertRaises(IntegrityError),
+        ):
+            registry.add_approved_users(self.server, ["taken@example.org"])
+        assert ApprovedUser.objects.filter(server=self.server).count() == 1
