@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_ENV := DJANGO_DEBUG=1
 
-.PHONY: run test lint check bench clean
+.PHONY: run test lint check bench clean requirements
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ lint: $(VENV)/.dev
 # "Performance"); QUICK=1: 100,000 users, under three minutes.
 bench: $(VENV)/.runtime
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
+
+# Re-pin requirements*.txt from the .in files (direct dependencies only);
+# `make requirements UPGRADE=1` moves every pin to the newest allowed release.
+requirements: $(VENV)/.dev
+	$(BIN)/pip-compile --quiet --allow-unsafe --no-strip-extras --no-emit-index-url \
+	  --no-emit-find-links $(if $(UPGRADE),--upgrade) requirements.in -o requirements.txt
+	$(BIN)/pip-compile --quiet --allow-unsafe --no-strip-extras --no-emit-index-url \
+	  --no-emit-find-links $(if $(UPGRADE),--upgrade) requirements-dev.in -o requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .demo-admin-password staticfiles
