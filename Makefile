@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_ENV := DJANGO_DEBUG=1
 
-.PHONY: run test lint check bench fuzz clean
+.PHONY: run test lint check bench fuzz clean requirements
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ bench: $(VENV)/.runtime
 EXAMPLES ?= 1000
 fuzz: $(VENV)/.dev
 	$(BIN)/python -m tests.fuzz --max-examples $(EXAMPLES)
+
+# Re-pin requirements*.txt from the .in files (direct dependencies only);
+# `make requirements UPGRADE=1` moves every pin to the newest allowed release.
+requirements: $(VENV)/.dev
+	$(BIN)/pip-compile --quiet --allow-unsafe --no-strip-extras --no-emit-index-url \
+	  --no-emit-find-links $(if $(UPGRADE),--upgrade) requirements.in -o requirements.txt
+	$(BIN)/pip-compile --quiet --allow-unsafe --no-strip-extras --no-emit-index-url \
+	  --no-emit-find-links $(if $(UPGRADE),--upgrade) requirements-dev.in -o requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .demo-admin-password staticfiles

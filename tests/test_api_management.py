@@ -283,6 +283,7 @@ class ServerApiTests(ManagementTestCase):
                 "wado_url": "https://pacs.example/wado",
                 "status": "active",
                 "cors_mode": "direct",
+                "needs_credentials": False,
                 "notes": "",
             },
         )
@@ -294,6 +295,7 @@ class ServerApiTests(ManagementTestCase):
         self.assertEqual(body["qido_url"], "https://research.university.example/qido")
         self.assertEqual(body["status"], "pending")
         self.assertEqual(body["cors_mode"], "direct")
+        self.assertIs(body["needs_credentials"], False)
         created = DicomWebServer.objects.get(pk=body["id"])
         self.assertEqual(created.qido_url, "https://research.university.example/qido")
         self.assertEqual(created.history.get().history_actor, ACTOR)
@@ -321,6 +323,26 @@ class ServerApiTests(ManagementTestCase):
                 response = self.post(self.URL, self.new_server(institution=value))
                 self.assertEqual(response.status_code, 400)
                 self.assertIn(expected, response.json()["institution"][0])
+
+    def test_needs_credentials_can_be_set_and_read(self) -> None:
+        response = self.patch(f"{self.URL}{self.pacs.pk}/", {"needs_credentials": True})
+        self.assertEqual(response.status_code, 200)
+        self.assertIs(response.json()["needs_credentials"], True)
+        self.pacs.refresh_from_db()
+        self.assertTrue(self.pacs.needs_credentials)
+        self.assertIn(
+            "Allow-Credentials",
+            self.get(f"{self.URL}{self.pacs.pk}/proxy-config/nginx").content.decode(),
+        )
+
+    def test_needs_credentials_that_is_not_a_boolean_is_a_400_naming_it(self) -> None:
+        response = self.patch(
+            f"{self.URL}{self.pacs.pk}/", {"needs_credentials": "maybe"}
+        )
+        self.assertEqual(response.status_code, 400)
+        self.assertIn("maybe", response.json()["needs_credentials"][0])
+        self.pacs.refresh_from_db()
+        self.assertFalse(self.pacs.needs_credentials)
 
     def test_a_bad_choice_is_a_400(self) -> None:
         response = self.post(

@@ -287,6 +287,7 @@ _SERVER = {
     "wado_url": "https://pacs.university.edu/dicomweb",
     "status": "active",
     "cors_mode": "reverse_proxy",
+    "needs_credentials": False,
     "notes": "",
 }
 

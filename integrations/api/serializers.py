@@ -83,9 +83,27 @@ class InstitutionIdField(serializers.PrimaryKeyRelatedField):
         return institution
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true or false only: "yes", 1 or "off" are refused by name rather
+    than guessed at."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            raise serializers.ValidationError(
+                f"“{data}” is not a boolean: send true or false."
+            )
+        return data
+
+
 class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
     institution = InstitutionIdField(
         queryset=Institution.objects.all(), help_text="The institution's id."
+    )
+    needs_credentials = StrictBooleanField(
+        required=False,
+        help_text="The archive needs the user's browser credentials (cookies, "
+        "HTTP auth): CORS must then echo the origin with "
+        "Access-Control-Allow-Credentials.",
     )
 
     class Meta:
@@ -98,6 +116,7 @@ class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
             "wado_url",
             "status",
             "cors_mode",
+            "needs_credentials",
             "notes",
         ]
         validators: list[Any] = []
