@@ -60,15 +60,3 @@ def check_onboarding_settings(app_configs: Any = None, **kwargs: Any) -> list[An
             )
     return problems
 
-
-@register()
-def check_bench_floor(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    if not settings.BENCH_FLOOR:
-        return []
-    return [
-        Warning(
-            "BENCH_FLOOR is on: /api/v1/_floor answers constant JSON to any key.",
-            hint="Only `make bench` sets BENCH_FLOOR=1; unset it in deployments.",
-            id="integrations.W090",
-        )
-    ]
