@@ -59,4 +59,3 @@ def check_onboarding_settings(app_configs: Any = None, **kwargs: Any) -> list[An
                 )
             )
     return problems
-
