@@ -33,8 +33,8 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The access question against its floor on SQLite and PostgreSQL (see README,
-# "Performance"); QUICK=1: 100,000 users, under three minutes.
+# The access question against its floor and a bare one-query endpoint, on SQLite
+# and PostgreSQL (see README, "Performance"); QUICK=1: 100,000 users, ~3 minutes.
 bench: $(VENV)/.runtime
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 

@@ -1,9 +1,11 @@
-"""``make bench``: the access question against its floor, SQLite and PostgreSQL.
+"""``make bench``: the access question against its floor and against a bare
+Django endpoint of one query, on SQLite and PostgreSQL.
 
 For each database: a fresh database (a new SQLite file; a new PostgreSQL
 database ``bench_<pid>``, dropped afterwards), a synthetic registry, gunicorn
-with production settings, and alternate load phases. Writes bench/last.json and
-prints a table. ``--quick``: 100,000 users and shorter phases (< 3 minutes).
+with production settings (``bench.settings``: the product's, plus the bench's
+URLconf), and rounds of load phases. Writes bench/last.json and prints a table.
+``--quick``: 100,000 users and shorter phases (about 3 minutes).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.env import ROOT, base_env
+from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH, ROOT, base_env
 
 BENCH_DIR = Path(__file__).resolve().parent
 WORKDIR = BENCH_DIR / "work"
@@ -59,7 +61,7 @@ def measure(label: str, env: dict[str, str], size: dict[str, int], args: Any) ->
         f"--servers={size['servers']}",
         f"--users={size['users']}",
         f"--duration={args.duration}",
-        f"--pairs={args.pairs}",
+        f"--rounds={args.rounds}",
         f"--workdir={WORKDIR}",
     ]
     print(f"== {label}: {size['users']:,} approved users", file=sys.stderr)
@@ -141,9 +143,9 @@ def verdicts(result: dict[str, Any], small: dict[str, Any] | None) -> list[str]:
 
 def table(report: dict[str, Any]) -> str:
     header = (
-        f"{'database':<11}{'users':>10}{'access/s':>10}{'floor/s':>9}{'ratio':>7}"
-        f"{'p50 ms':>8}{'floor p50':>10}{'p50 gap':>8}{'p99 ms':>8}{'floor p99':>10}"
-        f"{'SQL/ans':>8}"
+        f"{'database':<11}{'users':>10}{'access/s':>10}{'floor/s':>9}{'bare/s':>8}"
+        f"{'a/floor':>8}{'a/bare':>7}{'p50 ms':>8}{'floor p50':>10}{'p50 gap':>8}"
+        f"{'p99 ms':>8}{'floor p99':>10}{'SQL/ans':>8}"
     )
     lines = [header, "-" * len(header)]
     for vendor, result in report["databases"].items():
@@ -152,7 +154,8 @@ def table(report: dict[str, Any]) -> str:
             lines.append(
                 f"{vendor:<11}{row['sizes']['approved_users']:>10,}"
                 f"{row['access_rps']:>10.0f}{row['floor_rps']:>9.0f}"
-                f"{row['ratio']:>7.2f}{row['p50_ms']:>8.2f}{row['floor_p50_ms']:>10.2f}"
+                f"{row['bare_rps']:>8.0f}{row['ratio']:>8.2f}{row['ratio_bare']:>7.2f}"
+                f"{row['p50_ms']:>8.2f}{row['floor_p50_ms']:>10.2f}"
                 f"{row['p50_over_floor_ms']:>+8.2f}"
                 f"{row['p99_ms']:>8.2f}{row['floor_p99_ms']:>10.2f}"
                 f"{row['queries_per_answer']:>8.2f}"
@@ -172,10 +175,11 @@ def main() -> None:
     size = dict(QUICK if args.quick else FULL)
     if args.users:
         size["users"] = args.users
-    # Several short pairs rather than a few long ones: the machine may be
-    # shared, and the median of many pairs shrugs off a burst of other work.
+    # Several short rounds rather than a few long ones: the machine may be
+    # shared, and the median of many rounds shrugs off a burst of other work.
+    # Multiples of 6: each of the 3 paths' 6 orders equally often.
     args.duration = 1.5 if args.quick else 2.0
-    args.pairs = 12 if args.quick else 20
+    args.rounds = 12 if args.quick else 18
     WORKDIR.mkdir(exist_ok=True)
     started = time.monotonic()
     # Production static files (the manifest), as a deployment would have them.
@@ -190,6 +194,7 @@ def main() -> None:
         "machine": machine(),
         "gunicorn": "2 workers, gthread x4, keep-alive",
         "load": "2 processes x 2 threads, keep-alive, loopback",
+        "paths": {"access": ACCESS_PATH, "floor": FLOOR_PATH, "bare": BARE_PATH},
         "databases": {},
     }
     for vendor in args.databases.split(","):

@@ -8,16 +8,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# What the load asks: the access question, and the benchmark's own endpoints
+# (bench.urls) it is compared with.
+ACCESS_PATH = "/api/v1/access"
+FLOOR_PATH = "/api/v1/_floor"
+BARE_PATH = "/api/v1/_bare"
+
 
 def base_env() -> dict[str, str]:
-    """Production settings over plain HTTP on loopback, with a fresh secret."""
+    """Production settings over plain HTTP on loopback, with a fresh secret;
+    ``bench.settings``: the product's, with the floor and the bare endpoint."""
     env = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("DJANGO_", "DATABASE_", "SQLITE_", "BENCH_", "CACHE_"))
     }
     env.update(
-        DJANGO_SETTINGS_MODULE="pacsbin_integrations.settings",
+        DJANGO_SETTINGS_MODULE="bench.settings",
         DJANGO_DEBUG="0",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_INSECURE_HTTP="1",

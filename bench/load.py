@@ -1,20 +1,25 @@
 """The load generator: several processes of several threads, each thread one
 keep-alive HTTP/1.1 connection to a loopback server, for a fixed duration.
 
-Two paths are measured in alternating phases (a b, b a, a b, ...) on the same
-connections, so both see the same machine; many short pairs make the median
-robust to bursts of other work. Run as its own process (``python -m
-bench.load``) so that its CPU use is never the server's; it prints a JSON list,
-one result per phase: requests, errors, req/s, p50, p99.
+Several paths (the access question, its floor, the bare endpoint) are measured
+in rounds of one phase each, on the same connections, so all see the same
+machine; the order changes from round to round (a b c, a c b, b a c, ...: every
+order in turn) so that no path always runs first or always follows the same
+one. Many short rounds make the median robust to bursts of other work. Run as
+its own process (``python -m bench.load``) so that its CPU use is never the
+server's; it prints a JSON list, one result per phase: requests, errors, req/s,
+p50, p99.
 
-    python -m bench.load --port 8000 --paths /api/v1/access,/api/v1/_floor \\
-        --key KEY --queries queries.txt --duration 2 --pairs 10
+    python -m bench.load --port 8000 \\
+        --paths /api/v1/access,/api/v1/_floor,/api/v1/_bare \\
+        --key KEY --queries queries.txt --duration 2 --rounds 10
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import multiprocessing
 import sys
@@ -38,13 +43,14 @@ class Tally:
             self.errors[name] = self.errors.get(name, 0) + count
 
 
-def schedule(paths: list[str], pairs: int, warmup: bool) -> list[str]:
-    """The path of each phase: pairs alternate their order (a b, b a, ...), so
-    neither side always runs first; an optional warm-up pair leads."""
-    first, second = paths
-    phases = [first, second] if warmup else []
-    for pair in range(pairs):
-        phases += [first, second] if pair % 2 == 0 else [second, first]
+def schedule(paths: list[str], rounds: int, warmup: bool) -> list[str]:
+    """The path of each phase: ``rounds`` rounds of one phase per path, each
+    round in the next order of all orders (for two paths: a b, b a, a b, ...),
+    so that none always runs first; an optional warm-up round leads."""
+    orders = list(itertools.permutations(paths))
+    phases = list(paths) if warmup else []
+    for number in range(rounds):
+        phases += orders[number % len(orders)]
     return phases
 
 
@@ -133,15 +139,15 @@ def run_load(
     key: str,
     queries: list[str],
     duration: float,
-    pairs: int = 1,
+    rounds: int = 1,
     processes: int = 2,
     threads: int = 2,
     warmup: bool = False,
 ) -> list[dict[str, object]]:
-    """Load ``paths`` (two of them) in alternating phases of ``duration``
-    seconds; answers one result per measured phase, warm-up left out."""
+    """Load ``paths`` in rounds of phases of ``duration`` seconds; answers one
+    result per measured phase, in order, warm-up left out."""
     headers = {"Authorization": f"Api-Key {key}", "Accept": "application/json"}
-    phases = schedule(paths, pairs, warmup)
+    phases = schedule(paths, rounds, warmup)
     results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     start_at = time.time() + 0.3
     children = [
@@ -169,7 +175,7 @@ def run_load(
             total.merge(Tally(latencies, errors, size))
     for child in children:
         child.join()
-    measured = list(zip(phases, totals, strict=True))[2 if warmup else 0 :]
+    measured = list(zip(phases, totals, strict=True))[len(paths) if warmup else 0 :]
     return [
         summarise(path, tally, duration, processes * threads)
         for path, tally in measured
@@ -203,14 +209,14 @@ def percentile(ordered: list[float], rank: float) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--paths", required=True, help="a,b: the two paths")
+    parser.add_argument("--paths", required=True, help="a,b,...: the paths")
     parser.add_argument("--key", required=True)
     parser.add_argument(
         "--queries", required=True, help="file: one query string a line"
     )
     parser.add_argument("--duration", type=float, default=2.0, help="per phase")
-    parser.add_argument("--pairs", type=int, default=10)
-    parser.add_argument("--warmup", action="store_true", help="lead with a pair")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--warmup", action="store_true", help="lead with a round")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -222,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         args.key,
         queries,
         args.duration,
-        args.pairs,
+        args.rounds,
         args.processes,
         args.threads,
         args.warmup,

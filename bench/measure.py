@@ -5,8 +5,11 @@ Started by ``python -m bench`` with the environment of the deployment under test
 
 - SQL queries per answer and the mean answer size, in process through the
   whole Django stack (test client), over a sample of the load's queries;
-- the access question (a) and the floor (b) under load, served by gunicorn with
-  2 workers, alternately (a b, b a, ...) so that drift hurts neither side.
+- the access question (a), its floor (b) and the bare endpoint (c: Django and
+  one query) under load, served by one gunicorn with 2 workers and
+  ``bench.settings`` (the product's settings with the bench's URLconf), in
+  rounds of one phase each whose order changes (a b c, a c b, b a c, ...) so
+  that drift hurts no side.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from urllib.parse import urlencode
 
 import django
 
-ACCESS_PATH = "/api/v1/access"
-FLOOR_PATH = "/api/v1/_floor"
+from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH
+
+PATHS = {"access": ACCESS_PATH, "floor": FLOOR_PATH, "bare": BARE_PATH}
 UNKNOWN_SHARE = 0.1  # of the load's emails, never approved anywhere
 QUERY_COUNT_SAMPLE = 300
 
@@ -79,7 +83,7 @@ def free_port() -> int:
 
 
 def start_gunicorn(port: int, floor_bytes: int, workdir: Path) -> subprocess.Popen:
-    env = dict(os.environ, BENCH_FLOOR="1", BENCH_FLOOR_BYTES=str(floor_bytes))
+    env = dict(os.environ, BENCH_FLOOR_BYTES=str(floor_bytes))
     command = [
         sys.executable,
         "-m",
@@ -118,21 +122,21 @@ def start_gunicorn(port: int, floor_bytes: int, workdir: Path) -> subprocess.Pop
     raise SystemExit(f"gunicorn did not answer within 30 s; see {log_file.name}")
 
 
-def run_pairs(
-    port: int, key: str, queries_file: Path, duration: float, pairs: int
+def run_rounds(
+    port: int, key: str, queries_file: Path, duration: float, rounds: int
 ) -> list[dict[str, Any]]:
-    """The load generator in its own process: a warm-up pair, then ``pairs``
-    alternating pairs of access and floor phases."""
+    """The load generator in its own process: a warm-up round, then ``rounds``
+    rounds of an access, a floor and a bare phase, in changing order."""
     command = [
         sys.executable,
         "-m",
         "bench.load",
         f"--port={port}",
-        f"--paths={ACCESS_PATH},{FLOOR_PATH}",
+        f"--paths={','.join(PATHS.values())}",
         f"--key={key}",
         f"--queries={queries_file}",
         f"--duration={duration}",
-        f"--pairs={pairs}",
+        f"--rounds={rounds}",
         "--warmup",
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
@@ -166,17 +170,84 @@ def queries_per_answer(key: str, queries: list[str]) -> tuple[float, int, float]
     return statistics.mean(counts), max(counts), statistics.mean(sizes)
 
 
+def bare_queries() -> int:
+    """SQL queries of one bare answer, through the whole stack in process: it
+    stands for "Django and one query", so it must be exactly one."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = Client().get(BARE_PATH)
+    if response.status_code != 200 or len(captured.captured_queries) != 1:
+        raise SystemExit(
+            f"{BARE_PATH}: HTTP {response.status_code}, "
+            f"{len(captured.captured_queries)} queries (expected 200, 1)"
+        )
+    return len(captured.captured_queries)
+
+
+def summarise(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the rounds. Each round holds one phase per path; ratios and
+    p50 gaps are taken within a round, then the median: the phases of a round
+    ran back to back, so load from other programs mostly cancels out."""
+    by_path = {
+        name: [p for p in phases if p["path"] == path] for name, path in PATHS.items()
+    }
+    rounds = [
+        dict(zip(by_path, r, strict=True)) for r in zip(*by_path.values(), strict=True)
+    ]
+    for r in rounds:
+        log(
+            " | ".join(
+                f"{name} {r[name]['rps']:5.0f} req/s p50 {r[name]['p50_ms']:5.2f} ms "
+                f"p99 {r[name]['p99_ms']:6.2f} ms"
+                for name in PATHS
+            )
+        )
+
+    def median(name: str, value: str) -> float:
+        return statistics.median(phase[value] for phase in by_path[name])
+
+    def within_rounds(value: Any) -> float:
+        return statistics.median(value(r) for r in rounds)
+
+    return {
+        "access_rps": median("access", "rps"),
+        "floor_rps": median("floor", "rps"),
+        "bare_rps": median("bare", "rps"),
+        "ratio": within_rounds(lambda r: r["access"]["rps"] / r["floor"]["rps"]),
+        "ratio_bare": within_rounds(lambda r: r["access"]["rps"] / r["bare"]["rps"]),
+        "p50_over_floor_ms": within_rounds(
+            lambda r: r["access"]["p50_ms"] - r["floor"]["p50_ms"]
+        ),
+        "p50_over_bare_ms": within_rounds(
+            lambda r: r["access"]["p50_ms"] - r["bare"]["p50_ms"]
+        ),
+        "p50_ms": median("access", "p50_ms"),
+        "p99_ms": median("access", "p99_ms"),
+        "floor_p50_ms": median("floor", "p50_ms"),
+        "floor_p99_ms": median("floor", "p99_ms"),
+        "bare_p50_ms": median("bare", "p50_ms"),
+        "bare_p99_ms": median("bare", "p99_ms"),
+        "floor_bytes": median("floor", "mean_bytes"),
+        "bare_bytes": median("bare", "mean_bytes"),
+        "connections": phases[0]["connections"],
+        "rounds": rounds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--institutions", type=int, required=True)
     parser.add_argument("--servers", type=int, required=True)
     parser.add_argument("--users", type=int, required=True, help="approved-user rows")
     parser.add_argument("--duration", type=float, required=True)
-    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--workdir", type=Path, required=True)
     args = parser.parse_args()
 
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pacsbin_integrations.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     django.setup()
     from django.core.management import call_command
     from django.db import connection
@@ -195,54 +266,26 @@ def main() -> None:
     queries_file = args.workdir / f"queries-{os.getpid()}.txt"
     queries_file.write_text("\n".join(queries) + "\n", encoding="utf-8")
     mean_queries, max_queries, mean_bytes = queries_per_answer(raw_key, queries)
+    queries_per_bare = bare_queries()
     connection.close()
 
     port = free_port()
     server = start_gunicorn(port, round(mean_bytes), args.workdir)
     try:
-        phases = run_pairs(port, raw_key, queries_file, args.duration, args.pairs)
+        phases = run_rounds(port, raw_key, queries_file, args.duration, args.rounds)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         queries_file.unlink(missing_ok=True)
-    access = [phase for phase in phases if phase["path"] == ACCESS_PATH]
-    floor = [phase for phase in phases if phase["path"] == FLOOR_PATH]
-    for a, b in zip(access, floor, strict=True):
-        log(
-            f"access {a['rps']:5.0f} req/s p50 {a['p50_ms']:5.2f} ms p99 "
-            f"{a['p99_ms']:6.2f} ms | floor {b['rps']:5.0f} req/s p50 "
-            f"{b['p50_ms']:5.2f} ms p99 {b['p99_ms']:6.2f} ms"
-        )
-
-    def median(results: list[dict[str, Any]], name: str) -> float:
-        return statistics.median(result[name] for result in results)
-
     summary = {
         "sizes": {**sizes.as_dict(), "distinct_users": users},
-        "access_rps": median(access, "rps"),
-        "floor_rps": median(floor, "rps"),
-        # Per pair, then the median: the two halves of a pair ran back to back,
-        # so load from other programs on the machine mostly cancels out.
-        "ratio": statistics.median(
-            a["rps"] / b["rps"] for a, b in zip(access, floor, strict=True)
-        ),
-        "p50_over_floor_ms": statistics.median(
-            a["p50_ms"] - b["p50_ms"] for a, b in zip(access, floor, strict=True)
-        ),
-        "p50_ms": median(access, "p50_ms"),
-        "p99_ms": median(access, "p99_ms"),
-        "floor_p50_ms": median(floor, "p50_ms"),
-        "floor_p99_ms": median(floor, "p99_ms"),
+        **summarise(phases),
         "queries_per_answer": mean_queries,
         "max_queries_per_answer": max_queries,
         "answer_bytes": mean_bytes,
-        "floor_bytes": median(floor, "mean_bytes"),
+        "queries_per_bare_answer": queries_per_bare,
         "seed_seconds": seeded_s,
         "phase_seconds": args.duration,
-        "connections": access[0]["connections"],
-        "pairs": [
-            {"access": a, "floor": b} for a, b in zip(access, floor, strict=True)
-        ],
     }
     json.dump(summary, sys.stdout)
     sys.stdout.write("\n")

@@ -1,5 +1,6 @@
 """Where the time of one answer goes: pyinstrument over many in-process calls
-of the access question and of the floor, on a seeded SQLite registry.
+of the access question, the floor, the bare endpoint and the health check, on a
+seeded SQLite registry.
 
     python -m bench.profile [--users 100000] [--calls 3000]
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from bench.env import base_env
 
+HEALTH = "/api/v1/health"
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -30,7 +33,6 @@ def main() -> None:
     os.environ.update(
         env,
         DJANGO_STATIC_MANIFEST="0",
-        BENCH_FLOOR="1",
         SQLITE_PATH=str(workdir / "profile.sqlite3"),
     )
     import django
@@ -40,7 +42,8 @@ def main() -> None:
     from django.test import Client
     from pyinstrument import Profiler
 
-    from bench.measure import ACCESS_PATH, FLOOR_PATH, load_queries
+    from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH
+    from bench.measure import load_queries
     from bench.seed import Sizes, seed
     from integrations.models import ApiKey
 
@@ -49,7 +52,9 @@ def main() -> None:
     _key, raw = ApiKey.objects.create_key("profile", ApiKey.Scope.ACCESS)
     queries = load_queries(users, args.calls, random.Random(7))
     client = Client(HTTP_AUTHORIZATION=f"Api-Key {raw}")
-    for path in [args.path] if args.path else [ACCESS_PATH, FLOOR_PATH]:
+    for path in (
+        [args.path] if args.path else [ACCESS_PATH, FLOOR_PATH, BARE_PATH, HEALTH]
+    ):
         for query in queries:  # warm up, and time it without the profiler
             client.get(f"{path}?{query}")
         started = time.perf_counter()

@@ -61,19 +61,6 @@ def check_onboarding_settings(app_configs: Any = None, **kwargs: Any) -> list[An
     return problems
 
 
-@register()
-def check_bench_floor(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    if not settings.BENCH_FLOOR:
-        return []
-    return [
-        Warning(
-            "BENCH_FLOOR is on: /api/v1/_floor answers constant JSON to any key.",
-            hint="Only `make bench` sets BENCH_FLOOR=1; unset it in deployments.",
-            id="integrations.W090",
-        )
-    ]
-
-
 @register(Tags.database)
 def check_stored_urls(
     app_configs: Any = None, databases: Any = None, **kwargs: Any

@@ -50,10 +50,6 @@ UPLOADER_JWT_SECRET = env.secret("UPLOADER_JWT_SECRET")
 # Seconds a Bearer token may live (exp - iat): a leaked token cannot be revoked.
 UPLOADER_JWT_MAX_LIFETIME = env.int("UPLOADER_JWT_MAX_LIFETIME", 86400, minimum=1)
 CONNECTIVITY_ALLOW_PRIVATE = env.bool("CONNECTIVITY_ALLOW_PRIVATE", False)
-# `make bench` only: route /api/v1/_floor, the access question's stack answering
-# a constant JSON of BENCH_FLOOR_BYTES bytes (the benchmark's floor).
-BENCH_FLOOR = env.bool("BENCH_FLOOR", False)
-BENCH_FLOOR_BYTES = env.int("BENCH_FLOOR_BYTES", 400)
 # Room for a bulk add of 100,000 emails in one JSON request (Django's default,
 # 2.5 MB, holds about 60,000).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

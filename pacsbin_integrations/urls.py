@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
@@ -21,8 +20,3 @@ urlpatterns = [
         name="home",
     ),
 ]
-
-if settings.BENCH_FLOOR:  # `make bench` only: the access question's floor
-    from integrations.api.floor import FloorView
-
-    urlpatterns.insert(0, path("api/v1/_floor", FloorView.as_view()))

@@ -1,0 +1,71 @@
+"""The benchmark's two reference endpoints, routed only by ``bench.urls``.
+
+- The **floor** (``/api/v1/_floor``): the access question's whole stack without
+  the question. Same middleware, authentication, permission, throttle and
+  renderer as ``AccessView`` (it is one), answering a constant JSON document of
+  the size of a typical answer (``BENCH_FLOOR_BYTES``, a setting of
+  ``bench.settings`` only). Access/floor is what the question itself costs.
+- The **bare** endpoint (``/api/v1/_bare``): Django and one trivial query, as a
+  minimal app answers. A plain function view behind the same middleware that
+  runs ``SELECT 1`` and answers a small JSON, like ``/api/v1/health`` without
+  Django REST framework's dispatch. Access/bare is what an outside load test
+  comparing the access question with a health check sees, at its strictest.
+
+The product never routes either: the benchmark's gunicorn runs with
+``DJANGO_SETTINGS_MODULE=bench.settings``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from integrations.api.views import AccessView
+
+_SERVER = {
+    "id": 1234,
+    "name": "Server 001234",
+    "institution": "Institution 01234",
+    "qido_url": "https://pacs1234.site237.example.org/dicomweb",
+    "wado_url": "https://pacs1234.site237.example.org/dicomweb",
+}
+
+
+@cache
+def floor_content(size: int) -> dict[str, Any]:
+    """An answer-shaped document whose JSON is about ``size`` bytes."""
+    empty = {"email": "user123456@site237.example.org", "servers": []}
+    per_server = len(_compact(_SERVER)) + 1  # and a comma
+    servers = max(0, round((size - len(_compact(empty))) / per_server))
+    return dict(empty, servers=[_SERVER] * servers)
+
+
+def _compact(content: dict[str, Any]) -> str:
+    return json.dumps(content, separators=(",", ":"), ensure_ascii=False)
+
+
+class FloorView(AccessView):
+    def get(self, request: Request) -> Response:
+        return Response(
+            floor_content(settings.BENCH_FLOOR_BYTES),
+            headers={"ETag": '"floor"', "Cache-Control": "private, no-cache"},
+        )
+
+
+@require_GET
+def bare(request: HttpRequest) -> JsonResponse:
+    """Exactly one trivial SQL query, then a small JSON document."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        (one,) = cursor.fetchone()
+    response = JsonResponse({"status": "ok", "one": one})
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,20 @@
+"""The product's URLs plus the benchmark's floor and bare endpoints.
+
+Only ``bench.settings`` points ``ROOT_URLCONF`` here; the product's own URLconf
+(``pacsbin_integrations.urls``) knows nothing of the benchmark.
+"""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from bench.env import BARE_PATH, FLOOR_PATH
+from bench.floor import FloorView, bare
+from pacsbin_integrations.urls import urlpatterns as product_urlpatterns
+
+# First: the product's /api/ ends in a catch-all JSON 404.
+urlpatterns = [
+    path(FLOOR_PATH.lstrip("/"), FloorView.as_view(), name="bench-floor"),
+    path(BARE_PATH.lstrip("/"), bare, name="bench-bare"),
+    *product_urlpatterns,
+]
