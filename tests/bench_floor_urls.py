@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from integrations.api.floor import FloorView
+from integrations.api.floor import floor
 from pacsbin_integrations.urls import urlpatterns as project_urlpatterns
 
-urlpatterns = [path("api/v1/_floor", FloorView.as_view()), *project_urlpatterns]
+urlpatterns = [path("api/v1/_floor", floor), *project_urlpatterns]

@@ -2,11 +2,9 @@ from __future__ import annotations
 
 import json
 
-from django.db import connection
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
-from integrations import registry
 from integrations.api.floor import floor_content
 from integrations.models import ApiKey, Institution
 from tests.api_helpers import api_key, key_header, server
@@ -62,23 +60,3 @@ class FloorTests(TestCase):
             )
         self.assertEqual(len(response.json()["servers"]), 1)
         self.assertEqual(json.loads(response.content)["servers"][0]["name"], "PACS")
-
-
-class PreparedAccessStatementTests(TestCase):
-    @classmethod
-    def setUpTestData(cls) -> None:
-        server(
-            Institution.objects.create(name="University Hospital"),
-            "PACS",
-            emails=[JANE],
-        )
-
-    def test_a_new_database_session_prepares_it_again(self) -> None:
-        self.assertEqual(len(registry.access_rows(JANE)), 1)
-        with self.assertNumQueries(1):
-            self.assertEqual(len(registry.access_rows(JANE)), 1)
-        if connection.vendor == "postgresql":
-            registry._prepared_on.discard(connection.connection)
-            with connection.cursor() as cursor:
-                cursor.execute("DEALLOCATE ALL")
-        self.assertEqual(len(registry.access_rows(JANE)), 1)

@@ -1,10 +1,11 @@
 """The benchmark's floor: the access question's whole stack without the question.
 
-Same middleware, authentication, permission, throttle and renderer as
-``AccessView`` (it is one), answering a constant JSON document of the size of a
-typical answer. ``make bench`` compares the two to see what the access question
-itself costs. Routed only when ``BENCH_FLOOR=1``: never in a real deployment
-(system check integrations.W090 says so).
+Same middleware, authentication, throttle and rendering as
+``views.access_question`` (the same decorators), answering a constant JSON
+document of the size of a typical answer. ``make bench`` compares the two
+to see what the access question itself costs. Routed only when
+``BENCH_FLOOR=1``: never in a real deployment (system check
+integrations.W090 says so).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from rest_framework.request import Request
-from rest_framework.response import Response
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 
-from integrations.api.views import AccessView
+from integrations.api import access
 
 _SERVER = {
     "id": 1234,
@@ -41,9 +42,11 @@ def _compact(content: dict[str, Any]) -> str:
     return json.dumps(content, separators=(",", ":"), ensure_ascii=False)
 
 
-class FloorView(AccessView):
-    def get(self, request: Request) -> Response:
-        return Response(
-            floor_content(settings.BENCH_FLOOR_BYTES),
-            headers={"ETag": '"floor"', "Cache-Control": "private, no-cache"},
-        )
+@csrf_exempt
+@access.authorize
+@access.throttle
+def floor(request: HttpRequest, caller: access.Caller) -> HttpResponse:
+    return access.respond(
+        access.render(floor_content(settings.BENCH_FLOOR_BYTES)),
+        request.headers.get("If-None-Match", ""),
+    )
