@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.test import SimpleTestCase, TestCase
 
 from integrations import registry
@@ -80,3 +81,25 @@ class RememberedNormalisationTests(SimpleTestCase):
                 ValidationError, "“not-an-email” is not a valid"
             ):
                 normalize_email("not-an-email")
+
+
+class PreparedOnPostgresqlTests(TestCase):
+    """psycopg prepares the access query itself (server-side binding): no
+    PREPARE of our own, and PostgreSQL plans it once per connection."""
+
+    def test_after_a_few_answers_the_access_query_is_a_prepared_statement(
+        self,
+    ) -> None:
+        if connection.vendor != "postgresql":
+            self.skipTest("PostgreSQL only")
+        for _ in range(6):
+            access.rows(JANE)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+                ["%integrations_approveduser%"],
+            )
+            statements = [row[0] for row in cursor.fetchall()]
+        self.assertEqual(len(statements), 1, statements)
+        self.assertIn("$1", statements[0])
+        self.assertEqual(access.rows(JANE), [])
