@@ -123,6 +123,19 @@ class AccessWithApiKeyTests(TestCase):
         response = self.ask()
         self.assertEqual(response["Cache-Control"], "private, no-cache")
 
+    def test_head_answers_like_get_and_other_methods_are_a_405(self) -> None:
+        head = self.client.head(URL, {"email": JANE}, **key_header(self.raw))
+        self.assertEqual(head.status_code, 200)
+        self.assertEqual(head["ETag"], self.ask()["ETag"])
+        response = self.client.post(
+            f"{URL}?email={JANE}", {}, content_type="application/json"
+        )
+        self.assertEqual(response.status_code, 401)  # credentials come first
+        response = self.client.post(f"{URL}?email={JANE}", {}, **key_header(self.raw))
+        self.assertEqual(response.status_code, 405)
+        self.assertEqual(response.json(), {"detail": 'Method "POST" not allowed.'})
+        self.assertEqual(response["Allow"], "GET, HEAD")
+
 
 @override_settings(ACCESS_THROTTLE_RATE=None)
 class AccessAuthenticationTests(TestCase):
