@@ -1,8 +1,8 @@
 """The benchmark's two reference endpoints, routed only by ``bench.urls``.
 
 - The **floor** (``/api/v1/_floor``): the access question's whole stack without
-  the question. Same middleware, authentication, permission, throttle and
-  renderer as ``AccessView`` (it is one), answering a constant JSON document of
+  the question. Same middleware, decorators (who may ask, how often) and
+  rendering as the access view, answering a constant JSON document of
   the size of a typical answer (``BENCH_FLOOR_BYTES``, a setting of
   ``bench.settings`` only). Access/floor is what the question itself costs.
 - The **bare** endpoint (``/api/v1/_bare``): Django and one trivial query, as a
@@ -23,12 +23,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
-from rest_framework.request import Request
-from rest_framework.response import Response
 
-from integrations.api.views import AccessView
+from integrations.api import access
 
 _SERVER = {
     "id": 1234,
@@ -52,12 +51,15 @@ def _compact(content: dict[str, Any]) -> str:
     return json.dumps(content, separators=(",", ":"), ensure_ascii=False)
 
 
-class FloorView(AccessView):
-    def get(self, request: Request) -> Response:
-        return Response(
-            floor_content(settings.BENCH_FLOOR_BYTES),
-            headers={"ETag": '"floor"', "Cache-Control": "private, no-cache"},
-        )
+@csrf_exempt
+@require_GET
+@access.authorize
+@access.throttle
+def floor(request: HttpRequest, caller: access.Caller) -> HttpResponse:
+    return access.respond(
+        access.render(floor_content(settings.BENCH_FLOOR_BYTES)),
+        request.headers.get("If-None-Match", ""),
+    )
 
 
 @require_GET

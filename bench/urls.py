@@ -9,12 +9,12 @@ from __future__ import annotations
 from django.urls import path
 
 from bench.env import BARE_PATH, FLOOR_PATH
-from bench.floor import FloorView, bare
+from bench.floor import bare, floor
 from pacsbin_integrations.urls import urlpatterns as product_urlpatterns
 
 # First: the product's /api/ ends in a catch-all JSON 404.
 urlpatterns = [
-    path(FLOOR_PATH.lstrip("/"), FloorView.as_view(), name="bench-floor"),
+    path(FLOOR_PATH.lstrip("/"), floor, name="bench-floor"),
     path(BARE_PATH.lstrip("/"), bare, name="bench-bare"),
     *product_urlpatterns,
 ]

@@ -293,7 +293,7 @@ class ApprovedUserAdmin(AuditedAdmin):
         servers = None
         if form.is_valid():
             servers = list(
-                registry.approved_servers_for(
+                DicomWebServer.objects.approved_for(
                     form.cleaned_data["email"], active_only=False
                 )
             )

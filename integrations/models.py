@@ -111,6 +111,22 @@ class Institution(models.Model):
             raise duplicate_error(INSTITUTION_NAME_UNIQUE, self.name)
 
 
+class DicomWebServerQuerySet(models.QuerySet["DicomWebServer"]):
+    def approved_for(
+        self, email: str, *, active_only: bool = True
+    ) -> DicomWebServerQuerySet:
+        """The servers an (already normalised) email is approved for, ordered
+        by institution then name. Only active ones unless ``active_only`` is
+        False. The access question's one definition: the API, the admin's
+        "What does this email see?" and the benchmark all ask it here."""
+        servers = self.filter(approved_users__email_key=email_key(email))
+        if active_only:
+            servers = servers.filter(status=DicomWebServer.Status.ACTIVE)
+        return servers.select_related("institution").order_by(
+            Lower("institution__name"), Lower("name"), "pk"
+        )
+
+
 class DicomWebServer(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -157,6 +173,7 @@ class DicomWebServer(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = DicomWebServerQuerySet.as_manager()
     history = _history()
 
     class Meta:

@@ -1,21 +1,12 @@
-"""Flows that cross models, each one named function in one transaction.
-
-The access question is answered here, once, for the API, the admin and the
-benchmark alike.
-"""
+"""Flows that cross models, each one named function in one transaction."""
 
 from __future__ import annotations
 
-import re
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
 
-from django.db import IntegrityError, connections, router, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
-from django.db.models.functions import Lower
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
@@ -27,101 +18,6 @@ BULK_BATCH_SIZE = 2000
 # Rounds of read-then-insert before a bulk add gives up on another writer that
 # keeps approving the same emails at the same moment (each round sees its rows).
 ADD_ATTEMPTS = 5
-
-
-def approved_servers_for(
-    email: str, *, active_only: bool = True
-) -> QuerySet[DicomWebServer]:
-    """The servers an email is approved for (matched by ``email_key``: case of
-    the local part and of the domain ignored, nothing else folded), ordered by
-    institution then name. Only active ones unless ``active_only`` is False."""
-    return _servers_for_key(email_key(email), active_only=active_only)
-
-
-def _servers_for_key(key: str, *, active_only: bool) -> QuerySet[DicomWebServer]:
-    servers = DicomWebServer.objects.filter(
-        approved_users__email_key=key
-    ).select_related("institution")
-    if active_only:
-        servers = servers.filter(status=DicomWebServer.Status.ACTIVE)
-    return servers.order_by(Lower("institution__name"), Lower("name"), "pk")
-
-
-ACCESS_FIELDS = ("id", "name", "institution__name", "qido_url", "wado_url")
-_PLACEHOLDER = "placeholder@access.invalid"  # stands for the email in the SQL
-
-
-def access_rows(email: str) -> list[dict[str, Any]]:
-    """``approved_servers_for(email).values(*ACCESS_FIELDS)``, one SQL query.
-
-    The hot path of the API: building that queryset costs twenty times more
-    than running it, so its SQL is compiled once per process and database and
-    then run with the email's key as the parameter. The SQL comes from
-    ``approved_servers_for``'s own query, so the rules stay in one place; nothing
-    but the SQL text is kept, so every call sees the registry as it is now.
-    On PostgreSQL it is a prepared statement: planning the join took three
-    times longer than running it.
-    """
-    alias = router.db_for_read(DicomWebServer)
-    connection = connections[alias]
-    statement = _access_statement(alias)
-    params = list(statement.params)
-    params[statement.position] = email_key(email)
-    with connection.cursor() as cursor:
-        if statement.prepare is None:
-            cursor.execute(statement.sql, params)
-        else:
-            _prepare_once(connection, statement.prepare)
-            cursor.execute(statement.execute, params)
-        rows = cursor.fetchall()
-    return [dict(zip(ACCESS_FIELDS, row, strict=True)) for row in rows]
-
-
-@dataclass(frozen=True)
-class _Statement:
-    sql: str
-    params: tuple[Any, ...]
-    position: int  # of the email among the parameters
-    prepare: str | None = None  # PostgreSQL: PREPARE … AS sql, with $1, $2 …
-    execute: str = ""  # and EXECUTE …(%s, …)
-
-
-_STATEMENT_NAME = "pacsbin_access"
-# Raw connections on which the statement is prepared (it lives as long as the
-# session, whatever happens to transactions; a new connection prepares again).
-_prepared_on: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-@cache
-def _access_statement(alias: str) -> _Statement:
-    queryset = _servers_for_key(_PLACEHOLDER, active_only=True).values(*ACCESS_FIELDS)
-    sql, params = queryset.query.get_compiler(using=alias).as_sql()
-    positions = [n for n, value in enumerate(params) if value == _PLACEHOLDER]
-    if len(positions) != 1:  # a change to approved_servers_for must not go unseen
-        raise RuntimeError(f"The access SQL has {len(positions)} email parameters.")
-    if connections[alias].vendor != "postgresql":
-        return _Statement(sql, tuple(params), positions[0])
-    numbers = iter(range(1, len(params) + 1))
-    numbered = re.sub(
-        r"%s|%%", lambda m: "%" if m[0] == "%%" else f"${next(numbers)}", sql
-    )
-    return _Statement(
-        sql,
-        tuple(params),
-        positions[0],
-        prepare=f"PREPARE {_STATEMENT_NAME} AS {numbered}",
-        execute=f"EXECUTE {_STATEMENT_NAME}({', '.join(['%s'] * len(params))})",
-    )
-
-
-def _prepare_once(connection: Any, prepare: str) -> None:
-    """Once per session, like the SET statements Django sends on connecting
-    (and, like them, not one of the queries an answer costs)."""
-    raw = connection.connection
-    if raw not in _prepared_on:
-        with raw.cursor() as cursor:
-            cursor.execute(prepare)
-        _prepared_on.add(raw)
 
 
 @dataclass

@@ -164,6 +164,14 @@ else:
         # (make bench: 2x the requests per second at 1,000,000 users).
         "CONN_MAX_AGE": 60,
     }
+if _database["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg binds parameters on the server and prepares a statement once a
+    # connection has run it five times: the access question's query is then
+    # planned once per connection, not per answer (Django turns preparing off
+    # by default for transaction-mode poolers such as PgBouncer < 1.21).
+    _database.setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=5
+    )
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

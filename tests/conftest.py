@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from integrations.api.auth import forget_keys
 from tests import peers
 
 
@@ -18,3 +19,12 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[peers.Orthanc]
 def allow_private(settings):  # type: ignore[no-untyped-def]
     """CONNECTIVITY_ALLOW_PRIVATE on: the local test peers live on loopback."""
     settings.CONNECTIVITY_ALLOW_PRIVATE = True
+
+
+@pytest.fixture(autouse=True)
+def _no_remembered_keys() -> Iterator[None]:
+    """Each test looks its API keys up afresh: workers remember them for a
+    few seconds (auth.KEY_CACHE_SECONDS), tests roll the database back."""
+    forget_keys()
+    yield
+    forget_keys()

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.test import SimpleTestCase, TestCase
 
 from integrations import registry
+from integrations.api import access
 from integrations.models import DicomWebServer
 from integrations.validators import normalize_email
 from tests.factories import approve, make_institution, make_server
@@ -12,7 +14,7 @@ JANE = "jane.doe@university.example"
 
 
 class AccessRowsTests(TestCase):
-    """The hot path runs the SQL of approved_servers_for, compiled once."""
+    """The hot path runs the SQL of approved_for, compiled once."""
 
     @classmethod
     def setUpTestData(cls) -> None:
@@ -30,12 +32,10 @@ class AccessRowsTests(TestCase):
         approve(cls.servers[0], "other@university.example")
 
     def expected(self, email: str) -> list[dict]:
-        return list(
-            registry.approved_servers_for(email).values(*registry.ACCESS_FIELDS)
-        )
+        return list(DicomWebServer.objects.approved_for(email).values(*access.FIELDS))
 
     def test_it_answers_exactly_what_the_queryset_answers_in_its_order(self) -> None:
-        rows = registry.access_rows(JANE)
+        rows = access.rows(JANE)
         self.assertEqual(rows, self.expected(JANE))
         self.assertEqual(
             [(row["institution__name"], row["name"]) for row in rows],
@@ -47,26 +47,26 @@ class AccessRowsTests(TestCase):
         )
 
     def test_it_costs_one_query(self) -> None:
-        registry.access_rows(JANE)  # compiles the SQL
+        access.rows(JANE)  # compiles the SQL
         with self.assertNumQueries(1):
-            registry.access_rows("other@university.example")
+            access.rows("other@university.example")
 
     def test_it_matches_ignoring_case_and_knows_no_stranger(self) -> None:
         self.assertEqual(
-            len(registry.access_rows(normalize_email("JANE.DOE@University.Example"))), 3
+            len(access.rows(normalize_email("JANE.DOE@University.Example"))), 3
         )
-        self.assertEqual(registry.access_rows("nobody@university.example"), [])
+        self.assertEqual(access.rows("nobody@university.example"), [])
 
     def test_a_change_to_the_registry_is_seen_by_the_next_call(self) -> None:
-        self.assertEqual(len(registry.access_rows(JANE)), 3)
+        self.assertEqual(len(access.rows(JANE)), 3)
         registry.set_status(
             DicomWebServer.objects.filter(pk=self.servers[2].pk),
             DicomWebServer.Status.ACTIVE,
         )
-        self.assertEqual(len(registry.access_rows(JANE)), 4)
+        self.assertEqual(len(access.rows(JANE)), 4)
         registry.remove_approved_users(self.servers[0], [JANE])
-        self.assertEqual(registry.access_rows(JANE), self.expected(JANE))
-        self.assertEqual(len(registry.access_rows(JANE)), 3)
+        self.assertEqual(access.rows(JANE), self.expected(JANE))
+        self.assertEqual(len(access.rows(JANE)), 3)
 
 
 class RememberedNormalisationTests(SimpleTestCase):
@@ -81,3 +81,25 @@ class RememberedNormalisationTests(SimpleTestCase):
                 ValidationError, "“not-an-email” is not a valid"
             ):
                 normalize_email("not-an-email")
+
+
+class PreparedOnPostgresqlTests(TestCase):
+    """psycopg prepares the access query itself (server-side binding): no
+    PREPARE of our own, and PostgreSQL plans it once per connection."""
+
+    def test_after_a_few_answers_the_access_query_is_a_prepared_statement(
+        self,
+    ) -> None:
+        if connection.vendor != "postgresql":
+            self.skipTest("PostgreSQL only")
+        for _ in range(6):
+            access.rows(JANE)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+                ["%integrations_approveduser%"],
+            )
+            statements = [row[0] for row in cursor.fetchall()]
+        self.assertEqual(len(statements), 1, statements)
+        self.assertIn("$1", statements[0])
+        self.assertEqual(access.rows(JANE), [])

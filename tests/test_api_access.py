@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from unittest import mock
 
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
+from integrations import registry
+from integrations.api import auth
 from integrations.models import ApiKey, DicomWebServer, Institution
 from tests.api_helpers import api_key, bearer_header, key_header, server, user_token
 
 URL = "/api/v1/access"
 JANE = "jane.doe@university.example"
+
+
+@contextmanager
+def later(seconds: float) -> Iterator[None]:
+    """The workers' clock (time.monotonic), ``seconds`` ahead."""
+    now = time.monotonic()
+    with mock.patch("integrations.api.auth.time.monotonic", return_value=now + seconds):
+        yield
 
 
 @override_settings(ACCESS_THROTTLE_RATE=None)
@@ -109,6 +123,19 @@ class AccessWithApiKeyTests(TestCase):
         response = self.ask()
         self.assertEqual(response["Cache-Control"], "private, no-cache")
 
+    def test_head_answers_like_get_and_other_methods_are_a_405(self) -> None:
+        head = self.client.head(URL, {"email": JANE}, **key_header(self.raw))
+        self.assertEqual(head.status_code, 200)
+        self.assertEqual(head["ETag"], self.ask()["ETag"])
+        response = self.client.post(
+            f"{URL}?email={JANE}", {}, content_type="application/json"
+        )
+        self.assertEqual(response.status_code, 401)  # credentials come first
+        response = self.client.post(f"{URL}?email={JANE}", {}, **key_header(self.raw))
+        self.assertEqual(response.status_code, 405)
+        self.assertEqual(response.json(), {"detail": 'Method "POST" not allowed.'})
+        self.assertEqual(response["Allow"], "GET, HEAD")
+
 
 @override_settings(ACCESS_THROTTLE_RATE=None)
 class AccessAuthenticationTests(TestCase):
@@ -158,14 +185,27 @@ class AccessAuthenticationTests(TestCase):
         )
         self.assertEqual(response.status_code, 200)
 
-    def test_a_logged_in_staff_user_who_may_view_approved_users_may_ask(self) -> None:
+    def test_a_logged_in_staff_user_may_ask(self) -> None:
         from django.contrib.auth.models import Permission, User
 
         staff = User.objects.create_user("staff", password="x", is_staff=True)
-        self.client.force_login(staff)
-        self.assertEqual(self.client.get(URL, {"email": JANE}).status_code, 403)
         staff.user_permissions.add(Permission.objects.get(codename="view_approveduser"))
+        self.client.force_login(staff)
         self.assertEqual(self.client.get(URL, {"email": JANE}).status_code, 200)
+
+    def test_a_staff_user_without_the_approved_user_view_permission_may_not(
+        self,
+    ) -> None:
+        from django.contrib.auth.models import User
+
+        staff = User.objects.create_user("staff", password="x", is_staff=True)
+        self.client.force_login(staff)
+        response = self.client.get(URL, {"email": JANE})
+        self.assertEqual(response.status_code, 403)
+        self.assertEqual(
+            response.json(),
+            {"detail": "This credential may not ask the access question."},
+        )
 
     def test_a_logged_in_non_staff_user_may_not(self) -> None:
         from django.contrib.auth.models import User
@@ -188,7 +228,8 @@ class AccessAuthenticationTests(TestCase):
 
         stale = timezone.now() - timedelta(seconds=61)
         ApiKey.objects.filter(pk=self.key.pk).update(last_used_at=stale)
-        self.client.get(URL, {"email": JANE}, **key_header(self.raw))
+        with later(auth.KEY_CACHE_SECONDS):  # the worker looks the key up again
+            self.client.get(URL, {"email": JANE}, **key_header(self.raw))
         self.key.refresh_from_db()
         self.assertGreater(self.key.last_used_at, stale)
 
@@ -330,12 +371,14 @@ class AccessQueryCountTests(TestCase):
         for number in range(1, count + 1):
             server(self.institution, f"Server {number}", emails=[JANE])
 
-    def test_an_api_key_answer_costs_two_queries_at_1_and_at_50_servers(self) -> None:
-        # Key lookup + the access query (last_used_at is fresh: no write).
+    def test_an_api_key_answer_costs_one_query_at_1_and_at_50_servers(self) -> None:
+        # The first call looks the key up (last_used_at is fresh: no write);
+        # then the worker remembers it and an answer is the access query alone.
         ApiKey.objects.filter(pk=self.key.pk).update(last_used_at=timezone.now())
         self.assert_queries(2, 1, **key_header(self.raw))
+        self.assert_queries(1, 1, **key_header(self.raw))
         self.add_servers(49)
-        self.assert_queries(2, 50, **key_header(self.raw))
+        self.assert_queries(1, 50, **key_header(self.raw))
 
     def test_the_once_a_minute_last_used_write_is_one_more_query(self) -> None:
         self.assert_queries(3, 1, **key_header(self.raw))
@@ -352,3 +395,107 @@ class AccessQueryCountTests(TestCase):
         with self.assertNumQueries(1):
             response = self.client.get(URL, **auth)
         self.assertEqual(len(response.json()["servers"]), 50)
+
+
+@override_settings(ACCESS_THROTTLE_RATE=None)
+class RememberedKeyTests(TestCase):
+    """A worker remembers a key for KEY_CACHE_SECONDS (one query per answer),
+    but never longer: a key revoked elsewhere is refused within that time."""
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.key, cls.raw = api_key("uploader", "access")
+
+    def ask(self):
+        return self.client.get(URL, {"email": JANE}, **key_header(self.raw))
+
+    def test_a_key_revoked_in_the_database_is_refused_within_5_seconds(self) -> None:
+        self.assertLessEqual(auth.KEY_CACHE_SECONDS, 5)
+        self.assertEqual(self.ask().status_code, 200)
+        # As another worker (or the admin on another machine) revokes it:
+        ApiKey.objects.filter(pk=self.key.pk).update(revoked_at=timezone.now())
+        with later(auth.KEY_CACHE_SECONDS):
+            response = self.ask()
+        self.assertEqual(response.status_code, 401)
+        self.assertEqual(
+            response.json(), {"detail": "Invalid, revoked or expired key."}
+        )
+
+    def test_a_key_deleted_from_the_database_is_refused_within_5_seconds(self) -> None:
+        self.assertEqual(self.ask().status_code, 200)
+        ApiKey.objects.filter(pk=self.key.pk).delete()
+        with later(auth.KEY_CACHE_SECONDS):
+            self.assertEqual(self.ask().status_code, 401)
+
+    def test_a_remembered_key_that_expires_is_refused_at_once(self) -> None:
+        soon = timezone.now() + timedelta(seconds=2)
+        ApiKey.objects.filter(pk=self.key.pk).update(expires_at=soon)
+        self.assertEqual(self.ask().status_code, 200)
+        with mock.patch(
+            "integrations.models.timezone.now", return_value=soon + timedelta(seconds=1)
+        ):
+            self.assertEqual(self.ask().status_code, 401)
+
+    def test_within_its_time_a_remembered_key_costs_no_query(self) -> None:
+        self.ask()
+        with self.assertNumQueries(1):  # the access query only
+            self.assertEqual(self.ask().status_code, 200)
+        with later(auth.KEY_CACHE_SECONDS), self.assertNumQueries(2):
+            self.assertEqual(self.ask().status_code, 200)
+
+    def test_an_unknown_key_is_looked_up_every_time(self) -> None:
+        wrong = f"{self.key.prefix}.wrong"
+        for _ in range(2):
+            with self.assertNumQueries(1):
+                response = self.client.get(
+                    URL, {"email": JANE}, HTTP_AUTHORIZATION=f"Api-Key {wrong}"
+                )
+            self.assertEqual(response.status_code, 401)
+
+
+@override_settings(ACCESS_THROTTLE_RATE=None)
+class AnswersStayExactTests(TestCase):
+    """With the key remembered, every change is still in the very next answer."""
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.key, cls.raw = api_key("uploader", "access")
+        cls.institution = Institution.objects.create(name="University Hospital")
+        cls.pacs = server(cls.institution, "PACS", emails=[JANE])
+
+    def names(self) -> list[str]:
+        with self.assertNumQueries(1):
+            response = self.client.get(URL, {"email": JANE}, **key_header(self.raw))
+        return [s["name"] for s in response.json()["servers"]]
+
+    def setUp(self) -> None:
+        self.client.get(URL, {"email": JANE}, **key_header(self.raw))
+
+    def test_an_added_approval_is_seen_by_the_next_request(self) -> None:
+        self.assertEqual(self.names(), ["PACS"])
+        server(self.institution, "VNA", emails=[JANE])
+        self.assertEqual(self.names(), ["PACS", "VNA"])
+
+    def test_a_removed_approval_is_seen_by_the_next_request(self) -> None:
+        registry.remove_approved_users(self.pacs, [JANE])
+        self.assertEqual(self.names(), [])
+
+    def test_a_status_change_is_seen_by_the_next_request(self) -> None:
+        registry.set_status(
+            DicomWebServer.objects.filter(pk=self.pacs.pk),
+            DicomWebServer.Status.SUSPENDED,
+        )
+        self.assertEqual(self.names(), [])
+        registry.set_status(
+            DicomWebServer.objects.filter(pk=self.pacs.pk),
+            DicomWebServer.Status.ACTIVE,
+        )
+        self.assertEqual(self.names(), ["PACS"])
+
+    def test_a_new_url_is_seen_by_the_next_request(self) -> None:
+        self.pacs.wado_url = "https://moved.example/wado"
+        self.pacs.save()
+        response = self.client.get(URL, {"email": JANE}, **key_header(self.raw))
+        self.assertEqual(
+            response.json()["servers"][0]["wado_url"], "https://moved.example/wado"
+        )

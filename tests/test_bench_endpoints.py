@@ -11,7 +11,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core import checks
-from django.db import connection
 from django.test import SimpleTestCase, TestCase, override_settings
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.utils import timezone
@@ -19,7 +18,6 @@ from django.utils import timezone
 import pacsbin_integrations.settings as product_settings
 from bench.env import BARE_PATH, FLOOR_PATH
 from bench.floor import floor_content
-from integrations import registry
 from integrations.api.views import api_not_found
 from integrations.models import ApiKey, Institution
 from tests.api_helpers import api_key, key_header, server
@@ -177,23 +175,3 @@ class BareTests(TestCase):
         with self.assertNumQueries(0):
             response = self.client.post(BARE_PATH)
         self.assertEqual(response.status_code, 405)
-
-
-class PreparedAccessStatementTests(TestCase):
-    @classmethod
-    def setUpTestData(cls) -> None:
-        server(
-            Institution.objects.create(name="University Hospital"),
-            "PACS",
-            emails=[JANE],
-        )
-
-    def test_a_new_database_session_prepares_it_again(self) -> None:
-        self.assertEqual(len(registry.access_rows(JANE)), 1)
-        with self.assertNumQueries(1):
-            self.assertEqual(len(registry.access_rows(JANE)), 1)
-        if connection.vendor == "postgresql":
-            registry._prepared_on.discard(connection.connection)
-            with connection.cursor() as cursor:
-                cursor.execute("DEALLOCATE ALL")
-        self.assertEqual(len(registry.access_rows(JANE)), 1)

@@ -11,8 +11,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.test import TestCase, TransactionTestCase, override_settings
 
-from integrations import registry
-from integrations.models import ApprovedUser, Institution
+from integrations.api import access
+from integrations.models import ApprovedUser, DicomWebServer, Institution
 from integrations.onboarding import approve_request
 from integrations.validators import email_identity, email_key, normalize_email
 from tests.api_helpers import (
@@ -108,8 +108,8 @@ class TheAccessQuestionUsesTheIdentityKey(TestCase):
             with self.subTest(email=email):
                 normalised = normalize_email(email)
                 self.assertEqual(
-                    [row["id"] for row in registry.access_rows(normalised)],
-                    [s.pk for s in registry.approved_servers_for(normalised)],
+                    [row["id"] for row in access.rows(normalised)],
+                    [s.pk for s in DicomWebServer.objects.approved_for(normalised)],
                 )
 
     def test_a_bearer_token_for_straße_sees_only_its_own_servers(self) -> None:

@@ -74,15 +74,19 @@ class ApprovingANewServer(TestCase):
 
     def test_the_emails_reach_the_uploader_only_after_approval(self) -> None:
         r = submitted_request()
-        self.assertEqual(list(registry.approved_servers_for("ann@st-example.org")), [])
+        self.assertEqual(
+            list(DicomWebServer.objects.approved_for("ann@st-example.org")), []
+        )
         approve_request(r, self.reviewer)
-        servers = list(registry.approved_servers_for("ANN@st-example.org"))
+        servers = list(DicomWebServer.objects.approved_for("ANN@st-example.org"))
         self.assertEqual([s.name for s in servers], ["Main PACS"])
 
     def test_kept_pending_the_server_is_not_given_to_the_uploader(self) -> None:
         approve_request(submitted_request(), self.reviewer, activate=False)
         self.assertEqual(DicomWebServer.objects.get().status, "pending")
-        self.assertEqual(list(registry.approved_servers_for("ann@st-example.org")), [])
+        self.assertEqual(
+            list(DicomWebServer.objects.approved_for("ann@st-example.org")), []
+        )
 
     def test_the_contact_is_told_with_their_status_link(self) -> None:
         r = submitted_request()

@@ -28,7 +28,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from integrations import registry
 from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import approve_request
 from integrations.onboarding.links import status_link
@@ -241,9 +240,11 @@ def test_a_contact_submits_and_a_staffer_approves_in_the_browser(
     # The access question, over the API and through the one registry function.
     key = access_key()
     for email in ("ann@st-example.org", "BOB@st-example.org"):
-        assert [s.name for s in registry.approved_servers_for(email)] == ["Main PACS"]
+        assert [s.name for s in DicomWebServer.objects.approved_for(email)] == [
+            "Main PACS"
+        ]
         assert access_api_servers(base, key, email) == ["Main PACS"]
-    assert list(registry.approved_servers_for("carol@st-example.org")) == []
+    assert list(DicomWebServer.objects.approved_for("carol@st-example.org")) == []
     assert access_api_servers(base, key, "carol@st-example.org") == []
 
 
@@ -294,10 +295,10 @@ def test_an_update_sent_from_the_status_page_changes_the_live_data_once_approved
     server.refresh_from_db()
     assert server.qido_url == "https://dicomweb.st-example.org/rs"
     assert server.wado_url == "https://dicomweb.st-example.org/wado-rs"
-    assert [s.pk for s in registry.approved_servers_for("carol@st-example.org")] == [
-        server.pk
-    ]
-    assert list(registry.approved_servers_for("bob@st-example.org")) == []
+    assert [
+        s.pk for s in DicomWebServer.objects.approved_for("carol@st-example.org")
+    ] == [server.pk]
+    assert list(DicomWebServer.objects.approved_for("bob@st-example.org")) == []
     key = access_key()
     assert access_api_servers(base, key, "carol@st-example.org") == ["Main PACS"]
     assert access_api_servers(base, key, "bob@st-example.org") == []

@@ -8,7 +8,7 @@ from django.db import IntegrityError
 from django.test import TestCase
 
 from integrations import registry
-from integrations.models import ApprovedUser
+from integrations.models import ApprovedUser, DicomWebServer
 from tests.factories import approve, make_institution, make_server
 
 
@@ -28,11 +28,13 @@ class ApprovedServersForTests(TestCase):
     def test_only_active_servers_ordered_by_institution_then_name_ignoring_case(
         self,
     ) -> None:
-        servers = registry.approved_servers_for("jane@example.org")
+        servers = DicomWebServer.objects.approved_for("jane@example.org")
         assert [s.name for s in servers] == ["A archive", "b archive", "Z PACS"]
 
     def test_staff_view_includes_every_status(self) -> None:
-        servers = registry.approved_servers_for("JANE@example.org", active_only=False)
+        servers = DicomWebServer.objects.approved_for(
+            "JANE@example.org", active_only=False
+        )
         assert [s.name for s in servers] == [
             "A archive",
             "b archive",
@@ -41,7 +43,7 @@ class ApprovedServersForTests(TestCase):
         ]
 
     def test_an_unknown_email_sees_nothing(self) -> None:
-        assert list(registry.approved_servers_for("nobody@example.org")) == []
+        assert list(DicomWebServer.objects.approved_for("nobody@example.org")) == []
 
     def test_bulk_add_reports_added_and_existing_in_normalised_form(self) -> None:
         result = registry.add_approved_users(

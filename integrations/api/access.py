@@ -1,17 +1,201 @@
-"""The answer to the access question, in our shape or as OHIF data sources."""
+"""The access question: who may ask it, how often, and its answer.
+
+Read in this order: ``urls.py`` routes ``/api/v1/access`` to
+``views.access_question``, whose decorators (below) say who may ask and how
+often; the answer comes from ``DicomWebServer.objects.approved_for`` (models.py),
+run here as one SQL query compiled once per process.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from functools import cache, wraps
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import connections, router
+from django.http import HttpRequest, HttpResponse
 from django.utils.cache import parse_etags
+from rest_framework.exceptions import AuthenticationFailed
 
-from integrations import registry
+from integrations.api.auth import (
+    ApiClient,
+    ApiKeyAuthentication,
+    UploaderUser,
+    UserTokenAuthentication,
+)
+from integrations.api.throttling import AccessThrottle
+from integrations.models import DicomWebServer
+from integrations.validators import email_key, normalize_email
+
+Caller = ApiClient | UploaderUser | AbstractBaseUser
+View = Callable[..., HttpResponse]
 
 FORMATS = ("json", "ohif")
 OHIF_NAMESPACE = "@ohif/extension-default.dataSourcesModule.dicomweb"
+# What a staff session needs to ask (the admin shows it the same answers).
+STAFF_PERMISSION = "integrations.view_approveduser"
+_HEADERS = {"Cache-Control": "private, no-cache"}
+
+
+class Refused(Exception):
+    """An answer other than the servers: a JSON body with a status, as DRF
+    shapes its errors (``{"detail": …}`` or ``{"field": [messages]}``)."""
+
+    def __init__(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+    def response(self) -> HttpResponse:
+        response = HttpResponse(
+            render(self.body), status=self.status, content_type="application/json"
+        )
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+# --- Who may ask, and how often (the view's decorators) -----------------------
+
+_KEYS = ApiKeyAuthentication()
+_TOKENS = UserTokenAuthentication()
+
+
+def authorize(view: View) -> View:
+    """Calls ``view(request, caller)`` for an API key (scope ``access`` or
+    ``manage``), a Bearer user token, or an active staff session with
+    ``integrations.view_approveduser``; anyone else gets 401 or 403. Also the
+    place where a ``Refused`` raised below becomes its JSON answer."""
+
+    @wraps(view)
+    def authorized(request: HttpRequest) -> HttpResponse:
+        try:
+            return view(request, _caller(request))
+        except Refused as refused:
+            return refused.response()
+
+    return authorized
+
+
+def _caller(request: HttpRequest) -> Caller:
+    try:
+        # Api-Key first, then Bearer (REST_FRAMEWORK's order, so the same
+        # header means the same caller on every endpoint).
+        found = _KEYS.authenticate(request) or _TOKENS.authenticate(request)  # type: ignore[arg-type]
+    except AuthenticationFailed as exc:
+        raise _unauthenticated(str(exc.detail)) from None
+    if found is not None:
+        return found[0]
+    user = request.user  # the session, from AuthenticationMiddleware
+    if not (user.is_authenticated and user.is_active):
+        raise _unauthenticated("Authentication credentials were not provided.")
+    if not (user.is_staff and user.has_perm(STAFF_PERMISSION)):
+        raise Refused(
+            403, {"detail": "This credential may not ask the access question."}
+        )
+    return user
+
+
+def _unauthenticated(detail: str) -> Refused:
+    # The challenge names the scheme programs use.
+    headers = {"WWW-Authenticate": ApiKeyAuthentication.keyword}
+    return Refused(401, {"detail": detail}, headers)
+
+
+def throttle(view: View) -> View:
+    """ACCESS_THROTTLE_RATE questions per caller (API key, Bearer email or
+    staff user) and window, counted in the shared cache; past it, 429 with
+    Retry-After."""
+
+    @wraps(view)
+    def throttled(request: HttpRequest, caller: Caller) -> HttpResponse:
+        limiter = AccessThrottle()
+        if not limiter.allow(AccessThrottle.caller_of(caller)):
+            wait = limiter.wait() or 1
+            unit = "second" if wait == 1 else "seconds"
+            raise Refused(
+                429,
+                {
+                    "detail": "Request was throttled. "
+                    f"Expected available in {wait} {unit}."
+                },
+                {"Retry-After": str(wait)},
+            )
+        return view(request, caller)
+
+    return throttled
+
+
+# --- The question and its answer ----------------------------------------------
+
+
+def email_asked(request: HttpRequest, caller: Caller) -> str:
+    """The normalised email the caller asks about: a Bearer token's own (and
+    no other), else ``?email=``."""
+    asked = request.GET.get("email")
+    if isinstance(caller, UploaderUser):
+        if asked is not None and not _same_email(asked, caller.email):
+            raise Refused(
+                403, {"detail": "A Bearer token may only ask about its own email."}
+            )
+        return caller.email
+    if asked is None:
+        raise Refused(400, {"email": ["This parameter is required: ?email=<address>."]})
+    try:
+        return normalize_email(asked)
+    except ValidationError as exc:
+        raise Refused(400, {"email": exc.messages}) from None
+
+
+def _same_email(asked: str, own: str) -> bool:
+    try:
+        return email_key(normalize_email(asked)) == email_key(own)
+    except ValidationError:
+        return False
+
+
+def format_asked(request: HttpRequest) -> str:
+    fmt = request.GET.get("format", "json")
+    if fmt not in FORMATS:
+        raise Refused(400, {"format": [f"“{fmt}” is not a format: use json or ohif."]})
+    return fmt
+
+
+FIELDS = ("id", "name", "institution__name", "qido_url", "wado_url")
+
+
+def rows(email: str) -> list[dict[str, Any]]:
+    """``DicomWebServer.objects.approved_for(email).values(*FIELDS)``: one SQL
+    query, whose SQL is compiled once per process (building the queryset
+    costs more than running it); every call runs it, so it sees the registry
+    as it is now. On PostgreSQL psycopg prepares it on each connection after
+    a few runs (server-side binding, settings.DATABASES)."""
+    alias = router.db_for_read(DicomWebServer)
+    sql, compiled_params, position = _compiled(alias)
+    params = list(compiled_params)
+    params[position] = email_key(email)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    return [dict(zip(FIELDS, row, strict=True)) for row in found]
+
+
+_STAND_IN = "stand-in@access.invalid"
+
+
+@cache
+def _compiled(alias: str) -> tuple[str, tuple[Any, ...], int]:
+    """The SQL, its parameters and where among them the email goes."""
+    queryset = DicomWebServer.objects.approved_for(_STAND_IN).values(*FIELDS)
+    sql, params = queryset.query.get_compiler(using=alias).as_sql()
+    return sql, tuple(params), list(params).index(email_key(_STAND_IN))
 
 
 def answer(email: str, fmt: str = "json") -> dict[str, Any]:
@@ -24,7 +208,7 @@ def answer(email: str, fmt: str = "json") -> dict[str, Any]:
             "qido_url": row["qido_url"],
             "wado_url": row["wado_url"],
         }
-        for row in registry.access_rows(email)
+        for row in rows(email)
     ]
     if fmt == "ohif":
         return ohif_answer(email, servers)
@@ -60,11 +244,30 @@ def ohif_answer(email: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def etag(content: dict[str, Any]) -> str:
-    """A strong ETag computed from the answer itself: it changes exactly when
-    the answer does, with no bookkeeping on writes."""
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    return '"' + hashlib.sha256(canonical.encode()).hexdigest()[:40] + '"'
+def render(content: dict[str, Any]) -> bytes:
+    """JSON as DRF's JSONRenderer writes it: compact, UTF-8, with U+2028 and
+    U+2029 escaped for JavaScript."""
+    text = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+
+
+def respond(body: bytes, if_none_match: str) -> HttpResponse:
+    """The answer with its ETag, or a 304 when the caller has it already."""
+    tag = etag(body)
+    if not_modified(if_none_match, tag):
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(body, content_type="application/json")
+    response["ETag"] = tag
+    for name, value in _HEADERS.items():
+        response[name] = value
+    return response
+
+
+def etag(body: bytes) -> str:
+    """A strong ETag of the answer's bytes: it changes exactly when the answer
+    does, with no bookkeeping on writes."""
+    return '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
 
 
 def not_modified(if_none_match: str, current: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,10 @@ from integrations.validators import normalize_email
 JWT_AUDIENCE = "pacsbin-integrations"
 JWT_ALGORITHMS = ["HS256"]  # and nothing else: never "none", never RS/HS mix-ups
 JWT_LEEWAY_SECONDS = 30  # clock skew between the uploader's backend and us
+# How long a worker trusts a key it looked up: a key revoked in the database is
+# refused by every worker within this many seconds (an expired one at once).
+KEY_CACHE_SECONDS = 5.0
+_KEY_CACHE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,35 @@ def _credentials(request: Request, scheme: str) -> str | None:
     return value
 
 
+# This process's usable keys by hash of the raw key: (trusted until, key).
+_usable_keys: dict[str, tuple[float, ApiKey]] = {}
+
+
+def usable_key(raw: str) -> ApiKey | None:
+    """``ApiKey.objects.for_raw_key(raw)``, remembered by this process for
+    KEY_CACHE_SECONDS, so that the access question costs one SQL query, not
+    two. Only usable keys are remembered: an unknown key is looked up every
+    time, and a remembered one that expires meanwhile is refused at once."""
+    digest = ApiKey.hash(raw)
+    now = time.monotonic()
+    remembered = _usable_keys.get(digest)
+    if remembered is not None and now < remembered[0] and remembered[1].is_usable():
+        return remembered[1]
+    key = ApiKey.objects.for_raw_key(raw)
+    if key is None:
+        _usable_keys.pop(digest, None)
+        return None
+    if len(_usable_keys) >= _KEY_CACHE_SIZE:
+        _usable_keys.clear()
+    _usable_keys[digest] = (now + KEY_CACHE_SECONDS, key)
+    return key
+
+
+def forget_keys() -> None:
+    """Forget every remembered key (tests start from the database)."""
+    _usable_keys.clear()
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Api-Key <key>``."""
 
@@ -69,7 +103,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw = _credentials(request, self.keyword)
         if raw is None:
             return None
-        key = ApiKey.objects.for_raw_key(raw)
+        key = usable_key(raw)
         if key is None:
             # One message for unknown, revoked and expired keys: a caller
             # learns nothing about which keys exist.

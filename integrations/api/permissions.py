@@ -33,21 +33,6 @@ def _is_staff_session(request: Request) -> bool:
     )
 
 
-class CanAskAccess(permissions.BasePermission):
-    """Any API key, a signed user token, or a staff session with the
-    permission to view approved users (the answer lists whom a user is
-    approved for, as the admin's approved-user pages do)."""
-
-    message = "This credential may not ask the access question."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if isinstance(request.user, ApiClient | UploaderUser):
-            return True
-        return _is_staff_session(request) and request.user.has_perm(
-            "integrations.view_approveduser"
-        )
-
-
 class CanManage(permissions.BasePermission):
     """An API key of scope ``manage``, or a staff session with the model
     permission the method needs (view, add, change, delete)."""

@@ -30,13 +30,17 @@ class AccessThrottle(throttling.BaseThrottle):
         self.retry_after: int | None = None
 
     def allow_request(self, request: Request, view: Any) -> bool:
+        return self.allow(self.caller(request))
+
+    def allow(self, caller: str) -> bool:
+        """Count one question of ``caller`` (see ``caller_of``)."""
         rate = settings.ACCESS_THROTTLE_RATE
         if rate is None:
             return True
         limit, period = rate
         now = time.time()
         window = int(now // period)
-        key = f"throttle:access:{self.caller(request)}:{period}:{window}"
+        key = f"throttle:access:{caller}:{period}:{window}"
         if ratelimit.count(self.cache, key, timeout=period + 1) <= limit:
             return True
         self.retry_after = max(1, int((window + 1) * period - now + 0.999))
@@ -47,7 +51,10 @@ class AccessThrottle(throttling.BaseThrottle):
 
     @staticmethod
     def caller(request: Request) -> str:
-        user = request.user
+        return AccessThrottle.caller_of(request.user)
+
+    @staticmethod
+    def caller_of(user: Any) -> str:
         if isinstance(user, ApiClient):
             return f"key:{user.key.pk}"
         if isinstance(user, UploaderUser):

@@ -15,7 +15,7 @@ router.register("v1/institutions", views.InstitutionViewSet, basename="instituti
 router.register("v1/servers", views.DicomWebServerViewSet, basename="server")
 
 urlpatterns = [
-    path("v1/access", views.AccessView.as_view(), name="access"),
+    path("v1/access", views.access_question, name="access"),
     path("v1/health", views.HealthView.as_view(), name="health"),
     path(
         "v1/servers/<int:server_id>/approved-users/",

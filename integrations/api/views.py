@@ -9,11 +9,11 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import ProtectedError, QuerySet
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import generics, status, viewsets
-from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -23,8 +23,7 @@ from rest_framework.views import APIView
 
 from integrations import audit, registry
 from integrations.api import access, docs
-from integrations.api.auth import ApiClient, UploaderUser
-from integrations.api.permissions import CanAskAccess
+from integrations.api.auth import ApiClient
 from integrations.api.serializers import (
     ApprovedUserSerializer,
     BulkAddResultSerializer,
@@ -32,7 +31,6 @@ from integrations.api.serializers import (
     DicomWebServerSerializer,
     InstitutionSerializer,
 )
-from integrations.api.throttling import AccessThrottle
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
     ApprovedUser,
@@ -40,7 +38,7 @@ from integrations.models import (
     Institution,
     integrity_error_as_validation,
 )
-from integrations.validators import email_key, normalize_email
+from integrations.validators import normalize_email
 
 
 def acting_for(request: Request) -> AbstractContextManager[audit.Actor]:
@@ -59,52 +57,29 @@ def _query_text(request: Request, name: str) -> str:
 
 
 # --- The access question --------------------------------------------------
+# The uploader's hot path: a plain Django view (no DRF request machinery);
+# the rules live in ``access`` and ``DicomWebServer.objects.approved_for``.
+# CORS: django-cors-headers answers for UPLOADER_ORIGINS on this path only
+# (settings.CORS_URLS_REGEX): preflights, and headers on every answer, 401
+# and 429 included.
 
 
-@docs.access
-class AccessView(APIView):
-    permission_classes = [CanAskAccess]
-    throttle_classes = [AccessThrottle]
-    renderer_classes = [JSONRenderer]
-
-    def get(self, request: Request) -> Response:
-        email = self._email(request)
-        fmt = request.query_params.get("format", "json")
-        if fmt not in access.FORMATS:
-            raise ValidationError(
-                {"format": [f"“{fmt}” is not a format: use json or ohif."]}
-            )
-        content = access.answer(email, fmt)
-        tag = access.etag(content)
-        headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
-        if access.not_modified(request.headers.get("If-None-Match", ""), tag):
-            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
-        return Response(content, headers=headers)
-
-    def _email(self, request: Request) -> str:
-        asked = request.query_params.get("email")
-        if isinstance(request.user, UploaderUser):
-            own = request.user.email
-            if asked is not None and not _same_email(asked, own):
-                raise PermissionDenied(
-                    "A Bearer token may only ask about its own email."
-                )
-            return own
-        if asked is None:
-            raise ValidationError(
-                {"email": ["This parameter is required: ?email=<address>."]}
-            )
-        try:
-            return normalize_email(asked)
-        except DjangoValidationError as exc:
-            raise ValidationError({"email": exc.messages}) from None
-
-
-def _same_email(asked: str, own: str) -> bool:
-    try:
-        return email_key(normalize_email(asked)) == email_key(own)
-    except DjangoValidationError:
-        return False
+@docs.access  # the OpenAPI operation (drf-spectacular)
+@csrf_exempt  # a read with credentials in a header, never a cookie-only form
+@access.authorize  # Api-Key, Bearer user token or staff session; else 401/403
+@access.throttle  # ACCESS_THROTTLE_RATE per key or Bearer email; else 429
+def access_question(request: HttpRequest, caller: access.Caller) -> HttpResponse:
+    if request.method not in ("GET", "HEAD"):
+        raise access.Refused(
+            405,
+            {"detail": f'Method "{request.method}" not allowed.'},
+            {"Allow": "GET, HEAD"},
+        )
+    email = access.email_asked(request, caller)
+    content = access.answer(email, access.format_asked(request))
+    return access.respond(
+        access.render(content), request.headers.get("If-None-Match", "")
+    )
 
 
 @csrf_exempt  # changes nothing; a CSRF 403 page would hide the JSON 404
