@@ -26,8 +26,9 @@ run: $(VENV)/.runtime
 	@echo "Serving the demo at http://127.0.0.1:8000/admin/ (Ctrl-C stops it)"
 	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
+# Every test, the slow ones included (bare `pytest` leaves them out).
 test: $(VENV)/.dev
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -m "" $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
