@@ -101,7 +101,7 @@ def manage_key(db, settings):  # noqa: ANN001, ANN201  (pytest fixtures)
     # documentation address, which the SSRF guard refuses, so no lookup or
     # request ever leaves this machine.
     with mock.patch(
-        "integrations.connectivity.guard.resolve", return_value=["192.0.2.1"]
+        "integrations.connectivity.ssrf.resolve", return_value=["192.0.2.1"]
     ):
         yield raw
     request_started.connect(close_old_connections)

@@ -490,13 +490,13 @@ _CHECK_EXAMPLE = {
 
 
 def _check_serializer() -> Any:
-    from integrations.api.connectivity import ConnectivityCheckSerializer
+    from integrations.api.connectivity_views import ConnectivityCheckSerializer
 
     return ConnectivityCheckSerializer
 
 
 def _run_check_serializer() -> Any:
-    from integrations.api.connectivity import RunCheckSerializer
+    from integrations.api.connectivity_views import RunCheckSerializer
 
     return RunCheckSerializer
 
