@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations.api import docs
+from integrations.api import schema
 from integrations.api.auth import ApiClient
 from integrations.api.views import ServerChildMixin
 from integrations.connectivity import proxyconfig, run_check
@@ -48,7 +48,7 @@ class RunCheckSerializer(serializers.Serializer):
     )
 
 
-@docs.checks
+@schema.checks
 class ServerChecksView(ServerChildMixin, generics.ListAPIView):
     serializer_class = ConnectivityCheckSerializer
     permission_model = ConnectivityCheck
@@ -68,7 +68,7 @@ class ServerChecksView(ServerChildMixin, generics.ListAPIView):
         return Response(check.to_dict(), status=status.HTTP_201_CREATED)
 
 
-@docs.proxy_config
+@schema.proxy_config
 class ProxyConfigView(ServerChildMixin, APIView):
     permission_model = DicomWebServer
 
@@ -79,5 +79,5 @@ class ProxyConfigView(ServerChildMixin, APIView):
         except proxyconfig.UnknownKind as exc:
             raise NotFound(str(exc)) from None
         except proxyconfig.ConfigRefused as exc:
-            raise docs.Conflict(str(exc)) from None
+            raise schema.Conflict(str(exc)) from None
         return HttpResponse(text, content_type="text/plain; charset=utf-8")
