@@ -16,21 +16,13 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations.api import serializers as s
 from integrations.api.auth import ApiKeyAuthentication, UserTokenAuthentication
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the registry's current state."
-    default_code = "conflict"
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -489,25 +481,13 @@ _CHECK_EXAMPLE = {
 }
 
 
-def _check_serializer() -> Any:
-    from integrations.api.connectivity_views import ConnectivityCheckSerializer
-
-    return ConnectivityCheckSerializer
-
-
-def _run_check_serializer() -> Any:
-    from integrations.api.connectivity_views import RunCheckSerializer
-
-    return RunCheckSerializer
-
-
 def checks(view: Any) -> Any:
     return extend_schema_view(
         get=extend_schema(
             summary="List a server's connectivity checks, newest first",
             tags=["connectivity"],
             parameters=[_SERVER_ID, PAGE_SIZE],
-            responses={200: _check_serializer()(many=True), **LIST_ERRORS},
+            responses={200: s.ConnectivityCheckSerializer(many=True), **LIST_ERRORS},
         ),
         post=extend_schema(
             summary="Run a connectivity check now",
@@ -518,10 +498,10 @@ def checks(view: Any) -> Any:
             "the deployment sets CONNECTIVITY_ALLOW_PRIVATE=1.",
             tags=["connectivity"],
             parameters=[_SERVER_ID],
-            request=_run_check_serializer(),
+            request=s.RunCheckSerializer,
             responses={
                 201: OpenApiResponse(
-                    _check_serializer(),
+                    s.ConnectivityCheckSerializer,
                     description="The check, as recorded.",
                     examples=[
                         OpenApiExample(

@@ -24,6 +24,7 @@ from rest_framework.views import APIView
 from integrations import audit, registry
 from integrations.api import access, schema
 from integrations.api.auth import ApiClient
+from integrations.api.errors import Conflict
 from integrations.api.serializers import (
     ApprovedUserSerializer,
     BulkAddResultSerializer,
@@ -128,7 +129,7 @@ class AuditedSaveMixin:
             values = {**current, **serializer.validated_data}
             duplicate = integrity_error_as_validation(exc, values)
             if duplicate is None:
-                raise schema.Conflict(
+                raise Conflict(
                     "The change conflicts with a concurrent one; try again."
                 ) from None
             raise ValidationError(as_serializer_error(duplicate)) from None
@@ -162,7 +163,7 @@ class InstitutionViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
                 instance.delete()
         except ProtectedError as exc:
             count = len(exc.protected_objects)
-            raise schema.Conflict(
+            raise Conflict(
                 f"“{instance.name}” still has {count} DICOMweb server(s); "
                 "delete them or move them to another institution first."
             ) from None
