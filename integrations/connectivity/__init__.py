@@ -14,20 +14,6 @@ allowed to talk to an archive, and if not, exactly what to change.
 from __future__ import annotations
 
 from integrations.connectivity import proxyconfig
-from integrations.connectivity.proxyconfig import UnknownKind, allowed_origins
-from integrations.connectivity.runs import (
-    normalize_origin,
-    record_browser_check,
-    run_check,
-    run_checks,
-)
+from integrations.connectivity.runs import record_browser_check, run_check, run_checks
 
-__all__ = [
-    "UnknownKind",
-    "allowed_origins",
-    "normalize_origin",
-    "proxyconfig",
-    "record_browser_check",
-    "run_check",
-    "run_checks",
-]
+__all__ = ["proxyconfig", "record_browser_check", "run_check", "run_checks"]
