@@ -111,7 +111,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "integrations.audit.AuditActorMiddleware",
     # Body-size cap and CSP of the public onboarding pages.
-    "integrations.onboarding.guards.PublicPagesMiddleware",
+    "integrations.onboarding.abuse.PublicPagesMiddleware",
     # Last, as django-axes asks: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]

@@ -11,7 +11,7 @@ from django.core import mail
 from django.test import override_settings
 
 from integrations.models import DicomWebServer, OnboardingRequest
-from integrations.onboarding import flows
+from integrations.onboarding import lifecycle
 
 FORM_URL = "/onboarding/"
 _CONFIRM_URL = re.compile(r"https?://\S+/onboarding/confirm/\S+/")
@@ -62,7 +62,7 @@ def form_data(**overrides: Any) -> dict[str, Any]:
 
 def confirm(onboarding_request: OnboardingRequest) -> OnboardingRequest:
     """What the contact's press on the emailed link's button does."""
-    flows.confirm_request(onboarding_request, "http://testserver")
+    lifecycle.confirm_request(onboarding_request, "http://testserver")
     return onboarding_request
 
 
@@ -83,7 +83,7 @@ def submitted_request(confirmed: bool = True, **fields: Any) -> OnboardingReques
         "emails_to_remove": [],
         **fields,
     }
-    r = flows.submit_request(
+    r = lifecycle.submit_request(
         data, client_address="192.0.2.10", site_url="http://testserver"
     )
     return confirm(r) if confirmed else r
@@ -108,7 +108,7 @@ def update_request_for(
         "emails_to_remove": [],
         **fields,
     }
-    r = flows.submit_request(
+    r = lifecycle.submit_request(
         data, client_address="192.0.2.10", site_url="http://testserver", server=server
     )
     return confirm(r) if confirmed else r

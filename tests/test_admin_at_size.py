@@ -12,7 +12,7 @@ from django.test import RequestFactory, TestCase
 from django.test.utils import CaptureQueriesContext
 
 from integrations import registry
-from integrations.admin import CappedCountPaginator
+from integrations.admin.registry import CappedCountPaginator
 from integrations.models import ApprovedUser, DicomWebServer, Institution
 
 CHANGELIST = "/admin/integrations/approveduser/"

@@ -22,6 +22,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from integrations import registry
+from integrations.api import access
+from integrations.connectivity import proxyconfig
 from integrations.models import DicomWebServer, Institution
 from tests.api_helpers import api_key
 
@@ -55,6 +57,36 @@ class SchemaDocumentTests(TestCase):
                     self.assertLessEqual({"401", "403"}, set(operation["responses"]))
         access = schema["paths"]["/api/v1/access"]["get"]["responses"]
         self.assertLessEqual({"200", "304", "400", "401", "403", "429"}, set(access))
+
+    def test_its_enums_and_examples_are_the_codes_own_values(self) -> None:
+        schema = SchemaGenerator().get_schema(request=None, public=True)
+        paths = schema["paths"]
+
+        def parameter(path: str, name: str) -> dict:
+            operation = paths[path]["get"]
+            return next(p for p in operation["parameters"] if p["name"] == name)
+
+        # drf-spectacular sorts an enum's values.
+        self.assertEqual(
+            parameter("/api/v1/access", "format")["schema"]["enum"],
+            sorted(access.FORMATS),
+        )
+        self.assertEqual(
+            parameter("/api/v1/servers/", "status")["schema"]["enum"],
+            sorted(DicomWebServer.Status.values),
+        )
+        self.assertEqual(
+            parameter("/api/v1/servers/{server_id}/proxy-config/{kind}", "kind")[
+                "schema"
+            ]["enum"],
+            sorted(proxyconfig.KINDS),
+        )
+        ohif = paths["/api/v1/access"]["get"]["responses"]["200"]["content"][
+            "application/json"
+        ]["examples"]["Ohif"]["value"]
+        source = ohif["dataSources"][0]
+        self.assertEqual(source["namespace"], access.OHIF_NAMESPACE)
+        self.assertEqual(ohif["defaultDataSourceName"], source["sourceName"])
 
     def test_the_docs_page_loads_its_assets_from_this_server(self) -> None:
         response = self.client.get("/api/docs/")
@@ -101,7 +133,7 @@ def manage_key(db, settings):  # noqa: ANN001, ANN201  (pytest fixtures)
     # documentation address, which the SSRF guard refuses, so no lookup or
     # request ever leaves this machine.
     with mock.patch(
-        "integrations.connectivity.guard.resolve", return_value=["192.0.2.1"]
+        "integrations.connectivity.ssrf.resolve", return_value=["192.0.2.1"]
     ):
         yield raw
     request_started.connect(close_old_connections)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from integrations.connectivity import client, guard, probe, proxyconfig
+from integrations.connectivity import client, probe, proxyconfig, ssrf
 from integrations.models import CheckOutcome, DicomWebServer, Institution
 from tests import peers
 
@@ -293,7 +293,7 @@ server {{
         # address but sends the name for SNI, Host and the certificate check.
         settings.UPLOADER_ORIGINS = [PACSBIN]
         resolved = {"localhost": ["127.0.0.1"], "archive.test": ["127.0.0.1"]}
-        monkeypatch.setattr(guard, "resolve", lambda host, port: resolved[host])
+        monkeypatch.setattr(ssrf, "resolve", lambda host, port: resolved[host])
         config = proxyconfig.render(server_for(orthanc.dicomweb), "nginx")
         with peers.nginx(tmp_path, config, tls=True) as proxy:
             port = proxy.rsplit(":", 1)[1]

@@ -20,7 +20,7 @@ from django.test import TestCase
 from django.urls import reverse
 
 from integrations import inputs, transfer
-from integrations.connectivity import client, flows, probe
+from integrations.connectivity import client, probe, runs
 from integrations.models import (
     ApprovedUser,
     CheckOutcome,
@@ -427,7 +427,7 @@ class WhatAnArchiveAnswers(TestCase):
 
     def run_check_against(self, fetch: Any) -> ConnectivityCheck:
         with mock.patch.object(probe, "probe", partial(probe.probe, fetch=fetch)):
-            return flows.run_check(self.server)
+            return runs.run_check(self.server)
 
     def test_deeply_nested_json_is_not_dicomweb_with_a_plain_message(self) -> None:
         search = response(

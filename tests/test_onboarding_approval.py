@@ -16,7 +16,12 @@ from integrations.models import (
     Institution,
     OnboardingRequest,
 )
-from integrations.onboarding import ReviewError, approve_request, flows, reject_request
+from integrations.onboarding import (
+    ReviewError,
+    approve_request,
+    lifecycle,
+    reject_request,
+)
 from tests.onboarding_helpers import submitted_request, update_request_for
 
 
@@ -139,7 +144,7 @@ class ApprovingWhileSomeoneElseCreatesTheSameInstitution(TransactionTestCase):
         before = registry_snapshot()
         # The lookup ran before the other insert committed: it saw nothing.
         with (
-            mock.patch.object(flows, "institution_named", return_value=None),
+            mock.patch.object(lifecycle, "institution_named", return_value=None),
             self.assertRaisesMessage(
                 ReviewError, "An institution named “St. Example Hospital” already"
             ),

@@ -16,8 +16,8 @@ from django.test import Client, TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from integrations.connectivity import flows as connectivity_flows
 from integrations.connectivity import proxyconfig
+from integrations.connectivity import runs as connectivity_runs
 from integrations.connectivity.reports import MAX_BROWSER_REPORT_BYTES
 from integrations.models import (
     ConnectivityCheck,
@@ -25,7 +25,7 @@ from integrations.models import (
     Institution,
     OnboardingRequest,
 )
-from integrations.onboarding import ReviewError, approve_request, guards
+from integrations.onboarding import ReviewError, abuse, approve_request
 from integrations.onboarding.links import status_link
 from tests.onboarding_helpers import (
     FreshRateLimit,
@@ -165,7 +165,7 @@ class RecordingACheckFromTheStatusPage(FreshRateLimit, TestCase):
             f"at most {MAX_BROWSER_REPORT_BYTES:,}", response.json()["detail"]
         )
         # Beyond the public pages' own cap, the middleware refuses it unread.
-        response = self.post(b"x" * (guards.MAX_BODY_BYTES + 1))
+        response = self.post(b"x" * (abuse.MAX_BODY_BYTES + 1))
         self.assertEqual(response.status_code, 413)
         self.assertFalse(ConnectivityCheck.objects.exists())
 
@@ -173,7 +173,7 @@ class RecordingACheckFromTheStatusPage(FreshRateLimit, TestCase):
         self,
     ) -> None:
         # Reports with bad links count too: the limit comes before the link.
-        for _ in range(guards.BROWSER_CHECKS_PER_HOUR - 1):
+        for _ in range(abuse.BROWSER_CHECKS_PER_HOUR - 1):
             response = self.client.post(
                 record_url(self.r, "nonsense"), "{}", content_type="application/json"
             )
@@ -187,7 +187,7 @@ class RecordingACheckFromTheStatusPage(FreshRateLimit, TestCase):
         self.assertEqual(other.status_code, 201)
 
     def test_submissions_and_checks_are_counted_apart(self) -> None:
-        for _ in range(guards.BROWSER_CHECKS_PER_HOUR):
+        for _ in range(abuse.BROWSER_CHECKS_PER_HOUR):
             self.post(GOOD_REPORT)
         form = self.client.post("/onboarding/", {"leave_blank": "x"})
         self.assertNotEqual(form.status_code, 429)
@@ -226,9 +226,9 @@ class ChecksForNothing(TestCase):
 
     def test_the_flow_refuses_to_record_a_check_for_nothing(self) -> None:
         with self.assertRaises(ValueError):
-            connectivity_flows.record_browser_check(None, "https://a.example", "ok", [])
+            connectivity_runs.record_browser_check(None, "https://a.example", "ok", [])
         with self.assertRaises(ValidationError):  # malformed: refused, unwritten
-            connectivity_flows.record_browser_check(
+            connectivity_runs.record_browser_check(
                 None,
                 "nonsense",
                 "ok",
@@ -244,7 +244,7 @@ class ApprovalAttachesTheChecks(TestCase):
         cls.reviewer = make_reviewer()
 
     def record(self, r: OnboardingRequest, report: dict[str, Any]) -> Any:
-        return connectivity_flows.record_browser_check(
+        return connectivity_runs.record_browser_check(
             None,
             "https://registry.example",
             report["outcome"],
@@ -326,7 +326,7 @@ class TheStatusPage(TestCase):
         self.assertEqual(directives["connect-src"], "'self' http://10.1.2.3:8042")
         expected = dict(
             d.strip().split(" ", 1)
-            for d in guards.CONTENT_SECURITY_POLICY.split(";")
+            for d in abuse.CONTENT_SECURITY_POLICY.split(";")
             if d.strip()
         )
         del expected["connect-src"], directives["connect-src"]
@@ -340,7 +340,7 @@ class TheStatusPage(TestCase):
     def test_the_other_public_pages_keep_the_strict_csp(self) -> None:
         response = self.client.get("/onboarding/")
         self.assertEqual(
-            response["Content-Security-Policy"], guards.CONTENT_SECURITY_POLICY
+            response["Content-Security-Policy"], abuse.CONTENT_SECURITY_POLICY
         )
 
     def test_it_offers_the_check_saying_which_origin_and_what_a_browser_can_tell(
@@ -417,7 +417,7 @@ class TheStatusPage(TestCase):
     ) -> None:
         def add(outcome: str, count: int) -> None:
             for _ in range(count):
-                connectivity_flows.record_browser_check(
+                connectivity_runs.record_browser_check(
                     None,
                     "https://registry.example",
                     outcome,
@@ -460,7 +460,7 @@ class TheReviewPage(TestCase):
 
     def test_staff_see_what_the_contacts_browser_saw_before_approving(self) -> None:
         self.assertContains(self.client.get(self.url()), 'id="browser-checks-none"')
-        connectivity_flows.record_browser_check(
+        connectivity_runs.record_browser_check(
             None,
             "https://registry.example",
             "cors_missing",

@@ -19,7 +19,7 @@ from integrations.models import (
     Institution,
     OnboardingRequest,
 )
-from integrations.onboarding import approve_request, flows
+from integrations.onboarding import approve_request, lifecycle
 from integrations.onboarding.links import confirmation_link, status_link
 from tests.onboarding_helpers import (
     FORM_URL,
@@ -314,7 +314,7 @@ class ChangesFromTheStatusLink(FreshRateLimit, TestCase):
         self.assertEqual(list(OnboardingRequest.objects.review_queue()), [r])
         mail.outbox.clear()
         with self.captureOnCommitCallbacks(execute=True):
-            flows.reject_request(r, self.staff, "Not from your team.")
+            lifecycle.reject_request(r, self.staff, "Not from your team.")
         self.assertEqual([m.to for m in mail.outbox], [["pat.admin@st-example.org"]])
 
     def test_without_an_address_on_record_the_origin_confirmed_one_is_used(

@@ -14,7 +14,7 @@ import pytest
 
 from integrations.connectivity import proxyconfig
 from integrations.models import ConnectivityCheck, OnboardingRequest
-from integrations.onboarding import connectivity
+from integrations.onboarding import status_checks
 from integrations.onboarding.links import status_link
 from tests import peers
 from tests.onboarding_helpers import fresh_cache, submitted_request
@@ -75,7 +75,7 @@ def test_the_check_passes_through_the_generated_nginx_and_is_recorded(
     settings.REGISTRY_PUBLIC_ORIGIN = base  # type: ignore[attr-defined]
     r = request_for(orthanc.dicomweb)
     # The configuration the page itself offers for this request.
-    config = proxyconfig.render(connectivity.server_for(r), "nginx")
+    config = proxyconfig.render(status_checks.server_for(r), "nginx")
     with peers.nginx(tmp_path, config) as proxy:
         OnboardingRequest.objects.filter(pk=r.pk).update(
             qido_url=f"{proxy}/dicom-web", wado_url=f"{proxy}/dicom-web"

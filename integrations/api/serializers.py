@@ -17,7 +17,12 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from integrations.inputs import escaped, parse_id
-from integrations.models import ApprovedUser, DicomWebServer, Institution
+from integrations.models import (
+    ApprovedUser,
+    ConnectivityCheck,
+    DicomWebServer,
+    Institution,
+)
 from integrations.validators import MAX_EMAIL_LENGTH, normalize_email
 
 # One request may carry a whole institution (issue 6: 100,000 in under 20 s).
@@ -200,3 +205,31 @@ class OhifAnswerSerializer(serializers.Serializer):
     email = serializers.CharField()
     defaultDataSourceName = serializers.CharField(allow_null=True)  # noqa: N815
     dataSources = OhifDataSourceSerializer(many=True)  # noqa: N815
+
+
+class FindingSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class ConnectivityCheckSerializer(serializers.Serializer):
+    """Read-only: the contract shape, as ``ConnectivityCheck.to_dict()`` makes it."""
+
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    source = serializers.ChoiceField(choices=ConnectivityCheck.Source.choices)
+    origin = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=ConnectivityCheck.Outcome.choices)
+    findings = FindingSerializer(many=True)
+
+    def to_representation(self, instance: ConnectivityCheck) -> dict[str, Any]:
+        return instance.to_dict()
+
+
+class RunCheckSerializer(serializers.Serializer):
+    origin = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="The origin to test, e.g. https://pacsbin.com (default: the "
+        "first uploader origin).",
+    )

@@ -6,7 +6,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from integrations.api import connectivity, views
+from integrations.api import connectivity_views, views
 
 app_name = "api"
 
@@ -29,12 +29,12 @@ urlpatterns = [
     ),
     path(
         "v1/servers/<int:server_id>/checks/",
-        connectivity.ServerChecksView.as_view(),
+        connectivity_views.ServerChecksView.as_view(),
         name="checks",
     ),
     path(
         "v1/servers/<int:server_id>/proxy-config/<str:kind>",
-        connectivity.ProxyConfigView.as_view(),
+        connectivity_views.ProxyConfigView.as_view(),
         name="proxy-config",
     ),
     *router.urls,

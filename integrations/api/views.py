@@ -22,8 +22,9 @@ from rest_framework.serializers import BaseSerializer, as_serializer_error
 from rest_framework.views import APIView
 
 from integrations import audit, registry
-from integrations.api import access, docs
+from integrations.api import access, schema
 from integrations.api.auth import ApiClient
+from integrations.api.errors import Conflict
 from integrations.api.serializers import (
     ApprovedUserSerializer,
     BulkAddResultSerializer,
@@ -64,7 +65,7 @@ def _query_text(request: Request, name: str) -> str:
 # and 429 included.
 
 
-@docs.access  # the OpenAPI operation (drf-spectacular)
+@schema.access  # the OpenAPI operation (drf-spectacular)
 @csrf_exempt  # a read with credentials in a header, never a cookie-only form
 @access.authorize  # Api-Key, Bearer user token or staff session; else 401/403
 @access.throttle  # ACCESS_THROTTLE_RATE per key or Bearer email; else 429
@@ -90,7 +91,7 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespon
 # --- Health -----------------------------------------------------------------
 
 
-@docs.health
+@schema.health
 class HealthView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -128,7 +129,7 @@ class AuditedSaveMixin:
             values = {**current, **serializer.validated_data}
             duplicate = integrity_error_as_validation(exc, values)
             if duplicate is None:
-                raise docs.Conflict(
+                raise Conflict(
                     "The change conflicts with a concurrent one; try again."
                 ) from None
             raise ValidationError(as_serializer_error(duplicate)) from None
@@ -140,7 +141,7 @@ class AuditedSaveMixin:
         self._save(serializer)
 
 
-@docs.institutions
+@schema.institutions
 class InstitutionViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
     # ASCII digits only: int() reads "١" as 1. Longer than any 64-bit id is
     # no match, so the JSON 404 of api_not_found.
@@ -162,13 +163,13 @@ class InstitutionViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
                 instance.delete()
         except ProtectedError as exc:
             count = len(exc.protected_objects)
-            raise docs.Conflict(
+            raise Conflict(
                 f"“{instance.name}” still has {count} DICOMweb server(s); "
                 "delete them or move them to another institution first."
             ) from None
 
 
-@docs.servers
+@schema.servers
 class DicomWebServerViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
     # ASCII digits only: int() reads "١" as 1. Longer than any 64-bit id is
     # no match, so the JSON 404 of api_not_found.
@@ -218,7 +219,7 @@ class ServerChildMixin:
         return get_object_or_404(DicomWebServer, pk=kwargs["server_id"])
 
 
-@docs.approved_users
+@schema.approved_users
 class ApprovedUserListView(ServerChildMixin, generics.ListAPIView):
     serializer_class = ApprovedUserSerializer
     permission_model = ApprovedUser
@@ -261,7 +262,7 @@ def _item_error(given: list[Any], position: int, value: str, message: str) -> st
     return f"Item {position} ({shown}): {message}"
 
 
-@docs.approved_user
+@schema.approved_user
 class ApprovedUserDetailView(ServerChildMixin, APIView):
     permission_model = ApprovedUser
 

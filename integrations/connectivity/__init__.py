@@ -7,27 +7,13 @@ allowed to talk to an archive, and if not, exactly what to change.
   what someone's browser saw;
 - ``proxyconfig.render(server, kind)``: the fix-it nginx / apache / caddy
   configuration, for ``proxyconfig.allowed_origins()``;
-- ``guard`` (the SSRF guard), ``client`` (the guarded HTTP client) and ``probe``
+- ``ssrf`` (the SSRF guard), ``client`` (the guarded HTTP client) and ``probe``
   (the judgement, without the database) underneath.
 """
 
 from __future__ import annotations
 
 from integrations.connectivity import proxyconfig
-from integrations.connectivity.flows import (
-    normalize_origin,
-    record_browser_check,
-    run_check,
-    run_checks,
-)
-from integrations.connectivity.proxyconfig import UnknownKind, allowed_origins
+from integrations.connectivity.runs import record_browser_check, run_check, run_checks
 
-__all__ = [
-    "UnknownKind",
-    "allowed_origins",
-    "normalize_origin",
-    "proxyconfig",
-    "record_browser_check",
-    "run_check",
-    "run_checks",
-]
+__all__ = ["proxyconfig", "record_browser_check", "run_check", "run_checks"]

@@ -23,7 +23,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from integrations.connectivity import guard
+from integrations.connectivity import ssrf
 
 CONNECT_TIMEOUT = 5.0  # seconds
 TOTAL_TIMEOUT = 15.0  # seconds, for one request from connect to last byte
@@ -101,19 +101,19 @@ def fetch(
         redirects.append(current)
 
 
-def _check(url: str, allow_private: bool | None) -> guard.Target:
+def _check(url: str, allow_private: bool | None) -> ssrf.Target:
     try:
-        return guard.check_url(url, allow_private=allow_private)
-    except guard.Blocked as exc:
+        return ssrf.check_url(url, allow_private=allow_private)
+    except ssrf.Blocked as exc:
         raise FetchError("blocked", str(exc)) from None
-    except guard.NameNotResolved as exc:
+    except ssrf.NameNotResolved as exc:
         raise FetchError("dns", str(exc)) from None
 
 
 def send(
     method: str,
     url: str,
-    target: guard.Target,
+    target: ssrf.Target,
     headers: dict[str, str],
     limits: Limits,
 ) -> Response:
@@ -166,7 +166,7 @@ def send(
 
 
 def _pool(
-    target: guard.Target, address: str, timeout: urllib3.Timeout
+    target: ssrf.Target, address: str, timeout: urllib3.Timeout
 ) -> urllib3.HTTPConnectionPool:
     if target.scheme == "https":
         return urllib3.HTTPSConnectionPool(

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse
 
-from integrations.connectivity import flows
+from integrations.connectivity import runs
 from integrations.inputs import JsonInputError, load_json
 from integrations.models import DicomWebServer, OnboardingRequest
 
@@ -69,7 +69,7 @@ def record_from_request(
             status=400,
         )
     try:
-        check = flows.record_browser_check(
+        check = runs.record_browser_check(
             server,
             tested_origin(request),
             report.get("outcome"),

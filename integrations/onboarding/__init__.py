@@ -4,7 +4,7 @@ submission reaches the registry."""
 
 from __future__ import annotations
 
-from integrations.onboarding.flows import (
+from integrations.onboarding.lifecycle import (
     ApprovalResult,
     ConfirmationError,
     ReviewError,

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 
 from integrations.forms import EmailPasteField
 from integrations.models import DicomWebServer
-from integrations.onboarding.guards import MAX_EMAILS
+from integrations.onboarding.abuse import MAX_EMAILS
 from integrations.validators import (
     count_email_entries,
     email_key,

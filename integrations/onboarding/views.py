@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations.clientip import client_ip
 from integrations.connectivity import proxyconfig, reports
-from integrations.onboarding import connectivity, cors, flows, guards, links
+from integrations.onboarding import abuse, cors, lifecycle, links, status_checks
 from integrations.onboarding.forms import (
     NewServerForm,
     ServerDetailsForm,
@@ -55,7 +55,7 @@ def _submit(
 ) -> HttpResponse:
     """The guards, then the form, then one flow call; the form is shown again
     with what was typed whenever the submission is not stored."""
-    if not guards.count_submission(request):
+    if not abuse.count_submission(request):
         form.is_valid()  # to show the typed values back
         form.add_error(None, RATE_LIMITED)
         return render(request, "onboarding/form.html", context, status=429)
@@ -63,7 +63,7 @@ def _submit(
         return _refused(request)
     if not form.is_valid():
         return render(request, "onboarding/form.html", context, status=400)
-    created = flows.submit_request(
+    created = lifecycle.submit_request(
         form.request_fields(),
         client_address=client_ip(request),
         site_url=site_url(request),
@@ -131,11 +131,11 @@ def confirm(request: HttpRequest, link: str) -> HttpResponse:
     error = ""
     if request.method == "POST" and not r.is_confirmed:
         try:
-            flows.confirm_request(r, site_url(request))
-        except flows.ConfirmationError as exc:
+            lifecycle.confirm_request(r, site_url(request))
+        except lifecycle.ConfirmationError as exc:
             error = exc.message
     elif not r.is_confirmed and r.confirmation_expired:
-        error = flows.expired_message(r)
+        error = lifecycle.expired_message(r)
     if error:
         return render(
             request,
@@ -164,7 +164,7 @@ def confirm(request: HttpRequest, link: str) -> HttpResponse:
 @require_POST
 def resend_confirmation(request: HttpRequest, link: str) -> HttpResponse:
     # Counted before the link is looked at, like the browser check.
-    if not guards.count_confirmation_resend(request):
+    if not abuse.count_confirmation_resend(request):
         message = (
             "Too many confirmation emails asked for from your network in the "
             "last hour; please try again later."
@@ -173,8 +173,8 @@ def resend_confirmation(request: HttpRequest, link: str) -> HttpResponse:
     else:
         r = links.request_for_link(link)
         try:
-            flows.resend_confirmation(r, site_url(request))
-        except flows.ConfirmationError as exc:
+            lifecycle.resend_confirmation(r, site_url(request))
+        except lifecycle.ConfirmationError as exc:
             message, status_code = exc.message, 409
         else:
             message, status_code = "", 200
@@ -198,8 +198,8 @@ def resend_confirmation(request: HttpRequest, link: str) -> HttpResponse:
 def status(request: HttpRequest, link: str) -> HttpResponse:
     onboarding_request = links.request_for_link(link)
     r = onboarding_request
-    checked = connectivity.server_for(r)
-    configs, configs_refused = connectivity.fixit_configs(checked)
+    checked = status_checks.server_for(r)
+    configs, configs_refused = status_checks.fixit_configs(checked)
     # What a browser on this page will send as Origin (a GET carries none).
     page_origin = f"{request.scheme}://{request.get_host()}"
     response = render(
@@ -214,10 +214,10 @@ def status(request: HttpRequest, link: str) -> HttpResponse:
             "updates": r.updates.order_by("-created_at")[:20],
             "checked": checked,
             "page_origin": page_origin,
-            "origin_is_exact": connectivity.origin_is_exact(page_origin),
+            "origin_is_exact": status_checks.origin_is_exact(page_origin),
             "uploader_origins": settings.UPLOADER_ORIGINS,
             "registry_origin": settings.REGISTRY_PUBLIC_ORIGIN,
-            "checks": connectivity.recent_checks(r),
+            "checks": status_checks.recent_checks(r),
             "configs": configs,
             "configs_refused": configs_refused,
             "config_origins": proxyconfig.allowed_origins(),
@@ -225,8 +225,8 @@ def status(request: HttpRequest, link: str) -> HttpResponse:
     )
     # The browser check fetch()es the archive: its origin, and only it, joins
     # connect-src; the rest of the public pages' policy stays as it is.
-    archive = guards.origin_of(checked.qido_url)
-    response["Content-Security-Policy"] = guards.content_security_policy(
+    archive = abuse.origin_of(checked.qido_url)
+    response["Content-Security-Policy"] = abuse.content_security_policy(
         [archive] if archive else []
     )
     return response
@@ -238,18 +238,18 @@ def browser_check(request: HttpRequest, link: str) -> HttpResponse:
     """Record what the contact's browser saw (CSRF-protected like every POST)."""
     # Counted before the link is looked at: a flood of bad links costs the
     # same as a flood of good ones.
-    if not guards.count_browser_check(request):
+    if not abuse.count_browser_check(request):
         return JsonResponse(
             {
                 "detail": "Too many checks from your network in the last hour "
-                f"(at most {guards.BROWSER_CHECKS_PER_HOUR}); please try later."
+                f"(at most {abuse.BROWSER_CHECKS_PER_HOUR}); please try later."
             },
             status=429,
         )
     r = links.request_for_link(link)
     return reports.record_from_request(
         request,
-        server=connectivity.live_server(r),
+        server=status_checks.live_server(r),
         onboarding_request=r,
         user=request.user,
     )

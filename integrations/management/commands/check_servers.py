@@ -9,8 +9,9 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from integrations import audit
-from integrations.connectivity import normalize_origin, run_check
+from integrations.connectivity import run_check
 from integrations.models import ConnectivityCheck, DicomWebServer
+from integrations.validators import normalize_origin
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from integrations.onboarding.flows import purge_expired_requests
+from integrations.onboarding.lifecycle import purge_expired_requests
 
 
 class Command(BaseCommand):

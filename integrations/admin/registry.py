@@ -1,4 +1,5 @@
-"""The admin: the tool onboarding staff use all day."""
+"""The registry's admin: institutions, DICOMweb servers, approved users and
+API keys, the tool onboarding staff use all day."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
+from integrations.admin.connectivity import ConnectivityAdminMixin
 from integrations.adminlookups import StrictNumberLookupsMixin
-from integrations.connectivity.admin import ConnectivityAdminMixin
 from integrations.forms import AccessLookupForm, DicomWebServerAdminForm
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
@@ -367,7 +368,3 @@ class ApiKeyAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
         for key in keys:
             key.revoke()
         self.message_user(request, f"Revoked {len(keys)} key(s).", messages.SUCCESS)
-
-
-# Staff review of self-service submissions (registers its own admin).
-from integrations.onboarding import admin as onboarding_admin  # noqa: E402, F401

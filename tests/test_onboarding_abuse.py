@@ -12,7 +12,7 @@ from django.core.cache import caches
 from django.test import Client, RequestFactory, TestCase, override_settings
 
 from integrations.models import OnboardingRequest
-from integrations.onboarding.guards import MAX_BODY_BYTES, rate_key
+from integrations.onboarding.abuse import MAX_BODY_BYTES, rate_key
 from tests.onboarding_helpers import FORM_URL, FreshRateLimit, form_data
 
 

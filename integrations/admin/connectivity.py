@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from integrations.connectivity import flows, proxyconfig, reports
+from integrations.connectivity import proxyconfig, reports, run_checks
 from integrations.models import ConnectivityCheck, DicomWebServer
 
 # Each check waits for the archive; more than this many belongs in
@@ -127,7 +127,7 @@ class ConnectivityAdminMixin:
             )
             return
         for server in servers:
-            for check in flows.run_checks(server, user=request.user):
+            for check in run_checks(server, user=request.user):
                 level = messages.SUCCESS if check.is_ok else messages.WARNING
                 first = next(
                     (f["message"] for f in check.shown_findings if not check.is_ok), ""

@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.inputs import escaped, parse_id
 from integrations.models import Institution, OnboardingRequest
-from integrations.onboarding import connectivity, cors, flows
+from integrations.onboarding import cors, lifecycle, status_checks
 from integrations.onboarding.views import site_url
 
 
@@ -160,7 +160,7 @@ class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
         can_reject = (
             r.is_open and r.is_confirmed and self.has_change_permission(request, r)
         )
-        missing = flows.missing_permissions(r, request.user) if can_reject else []
+        missing = lifecycle.missing_permissions(r, request.user) if can_reject else []
         context = {
             **self.admin_site.each_context(request),
             "title": f"Review {r.reference}",
@@ -170,12 +170,14 @@ class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
             "can_reject": can_reject,
             "can_approve": can_reject and not missing,
             "missing_to_approve": missing,
-            "differences": flows.differences(r) if r.kind == "update" else [],
-            "stale": flows.stale_reason(r) if r.kind == "update" and r.is_open else "",
-            "emails": flows.email_review(r),
+            "differences": lifecycle.differences(r) if r.kind == "update" else [],
+            "stale": lifecycle.stale_reason(r)
+            if r.kind == "update" and r.is_open
+            else "",
+            "emails": lifecycle.email_review(r),
             "existing_institution": existing_institution,
             "guidance": cors.guidance_for(r.cors_mode, r.needs_credentials),
-            "checks": connectivity.recent_checks(r),
+            "checks": status_checks.recent_checks(r),
         }
         return TemplateResponse(
             request, "admin/integrations/onboardingrequest/review.html", context
@@ -197,17 +199,17 @@ class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
         if request.method != "POST":
             return HttpResponse(status=405)
         r = self._decide(request, pk)
-        if r.is_open and flows.missing_permissions(r, request.user):
+        if r.is_open and lifecycle.missing_permissions(r, request.user):
             raise PermissionDenied
         try:
-            result = flows.approve_request(
+            result = lifecycle.approve_request(
                 r,
                 request.user,
                 activate=request.POST.get("activate") == "on",
                 site_url=site_url(request),
                 check_permissions=True,
             )
-        except flows.ReviewError as exc:
+        except lifecycle.ReviewError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return HttpResponseRedirect(self._review_url(r))
         self.message_user(request, result.summary(), messages.SUCCESS)
@@ -218,13 +220,13 @@ class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
             return HttpResponse(status=405)
         r = self._decide(request, pk)
         try:
-            flows.reject_request(
+            lifecycle.reject_request(
                 r,
                 request.user,
                 request.POST.get("reason", ""),
                 site_url=site_url(request),
             )
-        except flows.ReviewError as exc:
+        except lifecycle.ReviewError as exc:
             self.message_user(request, exc.message, messages.ERROR)
             return HttpResponseRedirect(self._review_url(r))
         self.message_user(

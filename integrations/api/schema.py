@@ -16,21 +16,26 @@ from drf_spectacular.utils import (
     extend_schema,
     extend_schema_view,
 )
-from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations.api import access
 from integrations.api import serializers as s
-from integrations.api.auth import ApiKeyAuthentication, UserTokenAuthentication
+from integrations.api.auth import (
+    JWT_AUDIENCE,
+    ApiKeyAuthentication,
+    UserTokenAuthentication,
+)
+from integrations.connectivity import proxyconfig
+from integrations.models import ApiKey, ConnectivityCheck, DicomWebServer
 
 
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The request conflicts with the registry's current state."
-    default_code = "conflict"
+def _one_of(values: Any, last: str = "or") -> str:
+    """``a, b or c``: a list of the code's own values in a sentence."""
+    *rest, final = list(values)
+    return f"{', '.join(rest)} {last} {final}" if rest else final
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -43,7 +48,8 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "in": "header",
             "name": "Authorization",
             "description": "`Authorization: Api-Key <key>`; create a key with "
-            "`python manage.py create_api_key NAME --scope access|manage`.",
+            "`python manage.py create_api_key NAME --scope "
+            f"{'|'.join(ApiKey.Scope.values)}`.",
         }
 
 
@@ -58,7 +64,7 @@ class UserTokenScheme(OpenApiAuthenticationExtension):
             "bearerFormat": "JWT",
             "description": "A JWT minted by the uploader's backend: HS256 with "
             "UPLOADER_JWT_SECRET, claims `email`, `iat`, `exp` and "
-            "`aud: pacsbin-integrations`; `exp - iat` at most "
+            f"`aud: {JWT_AUDIENCE}`; `exp - iat` at most "
             "UPLOADER_JWT_MAX_LIFETIME seconds (default one day). Asks only "
             "about its own email.",
         }
@@ -169,7 +175,7 @@ _access_operation = extend_schema_view(
             OpenApiParameter(
                 "format",
                 str,
-                enum=["json", "ohif"],
+                enum=list(access.FORMATS),
                 description="`ohif`: the same servers as OHIF Viewer v3 "
                 "`dataSources` entries.",
             ),
@@ -206,30 +212,9 @@ _access_operation = extend_schema_view(
                     OpenApiExample("answer", value=_ANSWER_EXAMPLE),
                     OpenApiExample(
                         "ohif",
-                        value={
-                            "email": "jane.doe@university.edu",
-                            "defaultDataSourceName": "pacsbin-7",
-                            "dataSources": [
-                                {
-                                    "namespace": "@ohif/extension-default."
-                                    "dataSourcesModule.dicomweb",
-                                    "sourceName": "pacsbin-7",
-                                    "configuration": {
-                                        "friendlyName": "University Hospital — "
-                                        "University Hospital PACS",
-                                        "name": "University Hospital PACS",
-                                        "qidoRoot": "https://pacs.university.edu/dicomweb",
-                                        "wadoRoot": "https://pacs.university.edu/dicomweb",
-                                        "qidoSupportsIncludeField": False,
-                                        "imageRendering": "wadors",
-                                        "thumbnailRendering": "wadors",
-                                        "enableStudyLazyLoad": True,
-                                        "supportsFuzzyMatching": False,
-                                        "supportsWildcard": True,
-                                    },
-                                }
-                            ],
-                        },
+                        value=access.ohif_answer(
+                            _ANSWER_EXAMPLE["email"], _ANSWER_EXAMPLE["servers"]
+                        ),
                     ),
                 ],
             ),
@@ -315,8 +300,8 @@ _SERVER = {
     "name": "University Hospital PACS",
     "qido_url": "https://pacs.university.edu/dicomweb",
     "wado_url": "https://pacs.university.edu/dicomweb",
-    "status": "active",
-    "cors_mode": "reverse_proxy",
+    "status": DicomWebServer.Status.ACTIVE.value,
+    "cors_mode": DicomWebServer.CorsMode.REVERSE_PROXY.value,
     "needs_credentials": False,
     "notes": "",
 }
@@ -397,7 +382,7 @@ servers = _crud(
         OpenApiParameter(
             "status",
             str,
-            enum=["pending", "active", "suspended"],
+            enum=DicomWebServer.Status.values,
             description="Only servers in this status.",
         ),
     ],
@@ -475,12 +460,12 @@ approved_user = extend_schema_view(
 _CHECK_EXAMPLE = {
     "id": 12,
     "created_at": "2026-11-28T09:30:00Z",
-    "source": "server",
+    "source": ConnectivityCheck.Source.SERVER.value,
     "origin": "https://pacsbin.com",
-    "outcome": "cors_missing",
+    "outcome": ConnectivityCheck.Outcome.CORS_MISSING.value,
     "findings": [
         {
-            "code": "cors_missing",
+            "code": ConnectivityCheck.Outcome.CORS_MISSING.value,
             "message": "The archive answered the QIDO search but sent no "
             "Access-Control-Allow-Origin header: the browser blocks it. Add the "
             "header on the archive, or put the fix-it reverse proxy in front.",
@@ -489,25 +474,13 @@ _CHECK_EXAMPLE = {
 }
 
 
-def _check_serializer() -> Any:
-    from integrations.api.connectivity import ConnectivityCheckSerializer
-
-    return ConnectivityCheckSerializer
-
-
-def _run_check_serializer() -> Any:
-    from integrations.api.connectivity import RunCheckSerializer
-
-    return RunCheckSerializer
-
-
 def checks(view: Any) -> Any:
     return extend_schema_view(
         get=extend_schema(
             summary="List a server's connectivity checks, newest first",
             tags=["connectivity"],
             parameters=[_SERVER_ID, PAGE_SIZE],
-            responses={200: _check_serializer()(many=True), **LIST_ERRORS},
+            responses={200: s.ConnectivityCheckSerializer(many=True), **LIST_ERRORS},
         ),
         post=extend_schema(
             summary="Run a connectivity check now",
@@ -518,10 +491,10 @@ def checks(view: Any) -> Any:
             "the deployment sets CONNECTIVITY_ALLOW_PRIVATE=1.",
             tags=["connectivity"],
             parameters=[_SERVER_ID],
-            request=_run_check_serializer(),
+            request=s.RunCheckSerializer,
             responses={
                 201: OpenApiResponse(
-                    _check_serializer(),
+                    s.ConnectivityCheckSerializer,
                     description="The check, as recorded.",
                     examples=[
                         OpenApiExample(
@@ -539,7 +512,7 @@ def proxy_config(view: Any) -> Any:
     return extend_schema_view(
         get=extend_schema(
             summary="The fix-it reverse-proxy configuration, ready to paste",
-            description="`kind` is nginx, apache or caddy. A reverse proxy to "
+            description=f"`kind` is {_one_of(proxyconfig.KINDS)}. A reverse proxy to "
             "the archive that answers preflights and adds the CORS headers for "
             "the uploader's origins, on error answers too.",
             tags=["connectivity"],
@@ -549,7 +522,7 @@ def proxy_config(view: Any) -> Any:
                     "kind",
                     str,
                     location=OpenApiParameter.PATH,
-                    enum=["nginx", "apache", "caddy"],
+                    enum=list(proxyconfig.KINDS),
                     description="The proxy software.",
                 ),
             ],

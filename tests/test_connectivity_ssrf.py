@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.test import override_settings
 
-from integrations.connectivity import client, guard, probe
+from integrations.connectivity import client, probe, ssrf
 from integrations.models import CheckOutcome
 
 
@@ -31,7 +31,7 @@ def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
             raise OSError("Name or service not known")
         return answers[host]
 
-    monkeypatch.setattr(guard, "resolve", resolve)
+    monkeypatch.setattr(ssrf, "resolve", resolve)
     answers["__asked__"] = asked  # type: ignore[assignment]
     return answers
 
@@ -127,15 +127,15 @@ class TestTheGuardRefusesInternalAddresses:
         ],
     )
     def test_it_refuses_the_address_and_says_why(self, url: str, reason: str) -> None:
-        with pytest.raises(guard.Blocked, match=reason):
-            guard.check_url(url, allow_private=False)
+        with pytest.raises(ssrf.Blocked, match=reason):
+            ssrf.check_url(url, allow_private=False)
 
     def test_it_refuses_a_name_resolving_to_a_private_address(
         self, resolver: dict[str, list[str]]
     ) -> None:
         resolver["pacs.hospital.example"] = ["10.20.30.40"]
-        with pytest.raises(guard.Blocked, match=r"pacs\.hospital\.example \(10\."):
-            guard.check_url(
+        with pytest.raises(ssrf.Blocked, match=r"pacs\.hospital\.example \(10\."):
+            ssrf.check_url(
                 "https://pacs.hospital.example/dicomweb", allow_private=False
             )
 
@@ -143,14 +143,14 @@ class TestTheGuardRefusesInternalAddresses:
         self, resolver: dict[str, list[str]]
     ) -> None:
         resolver["mixed.example"] = ["93.184.215.14", "2606:2800:21f::1", "::1"]
-        with pytest.raises(guard.Blocked, match="loopback"):
-            guard.check_url("https://mixed.example/dicomweb", allow_private=False)
+        with pytest.raises(ssrf.Blocked, match="loopback"):
+            ssrf.check_url("https://mixed.example/dicomweb", allow_private=False)
 
     def test_it_accepts_a_name_whose_addresses_are_all_public(
         self, resolver: dict[str, list[str]]
     ) -> None:
         resolver["pacs.example.org"] = ["93.184.215.14", "2606:2800:21f::1"]
-        target = guard.check_url("https://pacs.example.org:8443/dicomweb")
+        target = ssrf.check_url("https://pacs.example.org:8443/dicomweb")
         assert target.host == "pacs.example.org"
         assert target.port == 8443
         assert target.addresses == ("93.184.215.14", "2606:2800:21f::1")
@@ -159,13 +159,13 @@ class TestTheGuardRefusesInternalAddresses:
         "url", ["ftp://pacs.example.org/", "file:///etc/passwd", "gopher://x/"]
     )
     def test_it_refuses_schemes_other_than_http_and_https(self, url: str) -> None:
-        with pytest.raises(guard.Blocked, match="not an http or https URL"):
-            guard.check_url(url)
+        with pytest.raises(ssrf.Blocked, match="not an http or https URL"):
+            ssrf.check_url(url)
 
     def test_private_addresses_pass_when_the_deployment_allows_them(self) -> None:
         with override_settings(CONNECTIVITY_ALLOW_PRIVATE=True):
-            assert guard.check_url("http://10.1.2.3/x").addresses == ("10.1.2.3",)
-            assert guard.check_url("http://[::1]:8042/x").addresses == ("::1",)
+            assert ssrf.check_url("http://10.1.2.3/x").addresses == ("10.1.2.3",)
+            assert ssrf.check_url("http://[::1]:8042/x").addresses == ("::1",)
 
     def test_cloud_metadata_stays_refused_even_when_private_addresses_are_allowed(
         self, resolver: dict[str, list[str]]
@@ -173,9 +173,9 @@ class TestTheGuardRefusesInternalAddresses:
         resolver["metadata.google.internal"] = ["169.254.169.254"]
         with (
             override_settings(CONNECTIVITY_ALLOW_PRIVATE=True),
-            pytest.raises(guard.Blocked, match="metadata"),
+            pytest.raises(ssrf.Blocked, match="metadata"),
         ):
-            guard.check_url("http://metadata.google.internal/computeMetadata/v1/")
+            ssrf.check_url("http://metadata.google.internal/computeMetadata/v1/")
 
 
 # (address, refused without CONNECTIVITY_ALLOW_PRIVATE, refused with it): the
@@ -243,10 +243,10 @@ class TestTheGuardJudgesIPv4InsideIPv6AndLinkLocal:
     @staticmethod
     def _assert(url: str, refused: str | None, *, allow_private: bool | None) -> None:
         if refused is None:
-            assert guard.check_url(url, allow_private=allow_private).addresses
+            assert ssrf.check_url(url, allow_private=allow_private).addresses
         else:
-            with pytest.raises(guard.Blocked) as caught:
-                guard.check_url(url, allow_private=allow_private)
+            with pytest.raises(ssrf.Blocked) as caught:
+                ssrf.check_url(url, allow_private=allow_private)
             assert refused in str(caught.value)
 
     def test_the_probe_blocks_a_nat64_disguised_metadata_address(

@@ -1,0 +1,13 @@
+"""The admin, one module per part of the app. Django's admin autodiscovery
+imports this package; each module registers the ModelAdmins it defines.
+
+- ``registry``: institutions, DICOMweb servers, approved users, API keys;
+- ``onboarding``: staff review of self-service submissions;
+- ``connectivity``: the server admin's checks and fix-it configurations.
+"""
+
+from __future__ import annotations
+
+from integrations.admin import connectivity, onboarding, registry
+
+__all__ = ["connectivity", "onboarding", "registry"]
