@@ -187,7 +187,7 @@ def rows(email: str) -> list[dict[str, Any]]:
     return [dict(zip(FIELDS, row, strict=True)) for row in found]
 
 
-_STAND_IN = "stand-in@access.invalid"
+_STAND_IN = "stand-in@access.example"
 
 
 @cache
