@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -64,6 +65,44 @@ def integrity_error_as_validation(
     return None
 
 
+def _refused_by(model: type[models.Model], error: ValidationError) -> str | None:
+    """Which of ``_DUPLICATES``' constraints raised ``error`` in
+    ``Model.validate_constraints``, if one did: a constraint on expressions
+    says its violation message, one on fields the ``unique_error_message`` of
+    its fields."""
+    params = error.params or {}
+    for constraint in model._meta.constraints:
+        if constraint.name not in _DUPLICATES:
+            continue
+        fields = getattr(constraint, "fields", ())
+        if fields:
+            if tuple(params.get("unique_check", ())) == tuple(fields):
+                return constraint.name
+        elif error.message == constraint.get_violation_error_message():
+            return constraint.name
+    return None
+
+
+@contextmanager
+def duplicates_named(instance: models.Model) -> Iterator[None]:
+    """Let ``Model.validate_constraints`` check every constraint, and replace
+    the generic refusal of each uniqueness rule in ``_DUPLICATES`` by its
+    message naming the duplicate value, under the field it is about."""
+    try:
+        yield
+    except ValidationError as exc:
+        errors: dict[str, list[ValidationError]] = {}
+        for field, messages in exc.error_dict.items():
+            for error in messages:
+                constraint = _refused_by(type(instance), error)
+                if constraint is None:
+                    errors.setdefault(field, []).append(error)
+                    continue
+                value = getattr(instance, _DUPLICATES[constraint][0])
+                errors = duplicate_error(constraint, value).update_error_dict(errors)
+        raise ValidationError(errors) from None
+
+
 def _history() -> HistoricalRecords:
     return HistoricalRecords(bases=[audit.AuditedHistory], get_user=audit.history_user)
 
@@ -97,12 +136,9 @@ class Institution(models.Model):
         if self.contact_email:
             self.contact_email = normalize_email(self.contact_email)
 
-    def validate_constraints(self, exclude: Any = None) -> None:
-        duplicate = Institution.objects.filter(name__iexact=self.name)
-        if self.pk:
-            duplicate = duplicate.exclude(pk=self.pk)
-        if self.name and duplicate.exists():
-            raise duplicate_error(INSTITUTION_NAME_UNIQUE, self.name)
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
+        with duplicates_named(self):
+            super().validate_constraints(exclude=exclude)
 
 
 class DicomWebServerQuerySet(models.QuerySet["DicomWebServer"]):
@@ -177,7 +213,7 @@ class DicomWebServer(models.Model):
             models.UniqueConstraint(
                 "institution",
                 Lower("name"),
-                name="server_name_ci_unique_per_institution",
+                name=SERVER_NAME_UNIQUE,
             ),
         ]
         indexes = [models.Index(fields=["status"], name="server_status_idx")]
@@ -196,16 +232,9 @@ class DicomWebServer(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def validate_constraints(self, exclude: Any = None) -> None:
-        if not self.institution_id or not self.name:
-            return
-        duplicate = DicomWebServer.objects.filter(
-            institution_id=self.institution_id, name__iexact=self.name
-        )
-        if self.pk:
-            duplicate = duplicate.exclude(pk=self.pk)
-        if duplicate.exists():
-            raise duplicate_error(SERVER_NAME_UNIQUE, self.name)
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
+        with duplicates_named(self):
+            super().validate_constraints(exclude=exclude)
 
 
 class ApprovedUserQuerySet(models.QuerySet["ApprovedUser"]):
@@ -257,15 +286,20 @@ class ApprovedUser(models.Model):
         return self.email
 
     def clean(self) -> None:
-        self.email, self.email_key = email_identity(self.email)
+        try:
+            self.email, self.email_key = email_identity(self.email)
+        except ValidationError as exc:
+            # Under its field: then the key it failed to give is not checked.
+            raise ValidationError({"email": exc.error_list}) from None
 
-    def validate_constraints(self, exclude: Any = None) -> None:
-        if not self.server_id or not self.email_key:
-            return
-        duplicate = ApprovedUser.objects.filter(
-            server_id=self.server_id, email_key=self.email_key
-        )
-        if self.pk:
-            duplicate = duplicate.exclude(pk=self.pk)
-        if duplicate.exists():
-            raise duplicate_error(EMAIL_ONCE_PER_SERVER, self.email)
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
+        # clean() derives email_key from the email, so the key is checked
+        # exactly when the email is: a ModelForm excludes the key (it is on no
+        # form) yet validates the email; a bad email leaves no key to check.
+        exclude = set(exclude or ())
+        if "email" in exclude:
+            exclude.add("email_key")
+        else:
+            exclude.discard("email_key")
+        with duplicates_named(self):
+            super().validate_constraints(exclude=exclude)
