@@ -17,7 +17,7 @@ from integrations.api import docs
 from integrations.api.auth import ApiClient
 from integrations.api.views import ServerChildMixin
 from integrations.connectivity import proxyconfig, run_check
-from integrations.models import ConnectivityCheck, DicomWebServer
+from integrations.models import CheckOutcome, ConnectivityCheck, DicomWebServer
 
 
 class FindingSerializer(serializers.Serializer):
@@ -32,7 +32,7 @@ class ConnectivityCheckSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     source = serializers.ChoiceField(choices=ConnectivityCheck.Source.choices)
     origin = serializers.CharField()
-    outcome = serializers.ChoiceField(choices=ConnectivityCheck.Outcome.choices)
+    outcome = serializers.ChoiceField(choices=CheckOutcome.choices)
     findings = FindingSerializer(many=True)
 
     def to_representation(self, instance: ConnectivityCheck) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 
 from integrations.api import serializers as s
 from integrations.api.auth import ApiKeyAuthentication, UserTokenAuthentication
+from integrations.models import CheckOutcome
 
 
 class Conflict(APIException):
@@ -477,7 +478,7 @@ _CHECK_EXAMPLE = {
     "created_at": "2026-11-28T09:30:00Z",
     "source": "server",
     "origin": "https://pacsbin.com",
-    "outcome": "cors_missing",
+    "outcome": CheckOutcome.CORS_MISSING.value,
     "findings": [
         {
             "code": "cors_missing",

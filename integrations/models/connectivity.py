@@ -72,8 +72,6 @@ class ConnectivityCheck(models.Model):
         SERVER = "server", "Server-side probe"
         BROWSER = "browser", "Someone's browser"
 
-    Outcome = CheckOutcome
-
     # Server-side checks always have a server. A browser check from the status
     # page of a request not yet approved has only the request; approval then
     # attaches it to the server, so staff see what the contact's browser saw.
