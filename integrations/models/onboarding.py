@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.text import capfirst
 
 from integrations.models.registry import DicomWebServer, Institution
 from integrations.validators import (
@@ -158,6 +159,46 @@ class OnboardingRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reference} · {self.institution_name} · {self.server_name}"
+
+    # Each field that describes a live row: (which row, its field there).
+    LIVE_FIELDS: ClassVar[dict[str, tuple[str, str]]] = {
+        "contact_name": ("institution", "contact_name"),
+        "contact_email": ("institution", "contact_email"),
+        "server_name": ("server", "name"),
+        "qido_url": ("server", "qido_url"),
+        "wado_url": ("server", "wado_url"),
+        "cors_mode": ("server", "cors_mode"),
+        "needs_credentials": ("server", "needs_credentials"),
+    }
+
+    def live_values(self, row: str) -> dict[str, Any]:
+        """The values this request gives the live ``row`` ("institution" or
+        "server"), named as that row's fields."""
+        return {
+            live: getattr(self, mine)
+            for mine, (target, live) in self.LIVE_FIELDS.items()
+            if target == row
+        }
+
+    def institution_values(self) -> dict[str, Any]:
+        return self.live_values("institution")
+
+    def server_values(self) -> dict[str, Any]:
+        return self.live_values("server")
+
+    @classmethod
+    def values_describing(cls, server: DicomWebServer) -> dict[str, Any]:
+        """A live server's (and its institution's) values, named as a
+        request's fields: what a change starts from."""
+        rows = {"institution": server.institution, "server": server}
+        return {
+            mine: getattr(rows[target], live)
+            for mine, (target, live) in cls.LIVE_FIELDS.items()
+        }
+
+    @classmethod
+    def label_of(cls, field: str) -> str:
+        return capfirst(cls._meta.get_field(field).verbose_name)
 
     @property
     def is_open(self) -> bool:
