@@ -523,11 +523,11 @@ def email_review(onboarding_request: OnboardingRequest) -> EmailReview:
     approved: set[str] = set()
     if r.server_id and r.kind == OnboardingRequest.Kind.UPDATE:
         keys = [email_key(e) for e in [*r.emails_to_add, *r.emails_to_remove]]
-        for start in range(0, len(keys), registry.BULK_BATCH_SIZE):
+        for batch in registry.chunks(keys):
             approved.update(
-                r.server.approved_users.filter(
-                    email_key__in=keys[start : start + registry.BULK_BATCH_SIZE]
-                ).values_list("email_key", flat=True)
+                r.server.approved_users.filter(email_key__in=batch).values_list(
+                    "email_key", flat=True
+                )
             )
     return EmailReview(
         to_add_new=[e for e in r.emails_to_add if email_key(e) not in approved],
