@@ -55,6 +55,22 @@ class DicomWebServerAdminForm(forms.ModelForm):
         }
 
 
+class InlineConstraintsForm(forms.ModelForm):
+    """An inline's form that also checks the model's constraints on the
+    parent's key. Django leaves an inline's key out of ``full_clean()`` (the
+    parent may not exist yet) and puts it back for unique fields only, not for
+    constraints such as a server name unique within its institution."""
+
+    def validate_unique(self) -> None:
+        super().validate_unique()
+        try:
+            self.instance.validate_constraints(
+                exclude=self._get_validation_exclusions()
+            )
+        except ValidationError as exc:
+            self._update_errors(exc)
+
+
 class AccessLookupForm(forms.Form):
     email = forms.CharField(label="Email", max_length=320)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
@@ -12,12 +13,22 @@ from simple_history.utils import bulk_create_with_history
 
 from integrations import audit
 from integrations.models import ApprovedUser, DicomWebServer
-from integrations.validators import email_identity, email_key
+from integrations.validators import email_key, fold_emails
 
 BULK_BATCH_SIZE = 2000
 # Rounds of read-then-insert before a bulk add gives up on another writer that
 # keeps approving the same emails at the same moment (each round sees its rows).
 ADD_ATTEMPTS = 5
+
+
+T = TypeVar("T")
+
+
+def chunks(items: list[T], size: int = BULK_BATCH_SIZE) -> Iterator[list[T]]:
+    """``items`` in slices of at most ``size``: an ``IN`` list or a write
+    batch every database takes."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 @dataclass
@@ -37,23 +48,10 @@ class BulkEmailError(ValueError):
 def normalise_all(emails: Iterable[str]) -> list[str]:
     """Normalise every email, folding duplicates; raise BulkEmailError naming
     every bad one (by 1-based position) if any is invalid."""
-    from django.core.exceptions import ValidationError
-
-    good: list[str] = []
-    seen: set[str] = set()
-    errors: list[tuple[int, str, str]] = []
-    for position, raw in enumerate(emails, start=1):
-        try:
-            email, key = email_identity(raw)
-        except ValidationError as exc:
-            errors.append((position, str(raw), exc.messages[0]))
-            continue
-        if key not in seen:
-            seen.add(key)
-            good.append(email)
-    if errors:
-        raise BulkEmailError(errors)
-    return good
+    folded = fold_emails(enumerate(emails, start=1))
+    if folded.errors:
+        raise BulkEmailError(folded.errors)
+    return folded.emails
 
 
 def add_approved_users(server: DicomWebServer, emails: Iterable[str]) -> BulkAddResult:
@@ -92,11 +90,11 @@ def add_normalised_users(server: DicomWebServer, emails: list[str]) -> BulkAddRe
 def existing_keys(server: DicomWebServer, keys: list[str]) -> set[str]:
     """Which of these email keys are already approved for the server."""
     found: set[str] = set()
-    for start in range(0, len(keys), BULK_BATCH_SIZE):
+    for batch in chunks(keys):
         found.update(
-            ApprovedUser.objects.filter(
-                server=server, email_key__in=keys[start : start + BULK_BATCH_SIZE]
-            ).values_list("email_key", flat=True)
+            ApprovedUser.objects.filter(server=server, email_key__in=batch).values_list(
+                "email_key", flat=True
+            )
         )
     return found
 
@@ -136,20 +134,15 @@ def remove_approved_users(server: DicomWebServer, emails: Iterable[str]) -> list
     keys = [email_key(email) for email in emails]
     removed: list[ApprovedUser] = []
     with transaction.atomic():
-        for start in range(0, len(keys), BULK_BATCH_SIZE):
+        for batch in chunks(keys):
             removed.extend(
-                ApprovedUser.objects.filter(
-                    server=server, email_key__in=keys[start : start + BULK_BATCH_SIZE]
-                )
+                ApprovedUser.objects.filter(server=server, email_key__in=batch)
             )
         record_bulk_deletion(removed)
-        ids = [row.pk for row in removed]
-        for start in range(0, len(ids), BULK_BATCH_SIZE):
+        for ids in chunks([row.pk for row in removed]):
             # A plain DELETE: .delete() would send post_delete per row and
             # simple-history would write each history row again, one by one.
-            batch = ApprovedUser.objects.filter(
-                pk__in=ids[start : start + BULK_BATCH_SIZE]
-            )
+            batch = ApprovedUser.objects.filter(pk__in=ids)
             batch._raw_delete(batch.db)
     return [row.email for row in removed]
 

@@ -10,6 +10,7 @@ import ipaddress
 import re
 import string
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -431,25 +432,33 @@ def parse_email_list(text: str) -> EmailList:
     Duplicates (ignoring case) are folded; empty entries are skipped. Every bad
     entry is reported with its line number; nothing is dropped silently.
     """
+    return fold_emails(
+        (number, item.strip())
+        for number, line in enumerate(text.splitlines(), start=1)
+        for item in _SEPARATORS.split(line)
+        if item.strip()
+    )
+
+
+def fold_emails(entries: Iterable[tuple[int, Any]]) -> EmailList:
+    """Normalise each ``(position, value)``, folding duplicates by identity:
+    the addresses, first seen first, and every bad value with its position
+    and message. The one loop behind pasted lists and bulk writes."""
     seen: set[str] = set()
     emails: list[str] = []
     errors: list[tuple[int, str, str]] = []
     duplicates = 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        for item in _SEPARATORS.split(line):
-            item = item.strip()
-            if not item:
-                continue
-            try:
-                email, key = email_identity(item)
-            except ValidationError as exc:
-                errors.append((number, item, exc.messages[0]))
-                continue
-            if key in seen:
-                duplicates += 1
-                continue
-            seen.add(key)
-            emails.append(email)
+    for position, raw in entries:
+        try:
+            email, key = email_identity(raw)
+        except ValidationError as exc:
+            errors.append((position, str(raw), exc.messages[0]))
+            continue
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        emails.append(email)
     return EmailList(emails=emails, errors=errors, duplicates=duplicates)
 
 

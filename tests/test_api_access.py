@@ -432,7 +432,8 @@ class RememberedKeyTests(TestCase):
         ApiKey.objects.filter(pk=self.key.pk).update(expires_at=soon)
         self.assertEqual(self.ask().status_code, 200)
         with mock.patch(
-            "integrations.models.timezone.now", return_value=soon + timedelta(seconds=1)
+            "integrations.models.keys.timezone.now",
+            return_value=soon + timedelta(seconds=1),
         ):
             self.assertEqual(self.ask().status_code, 401)
 

@@ -9,6 +9,7 @@ from django.test import TestCase
 
 from integrations import registry
 from integrations.models import ApprovedUser, DicomWebServer
+from integrations.validators import parse_email_list
 from tests.factories import approve, make_institution, make_server
 
 
@@ -102,3 +103,25 @@ class BulkAddRaceTests(TestCase):
         ):
             registry.add_approved_users(self.server, ["taken@example.org"])
         assert ApprovedUser.objects.filter(server=self.server).count() == 1
+
+
+class OneLoopTests(TestCase):
+    def test_chunks_slices_every_item_once_in_order(self) -> None:
+        assert list(registry.chunks([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]
+        assert list(registry.chunks([], 2)) == []
+
+    def test_a_paste_and_a_bulk_list_fold_the_same_way(self) -> None:
+        values = ["Jane@Example.org", "bad", "JANE@example.org", "b@example.org"]
+        pasted = parse_email_list("\n".join(values))
+        with self.assertRaises(registry.BulkEmailError) as caught:
+            registry.normalise_all(values)
+        assert (
+            caught.exception.errors
+            == pasted.errors
+            == [(2, "bad", pasted.errors[0][2])]
+        )
+        assert registry.normalise_all([v for v in values if v != "bad"]) == (
+            pasted.emails
+        )
+        assert pasted.emails == ["Jane@example.org", "b@example.org"]
+        assert pasted.duplicates == 1

@@ -22,7 +22,11 @@ from simple_history.admin import SimpleHistoryAdmin
 from integrations import registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
 from integrations.adminlookups import StrictNumberLookupsMixin
-from integrations.forms import AccessLookupForm, DicomWebServerAdminForm
+from integrations.forms import (
+    AccessLookupForm,
+    DicomWebServerAdminForm,
+    InlineConstraintsForm,
+)
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
     ApiKey,
@@ -128,6 +132,7 @@ class AuditedAdmin(StrictNumberLookupsMixin, SimpleHistoryAdmin):
 
 class DicomWebServerInline(admin.TabularInline):
     model = DicomWebServer
+    form = InlineConstraintsForm
     fields = ["name", "status", "cors_mode", "qido_url", "wado_url"]
     extra = 0
     show_change_link = True

@@ -29,7 +29,7 @@ from integrations.api.auth import (
     UserTokenAuthentication,
 )
 from integrations.connectivity import proxyconfig
-from integrations.models import ApiKey, ConnectivityCheck, DicomWebServer
+from integrations.models import ApiKey, CheckOutcome, ConnectivityCheck, DicomWebServer
 
 
 def _one_of(values: Any, last: str = "or") -> str:
@@ -462,10 +462,10 @@ _CHECK_EXAMPLE = {
     "created_at": "2026-11-28T09:30:00Z",
     "source": ConnectivityCheck.Source.SERVER.value,
     "origin": "https://pacsbin.com",
-    "outcome": ConnectivityCheck.Outcome.CORS_MISSING.value,
+    "outcome": CheckOutcome.CORS_MISSING.value,
     "findings": [
         {
-            "code": ConnectivityCheck.Outcome.CORS_MISSING.value,
+            "code": CheckOutcome.CORS_MISSING.value,
             "message": "The archive answered the QIDO search but sent no "
             "Access-Control-Allow-Origin header: the browser blocks it. Add the "
             "header on the archive, or put the fix-it reverse proxy in front.",

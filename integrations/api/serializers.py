@@ -19,6 +19,7 @@ from rest_framework import serializers
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
     ApprovedUser,
+    CheckOutcome,
     ConnectivityCheck,
     DicomWebServer,
     Institution,
@@ -219,7 +220,7 @@ class ConnectivityCheckSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     source = serializers.ChoiceField(choices=ConnectivityCheck.Source.choices)
     origin = serializers.CharField()
-    outcome = serializers.ChoiceField(choices=ConnectivityCheck.Outcome.choices)
+    outcome = serializers.ChoiceField(choices=CheckOutcome.choices)
     findings = FindingSerializer(many=True)
 
     def to_representation(self, instance: ConnectivityCheck) -> dict[str, Any]:

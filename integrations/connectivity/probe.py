@@ -16,22 +16,22 @@ from typing import Any
 from urllib.parse import quote
 
 from integrations.connectivity import client
-from integrations.models import CheckOutcome as Outcome
+from integrations.models import CheckOutcome
 
 # Worst first: the check's outcome is the worst of its findings. A failed QIDO
 # answer hides everything after it, and a missing header on the search itself
 # matters more than one on the preflight (a search without Authorization needs
 # no preflight).
 SEVERITY = [
-    Outcome.BLOCKED,
-    Outcome.UNREACHABLE,
-    Outcome.TLS_ERROR,
-    Outcome.NOT_DICOMWEB,
-    Outcome.CREDENTIALS_MISCONFIGURED,
-    Outcome.CORS_MISSING,
-    Outcome.CORS_ORIGIN_MISMATCH,
-    Outcome.PREFLIGHT_FAILED,
-    Outcome.OK,
+    CheckOutcome.BLOCKED,
+    CheckOutcome.UNREACHABLE,
+    CheckOutcome.TLS_ERROR,
+    CheckOutcome.NOT_DICOMWEB,
+    CheckOutcome.CREDENTIALS_MISCONFIGURED,
+    CheckOutcome.CORS_MISSING,
+    CheckOutcome.CORS_ORIGIN_MISMATCH,
+    CheckOutcome.PREFLIGHT_FAILED,
+    CheckOutcome.OK,
 ]
 
 DICOM_JSON = "application/dicom+json"
@@ -47,14 +47,14 @@ FIX = (
 )
 
 _TRANSPORT_OUTCOMES = {
-    "blocked": Outcome.BLOCKED,
-    "dns": Outcome.UNREACHABLE,
-    "refused": Outcome.UNREACHABLE,
-    "timeout": Outcome.UNREACHABLE,
-    "broken": Outcome.UNREACHABLE,
-    "redirect_loop": Outcome.UNREACHABLE,
-    "tls": Outcome.TLS_ERROR,
-    "too_large": Outcome.NOT_DICOMWEB,
+    "blocked": CheckOutcome.BLOCKED,
+    "dns": CheckOutcome.UNREACHABLE,
+    "refused": CheckOutcome.UNREACHABLE,
+    "timeout": CheckOutcome.UNREACHABLE,
+    "broken": CheckOutcome.UNREACHABLE,
+    "redirect_loop": CheckOutcome.UNREACHABLE,
+    "tls": CheckOutcome.TLS_ERROR,
+    "too_large": CheckOutcome.NOT_DICOMWEB,
 }
 _TRANSPORT_ADVICE = {
     "blocked": "",
@@ -77,7 +77,8 @@ _TRANSPORT_ADVICE = {
 class Finding:
     code: str
     message: str
-    outcome: Outcome = Outcome.OK  # what this finding alone would make the check
+    # What this finding alone would make the check.
+    outcome: CheckOutcome = CheckOutcome.OK
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
@@ -89,11 +90,13 @@ class ProbeResult:
     findings: list[Finding] = field(default_factory=list)
 
     @property
-    def outcome(self) -> Outcome:
+    def outcome(self) -> CheckOutcome:
         outcomes = {finding.outcome for finding in self.findings}
-        return next((o for o in SEVERITY if o in outcomes), Outcome.OK)
+        return next((o for o in SEVERITY if o in outcomes), CheckOutcome.OK)
 
-    def add(self, code: str, message: str, outcome: Outcome = Outcome.OK) -> None:
+    def add(
+        self, code: str, message: str, outcome: CheckOutcome = CheckOutcome.OK
+    ) -> None:
         self.findings.append(Finding(code, message, outcome))
 
 
@@ -139,7 +142,7 @@ def probe(
             f"{studies} redirects to {search.redirects[-1]}. Browsers do not follow "
             "redirects on a CORS preflight: register the final URL as the QIDO "
             "URL instead.",
-            Outcome.PREFLIGHT_FAILED,
+            CheckOutcome.PREFLIGHT_FAILED,
         )
     found = check_dicomweb(result, search, "qido", "QIDO search")
     cors_ok = check_cors(result, search, origin, needs_credentials, "qido", "search")
@@ -209,7 +212,7 @@ def _preflight_headers(origin: str) -> dict[str, str]:
 
 
 def _transport_finding(result: ProbeResult, url: str, exc: client.FetchError) -> None:
-    outcome = _TRANSPORT_OUTCOMES.get(exc.kind, Outcome.UNREACHABLE)
+    outcome = _TRANSPORT_OUTCOMES.get(exc.kind, CheckOutcome.UNREACHABLE)
     code = {"blocked": "blocked", "tls": "tls_error", "too_large": "too_large"}.get(
         exc.kind, f"unreachable_{exc.kind}"
     )
@@ -235,7 +238,7 @@ def check_preflight(
             "(Access-Control-Allow-Origin, Access-Control-Allow-Headers listing "
             "Authorization). Fix: answer OPTIONS with 204 and those headers. "
             + FIX.removeprefix("Fix: "),
-            Outcome.PREFLIGHT_FAILED,
+            CheckOutcome.PREFLIGHT_FAILED,
         )
         return
     allow_origin = response.header("access-control-allow-origin")
@@ -246,7 +249,7 @@ def check_preflight(
             f"The CORS preflight (OPTIONS {url}) has no Access-Control-Allow-Origin "
             f"header, so browsers on {origin} refuse a {what} with Authorization. "
             + FIX,
-            Outcome.PREFLIGHT_FAILED,
+            CheckOutcome.PREFLIGHT_FAILED,
         )
         failed = True
     elif allow_origin not in (origin, "*"):
@@ -254,7 +257,7 @@ def check_preflight(
             f"{prefix}preflight_origin_mismatch",
             f"The CORS preflight allows the origin {allow_origin}, not {origin}. "
             f"Add {origin} to the origins the archive or proxy allows.",
-            Outcome.CORS_ORIGIN_MISMATCH,
+            CheckOutcome.CORS_ORIGIN_MISMATCH,
         )
         failed = True
     elif allow_origin == "*" and needs_credentials:
@@ -264,7 +267,7 @@ def check_preflight(
             "browsers refuse for requests with credentials (this archive needs "
             f"them). Echo the origin ({origin}) instead, with "
             "Access-Control-Allow-Credentials: true and Vary: Origin.",
-            Outcome.CREDENTIALS_MISCONFIGURED,
+            CheckOutcome.CREDENTIALS_MISCONFIGURED,
         )
         failed = True
     allowed_headers = {
@@ -282,7 +285,7 @@ def check_preflight(
             f"{prefix}preflight_authorization_not_allowed",
             f"The CORS preflight's Access-Control-Allow-Headers {why} "
             "(Access-Control-Allow-Headers: Authorization, Accept, Content-Type).",
-            Outcome.PREFLIGHT_FAILED,
+            CheckOutcome.PREFLIGHT_FAILED,
         )
         failed = True
     if needs_credentials and allow_origin != "*":
@@ -321,7 +324,7 @@ def check_dicomweb(
             f"The {what} ({url}) answered HTTP {response.status}, not 200. "
             "Check that the URL is the archive's DICOMweb root (the one that "
             "/studies is appended to).",
-            Outcome.NOT_DICOMWEB,
+            CheckOutcome.NOT_DICOMWEB,
         )
         return None
     content_type = (response.header("content-type") or "").split(";")[0].strip()
@@ -331,7 +334,7 @@ def check_dicomweb(
             f"The {what} ({url}) answered with content type "
             f"{content_type or '(none)'}, not {DICOM_JSON}. This URL does not "
             "look like a DICOMweb root: check it.",
-            Outcome.NOT_DICOMWEB,
+            CheckOutcome.NOT_DICOMWEB,
         )
         return None
     try:
@@ -342,7 +345,7 @@ def check_dicomweb(
             f"The {what} ({url}) answered JSON nested too deeply to read; "
             "DICOMweb answers are a flat array of datasets. Check that the URL "
             "is the archive's DICOMweb root.",
-            Outcome.NOT_DICOMWEB,
+            CheckOutcome.NOT_DICOMWEB,
         )
         return None
     except ValueError:
@@ -352,7 +355,7 @@ def check_dicomweb(
             f"{prefix}_not_json_array",
             f"The {what} ({url}) did not answer a JSON array, as DICOMweb does. "
             "Check that the URL is the archive's DICOMweb root.",
-            Outcome.NOT_DICOMWEB,
+            CheckOutcome.NOT_DICOMWEB,
         )
         return None
     return data
@@ -373,7 +376,7 @@ def check_cors(
             f"{prefix}_cors_missing",
             f"The {what} answer ({response.url}) has no Access-Control-Allow-Origin "
             f"header, so browsers on {origin} block it. " + FIX,
-            Outcome.CORS_MISSING,
+            CheckOutcome.CORS_MISSING,
         )
         return False
     if len(values) > 1 or "," in values[0]:
@@ -383,7 +386,7 @@ def check_cors(
             f"({', '.join(values)}); browsers refuse that. Usually the archive and "
             "a proxy both add it: hide the archive's one in the proxy "
             "(nginx: proxy_hide_header).",
-            Outcome.CORS_ORIGIN_MISMATCH,
+            CheckOutcome.CORS_ORIGIN_MISMATCH,
         )
         return False
     value = values[0].strip()
@@ -395,7 +398,7 @@ def check_cors(
                 "archive needs the user's credentials and browsers refuse * for "
                 f"requests with credentials. Echo the origin ({origin}) instead, "
                 "with Access-Control-Allow-Credentials: true and Vary: Origin.",
-                Outcome.CREDENTIALS_MISCONFIGURED,
+                CheckOutcome.CREDENTIALS_MISCONFIGURED,
             )
             return False
         return True
@@ -405,7 +408,7 @@ def check_cors(
             f"The {what} answer allows the origin {value}, not {origin}, so "
             f"browsers on {origin} block it. Add {origin} to the origins the "
             "archive or proxy allows (regenerate the fix-it configuration).",
-            Outcome.CORS_ORIGIN_MISMATCH,
+            CheckOutcome.CORS_ORIGIN_MISMATCH,
         )
         return False
     if needs_credentials:
@@ -424,7 +427,7 @@ def _check_credentials(
         f"The answer ({response.url}) lacks Access-Control-Allow-Credentials: true, "
         "which browsers need before sending this archive the user's credentials. "
         "Add it (and Vary: Origin).",
-        Outcome.CREDENTIALS_MISCONFIGURED,
+        CheckOutcome.CREDENTIALS_MISCONFIGURED,
     )
     return True
 

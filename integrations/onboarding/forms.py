@@ -10,7 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from integrations.forms import EmailPasteField
-from integrations.models import DicomWebServer
+from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding.abuse import MAX_EMAILS
 from integrations.validators import (
     count_email_entries,
@@ -179,13 +179,9 @@ class ServerDetailsForm(forms.Form):
             cors_mode = DicomWebServer.CorsMode.DIRECT
             notes = ("[Contact is unsure how CORS is met.] " + notes).strip()
         return {
+            **{name: data[name] for name in OnboardingRequest.LIVE_FIELDS},
             "contact_name": data["contact_name"].strip(),
-            "contact_email": data["contact_email"],
-            "server_name": data["server_name"],
-            "qido_url": data["qido_url"],
-            "wado_url": data["wado_url"],
             "cors_mode": cors_mode,
-            "needs_credentials": data["needs_credentials"],
             "notes": notes,
         }
 
@@ -271,16 +267,9 @@ class UpdateServerForm(ServerDetailsForm):
 
     @classmethod
     def initial_for(cls, server: DicomWebServer) -> dict[str, Any]:
-        institution = server.institution
         return {
-            "contact_name": institution.contact_name,
-            "contact_email": institution.contact_email,
-            "server_name": server.name,
-            "qido_url": server.qido_url,
+            **OnboardingRequest.values_describing(server),
             "wado_same": server.wado_url == server.qido_url,
-            "wado_url": server.wado_url,
-            "cors_mode": server.cors_mode,
-            "needs_credentials": server.needs_credentials,
         }
 
     def clean(self) -> dict[str, Any]:

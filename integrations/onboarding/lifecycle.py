@@ -28,20 +28,6 @@ from integrations.models import (
 from integrations.onboarding import links, notify
 from integrations.validators import email_key
 
-# What a contact may set on a server and its institution, in display order.
-SERVER_FIELDS = ["name", "qido_url", "wado_url", "cors_mode", "needs_credentials"]
-INSTITUTION_FIELDS = ["contact_name", "contact_email"]
-# Request field -> (live object, its field, label).
-_COMPARED = [
-    ("contact_name", "institution", "contact_name", "Contact name"),
-    ("contact_email", "institution", "contact_email", "Contact email"),
-    ("server_name", "server", "name", "Server name"),
-    ("qido_url", "server", "qido_url", "QIDO URL"),
-    ("wado_url", "server", "wado_url", "WADO URL"),
-    ("cors_mode", "server", "cors_mode", "How CORS is met"),
-    ("needs_credentials", "server", "needs_credentials", "Needs browser credentials"),
-]
-
 
 class ReviewError(Exception):
     """The request cannot be approved or rejected as asked; nothing was written."""
@@ -89,10 +75,11 @@ def baseline_of(server: DicomWebServer) -> dict[str, Any]:
         "institution_updated_at": institution.updated_at.isoformat(),
         "server_updated_at": server.updated_at.isoformat(),
         **{
-            f"institution.{name}": getattr(institution, name)
-            for name in INSTITUTION_FIELDS
+            f"{target}.{live}": getattr(
+                institution if target == "institution" else server, live
+            )
+            for target, live in OnboardingRequest.LIVE_FIELDS.values()
         },
-        **{f"server.{name}": getattr(server, name) for name in SERVER_FIELDS},
     }
 
 
@@ -261,11 +248,7 @@ def _create_live_rows(
     institution = institution_named(r.institution_name)
     created_institution = institution is None
     if institution is None:
-        institution = Institution(
-            name=r.institution_name,
-            contact_name=r.contact_name,
-            contact_email=r.contact_email,
-        )
+        institution = Institution(name=r.institution_name, **r.institution_values())
         try:
             institution.full_clean()
         except ValidationError as exc:
@@ -273,11 +256,7 @@ def _create_live_rows(
         institution.save()
     server = DicomWebServer(
         institution=institution,
-        name=r.server_name,
-        qido_url=r.qido_url,
-        wado_url=r.wado_url,
-        cors_mode=r.cors_mode,
-        needs_credentials=r.needs_credentials,
+        **r.server_values(),
         notes=r.notes,
         status=DicomWebServer.Status.ACTIVE
         if activate
@@ -336,13 +315,9 @@ def _apply_update(
     server = r.server
     assert server is not None
     institution = server.institution
-    changed: list[str] = []
-    for request_field, target, live_field, label in _COMPARED:
-        live = institution if target == "institution" else server
-        value = getattr(r, request_field)
-        if getattr(live, live_field) != value:
-            setattr(live, live_field, value)
-            changed.append(label)
+    changed = [d for d in differences(r) if d.changed]
+    for d in changed:
+        setattr(institution if d.row == "institution" else server, d.field, d.requested)
     try:
         institution.full_clean()
         server.full_clean()
@@ -350,14 +325,13 @@ def _apply_update(
         raise ReviewError(_validation_message(exc)) from None
     # Saved only when changed: an update that only adds emails must not make a
     # second pending update look stale.
-    if any(label in changed for label in ("Contact name", "Contact email")):
+    if any(d.row == "institution" for d in changed):
         institution.save()
-    if set(changed) - {"Contact name", "Contact email"}:
+    if any(d.row == "server" for d in changed):
         server.save()
-    return institution, server, changed
+    return institution, server, [d.label for d in changed]
 
 
-_CONTACT_LABELS = {"Contact name", "Contact email"}
 _PERMISSION_LABELS = {
     "integrations.add_institution": "add institutions",
     "integrations.change_institution": "change institutions",
@@ -381,10 +355,10 @@ def permissions_needed(onboarding_request: OnboardingRequest) -> list[str]:
             needed.append("integrations.change_institution")
         needed.append("integrations.add_dicomwebserver")
     else:
-        changed = {d.label for d in differences(r) if d.changed}
-        if changed & _CONTACT_LABELS:
+        changed = {d.row for d in differences(r) if d.changed}
+        if "institution" in changed:
             needed.append("integrations.change_institution")
-        if changed - _CONTACT_LABELS:
+        if "server" in changed:
             needed.append("integrations.change_dicomwebserver")
     if r.emails_to_add:
         needed.append("integrations.add_approveduser")
@@ -509,6 +483,8 @@ class Difference:
     label: str
     live: Any
     requested: Any
+    row: str = ""  # "institution" or "server"
+    field: str = ""  # the live row's field
 
     @property
     def changed(self) -> bool:
@@ -520,13 +496,17 @@ def differences(onboarding_request: OnboardingRequest) -> list[Difference]:
     r = onboarding_request
     if r.server is None:
         return []
-    rows = []
-    for request_field, target, live_field, label in _COMPARED:
-        live = r.server.institution if target == "institution" else r.server
-        rows.append(
-            Difference(label, getattr(live, live_field), getattr(r, request_field))
+    rows = {"institution": r.server.institution, "server": r.server}
+    return [
+        Difference(
+            OnboardingRequest.label_of(mine),
+            getattr(rows[row], live),
+            getattr(r, mine),
+            row,
+            live,
         )
-    return rows
+        for mine, (row, live) in OnboardingRequest.LIVE_FIELDS.items()
+    ]
 
 
 @dataclass(frozen=True)
@@ -543,11 +523,11 @@ def email_review(onboarding_request: OnboardingRequest) -> EmailReview:
     approved: set[str] = set()
     if r.server_id and r.kind == OnboardingRequest.Kind.UPDATE:
         keys = [email_key(e) for e in [*r.emails_to_add, *r.emails_to_remove]]
-        for start in range(0, len(keys), registry.BULK_BATCH_SIZE):
+        for batch in registry.chunks(keys):
             approved.update(
-                r.server.approved_users.filter(
-                    email_key__in=keys[start : start + registry.BULK_BATCH_SIZE]
-                ).values_list("email_key", flat=True)
+                r.server.approved_users.filter(email_key__in=batch).values_list(
+                    "email_key", flat=True
+                )
             )
     return EmailReview(
         to_add_new=[e for e in r.emails_to_add if email_key(e) not in approved],

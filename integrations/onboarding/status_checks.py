@@ -35,12 +35,7 @@ def server_for(onboarding_request: OnboardingRequest) -> DicomWebServer:
     if live is not None:
         return live
     return DicomWebServer(
-        institution=Institution(name=r.institution_name),
-        name=r.server_name,
-        qido_url=r.qido_url,
-        wado_url=r.wado_url,
-        cors_mode=r.cors_mode,
-        needs_credentials=r.needs_credentials,
+        institution=Institution(name=r.institution_name), **r.server_values()
     )
 
 

@@ -76,11 +76,6 @@ class Progress:
         self.out.flush()
 
 
-def chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 class Command(BaseCommand):
     help = (
         "Approve the emails in FILE for one server. FILE is a CSV with an "
@@ -123,7 +118,7 @@ class Command(BaseCommand):
         label = f"command:import_approved_users {options['file']}"
         with audit.acting_as(label=label[:200]), transaction.atomic():
             done = 0
-            for chunk in chunks(emails, WRITE_CHUNK):
+            for chunk in registry.chunks(emails, WRITE_CHUNK):
                 part = registry.add_normalised_users(server, chunk)
                 result.added.extend(part.added)
                 result.existing.extend(part.existing)

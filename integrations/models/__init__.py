@@ -1,0 +1,53 @@
+"""The app's models, one module per feature: the registry (institutions,
+servers, approved users), API keys, connectivity checks and onboarding
+requests. Everything other modules import is named here."""
+
+from __future__ import annotations
+
+from integrations.models.connectivity import (
+    MAX_STORED_CODE_LENGTH,
+    MAX_STORED_FINDINGS,
+    MAX_STORED_MESSAGE_LENGTH,
+    CheckOutcome,
+    ConnectivityCheck,
+    ConnectivityCheckManager,
+    storable_findings,
+)
+from integrations.models.keys import ApiKey, ApiKeyManager
+from integrations.models.onboarding import OnboardingRequest, OnboardingRequestQuerySet
+from integrations.models.registry import (
+    EMAIL_ONCE_PER_SERVER,
+    INSTITUTION_NAME_UNIQUE,
+    SERVER_NAME_UNIQUE,
+    ApprovedUser,
+    ApprovedUserQuerySet,
+    DicomWebServer,
+    DicomWebServerQuerySet,
+    Institution,
+    duplicate_error,
+    integrity_error_as_validation,
+)
+
+__all__ = [
+    "EMAIL_ONCE_PER_SERVER",
+    "INSTITUTION_NAME_UNIQUE",
+    "MAX_STORED_CODE_LENGTH",
+    "MAX_STORED_FINDINGS",
+    "MAX_STORED_MESSAGE_LENGTH",
+    "SERVER_NAME_UNIQUE",
+    "ApiKey",
+    "ApiKeyManager",
+    "ApprovedUser",
+    "ApprovedUserQuerySet",
+    "CheckOutcome",
+    "ConnectivityCheck",
+    "ConnectivityCheckManager",
+    "DicomWebServer",
+    "DicomWebServerQuerySet",
+    "Institution",
+    "OnboardingRequest",
+    "OnboardingRequestQuerySet",
+    "duplicate_error",
+    "integrity_error_as_validation",
+    "storable_findings",
+]

@@ -1,0 +1,305 @@
+"""The registry: institutions, their DICOMweb servers and approved users."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, models
+from django.db.models.functions import Lower
+from simple_history.models import HistoricalRecords
+
+from integrations import audit
+from integrations.validators import (
+    MAX_EMAIL_LENGTH,
+    MAX_URL_LENGTH,
+    email_identity,
+    email_key,
+    normalize_dicomweb_url,
+    normalize_email,
+    validate_single_line,
+)
+
+INSTITUTION_NAME_UNIQUE = "institution_name_ci_unique"
+SERVER_NAME_UNIQUE = "server_name_ci_unique_per_institution"
+EMAIL_ONCE_PER_SERVER = "approved_user_once_per_server"
+
+# The duplicate each uniqueness constraint refuses: (field, message naming it).
+_DUPLICATES = {
+    INSTITUTION_NAME_UNIQUE: (
+        "name",
+        "An institution named “%(value)s” already exists (names are compared "
+        "ignoring case).",
+    ),
+    SERVER_NAME_UNIQUE: (
+        "name",
+        "This institution already has a server named “%(value)s” (names are "
+        "compared ignoring case).",
+    ),
+    EMAIL_ONCE_PER_SERVER: (
+        "email",
+        "“%(value)s” is already approved for this server.",
+    ),
+}
+
+
+def duplicate_error(constraint: str, value: str) -> ValidationError:
+    field, message = _DUPLICATES[constraint]
+    return ValidationError(
+        {field: [ValidationError(message, code="unique", params={"value": value})]}
+    )
+
+
+def integrity_error_as_validation(
+    exc: IntegrityError, values: Mapping[str, Any]
+) -> ValidationError | None:
+    """The clear message for a duplicate the database refused (a race past the
+    form's own check), naming the value; None for any other integrity error.
+    Both SQLite and PostgreSQL name the constraint in the error text."""
+    text = str(exc)
+    for constraint, (field, _message) in _DUPLICATES.items():
+        if constraint in text:
+            return duplicate_error(constraint, str(values.get(field, "")))
+    return None
+
+
+def _refused_by(model: type[models.Model], error: ValidationError) -> str | None:
+    """Which of ``_DUPLICATES``' constraints raised ``error`` in
+    ``Model.validate_constraints``, if one did: a constraint on expressions
+    says its violation message, one on fields the ``unique_error_message`` of
+    its fields."""
+    params = error.params or {}
+    for constraint in model._meta.constraints:
+        if constraint.name not in _DUPLICATES:
+            continue
+        fields = getattr(constraint, "fields", ())
+        if fields:
+            if tuple(params.get("unique_check", ())) == tuple(fields):
+                return constraint.name
+        elif error.message == constraint.get_violation_error_message():
+            return constraint.name
+    return None
+
+
+@contextmanager
+def duplicates_named(instance: models.Model) -> Iterator[None]:
+    """Let ``Model.validate_constraints`` check every constraint, and replace
+    the generic refusal of each uniqueness rule in ``_DUPLICATES`` by its
+    message naming the duplicate value, under the field it is about."""
+    try:
+        yield
+    except ValidationError as exc:
+        errors: dict[str, list[ValidationError]] = {}
+        for field, messages in exc.error_dict.items():
+            for error in messages:
+                constraint = _refused_by(type(instance), error)
+                if constraint is None:
+                    errors.setdefault(field, []).append(error)
+                    continue
+                value = getattr(instance, _DUPLICATES[constraint][0])
+                errors = duplicate_error(constraint, value).update_error_dict(errors)
+        raise ValidationError(errors) from None
+
+
+def _history() -> HistoricalRecords:
+    return HistoricalRecords(bases=[audit.AuditedHistory], get_user=audit.history_user)
+
+
+class Institution(models.Model):
+    name = models.CharField(max_length=200, help_text="Unique, ignoring case.")
+    contact_name = models.CharField(
+        max_length=200, blank=True, validators=[validate_single_line]
+    )
+    # Not an EmailField: Django's validator refuses non-ASCII local parts that
+    # email-validator (``normalize_email``, in clean()) accepts, and then an
+    # onboarding request the form took could never be approved.
+    contact_email = models.CharField(max_length=MAX_EMAIL_LENGTH, blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    history = _history()
+
+    class Meta:
+        ordering = [Lower("name")]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name=INSTITUTION_NAME_UNIQUE),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.name = " ".join(self.name.split())
+        if self.contact_email:
+            self.contact_email = normalize_email(self.contact_email)
+
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
+        with duplicates_named(self):
+            super().validate_constraints(exclude=exclude)
+
+
+class DicomWebServerQuerySet(models.QuerySet["DicomWebServer"]):
+    def approved_for(
+        self, email: str, *, active_only: bool = True
+    ) -> DicomWebServerQuerySet:
+        """The servers an (already normalised) email is approved for, ordered
+        by institution then name. Only active ones unless ``active_only`` is
+        False. The access question's one definition: the API, the admin's
+        "What does this email see?" and the benchmark all ask it here."""
+        servers = self.filter(approved_users__email_key=email_key(email))
+        if active_only:
+            servers = servers.filter(status=DicomWebServer.Status.ACTIVE)
+        return servers.select_related("institution").order_by(
+            Lower("institution__name"), Lower("name"), "pk"
+        )
+
+
+class DicomWebServer(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    class CorsMode(models.TextChoices):
+        DIRECT = "direct", "The archive sends CORS headers itself"
+        REVERSE_PROXY = "reverse_proxy", "A reverse proxy adds CORS headers"
+        DIMSE_PROXY = "dimse_proxy", "Pacsbin's DIMSE proxy (proxyMode dicomweb)"
+
+    institution = models.ForeignKey(
+        Institution, on_delete=models.PROTECT, related_name="servers"
+    )
+    name = models.CharField(
+        "display name", max_length=200, help_text="Unique within the institution."
+    )
+    qido_url = models.CharField(
+        "QIDO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+    )
+    wado_url = models.CharField(
+        "WADO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+    )
+    status = models.CharField(
+        max_length=16,
+        choices=Status.choices,
+        default=Status.PENDING,
+        help_text="Only active servers are ever given to the uploader.",
+    )
+    cors_mode = models.CharField(
+        "how CORS is met",
+        max_length=16,
+        choices=CorsMode.choices,
+        default=CorsMode.DIRECT,
+    )
+    needs_credentials = models.BooleanField(
+        "needs browser credentials",
+        default=False,
+        help_text="The archive needs the user's own cookies or HTTP auth: then "
+        "'Access-Control-Allow-Origin: *' is not enough; the origin must be "
+        "echoed with 'Access-Control-Allow-Credentials: true'.",
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DicomWebServerQuerySet.as_manager()
+    history = _history()
+
+    class Meta:
+        verbose_name = "DICOMweb server"
+        ordering = [Lower("institution__name"), Lower("name")]
+        constraints = [
+            models.UniqueConstraint(
+                "institution",
+                Lower("name"),
+                name=SERVER_NAME_UNIQUE,
+            ),
+        ]
+        indexes = [models.Index(fields=["status"], name="server_status_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        self.name = " ".join(self.name.split())
+        errors: dict[str, list[ValidationError]] = {}
+        for field in ("qido_url", "wado_url"):
+            try:
+                setattr(self, field, normalize_dicomweb_url(getattr(self, field)))
+            except ValidationError as exc:
+                errors[field] = exc.error_list
+        if errors:
+            raise ValidationError(errors)
+
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
+        with duplicates_named(self):
+            super().validate_constraints(exclude=exclude)
+
+
+class ApprovedUserQuerySet(models.QuerySet["ApprovedUser"]):
+    def for_email(self, email: str) -> ApprovedUserQuerySet:
+        return self.filter(email_key=email_key(email))
+
+    def build(self, server: DicomWebServer, email: str) -> ApprovedUser:
+        """An unsaved row with the email normalised and its key set."""
+        normalised, key = email_identity(email)
+        return self.model(server=server, email=normalised, email_key=key)
+
+
+class ApprovedUser(models.Model):
+    """One email approved for one server (never twice for the same server)."""
+
+    server = models.ForeignKey(
+        DicomWebServer, on_delete=models.CASCADE, related_name="approved_users"
+    )
+    email = models.CharField(
+        max_length=MAX_EMAIL_LENGTH,
+        help_text="The normalised form, as email-validator returns it.",
+    )
+    # The matching key (``validators.email_key``: local part lowered, domain in
+    # IDNA ASCII form lowered), always set with the email. Kept as a
+    # column so both the constraint and the access lookup are plain index scans.
+    email_key = models.CharField(max_length=MAX_EMAIL_LENGTH, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    history = _history()
+
+    objects = ApprovedUserQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "approved user"
+        ordering = ["email_key"]
+        constraints = [
+            # Leads with server: also serves a server's list ordered by email.
+            models.UniqueConstraint(
+                fields=["server", "email_key"], name=EMAIL_ONCE_PER_SERVER
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(email_key=""), name="approved_user_email_key_set"
+            ),
+        ]
+        # The access question: every approval of one email, without a table scan.
+        indexes = [models.Index(fields=["email_key"], name="approved_user_email_idx")]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def clean(self) -> None:
+        try:
+            self.email, self.email_key = email_identity(self.email)
+        except ValidationError as exc:
+            # Under its field: then the key it failed to give is not checked.
+            raise ValidationError({"email": exc.error_list}) from None
+
+    def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
+        # clean() derives email_key from the email, so the key is checked
+        # exactly when the email is: a ModelForm excludes the key (it is on no
+        # form) yet validates the email; a bad email leaves no key to check.
+        exclude = set(exclude or ())
+        if "email" in exclude:
+            exclude.add("email_key")
+        else:
+            exclude.discard("email_key")
+        with duplicates_named(self):
+            super().validate_constraints(exclude=exclude)
