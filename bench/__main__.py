@@ -31,11 +31,14 @@ FULL = {"institutions": 2_000, "servers": 10_000, "users": 1_000_000}
 QUICK = {"institutions": 2_000, "servers": 10_000, "users": 100_000}
 SMALL = {"institutions": 2_000, "servers": 10_000, "users": 1_000}
 
-# The targets.
+# The targets: against the floor (the access stack answering a constant), and
+# against the bare endpoint (Django and one query), where an outside load test
+# comparing the access answer with /api/v1/health stands.
 MIN_RATIO = 0.80
+MIN_RATIO_BARE = 0.75
 MAX_P50_OVER_FLOOR_MS = 1.0
 MAX_P99_GROWTH = 1.5
-MAX_QUERIES = 2
+MAX_QUERIES = 1
 
 
 def postgres_database(admin_url: str, name: str, create: bool) -> bool:
@@ -126,6 +129,8 @@ def verdicts(result: dict[str, Any], small: dict[str, Any] | None) -> list[str]:
     lines = [
         f"ratio {result['ratio']:.2f} (≥ {MIN_RATIO}) "
         + mark(result["ratio"] >= MIN_RATIO),
+        f"access/bare {result['ratio_bare']:.2f} (≥ {MIN_RATIO_BARE}) "
+        + mark(result["ratio_bare"] >= MIN_RATIO_BARE),
         f"p50 {result['p50_over_floor_ms']:+.2f} ms over the floor "
         f"(≤ +{MAX_P50_OVER_FLOOR_MS:.0f} ms) "
         + mark(result["p50_over_floor_ms"] <= MAX_P50_OVER_FLOOR_MS),

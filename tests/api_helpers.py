@@ -11,14 +11,7 @@ import jwt
 from django.core.cache.backends.locmem import LocMemCache
 from django.test import SimpleTestCase
 
-from integrations import registry
-from integrations.models import ApiKey, DicomWebServer, Institution
-
 JWT_SECRET = "test-uploader-secret-0123456789abcdef0123456789"
-
-
-def api_key(name: str, scope: str = "access", **kwargs: Any) -> tuple[ApiKey, str]:
-    return ApiKey.objects.create_key(name, scope, **kwargs)
 
 
 def key_header(raw: str) -> dict[str, str]:
@@ -39,25 +32,6 @@ def user_token(email: str, secret: str = JWT_SECRET, **claims: Any) -> str:
 
 def bearer_header(token: str) -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-
-
-def server(
-    institution: Institution,
-    name: str,
-    status: str = DicomWebServer.Status.ACTIVE,
-    emails: list[str] | None = None,
-) -> DicomWebServer:
-    slug = name.lower().replace(" ", "-")
-    row = DicomWebServer.objects.create(
-        institution=institution,
-        name=name,
-        qido_url=f"https://{slug}.example/dicomweb",
-        wado_url=f"https://{slug}.example/wado",
-        status=status,
-    )
-    if emails:
-        registry.add_approved_users(row, emails)
-    return row
 
 
 def fresh_throttle_cache(test: SimpleTestCase) -> LocMemCache:

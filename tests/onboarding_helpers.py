@@ -10,9 +10,6 @@ from urllib.parse import urlsplit
 from django.core import mail
 from django.test import override_settings
 
-from integrations.models import DicomWebServer, OnboardingRequest
-from integrations.onboarding import lifecycle
-
 FORM_URL = "/onboarding/"
 _CONFIRM_URL = re.compile(r"https?://\S+/onboarding/confirm/\S+/")
 
@@ -58,60 +55,6 @@ def form_data(**overrides: Any) -> dict[str, Any]:
     }
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
-
-
-def confirm(onboarding_request: OnboardingRequest) -> OnboardingRequest:
-    """What the contact's press on the emailed link's button does."""
-    lifecycle.confirm_request(onboarding_request, "http://testserver")
-    return onboarding_request
-
-
-def submitted_request(confirmed: bool = True, **fields: Any) -> OnboardingRequest:
-    """A new-server request stored as the public form stores it, and (unless
-    ``confirmed`` is False) confirmed by its contact, so in the review queue."""
-    data = {
-        "institution_name": "St. Example Hospital",
-        "contact_name": "Pat Admin",
-        "contact_email": "pat.admin@st-example.org",
-        "server_name": "Main PACS",
-        "qido_url": "https://pacs.st-example.org/dicomweb",
-        "wado_url": "https://pacs.st-example.org/dicomweb",
-        "cors_mode": DicomWebServer.CorsMode.REVERSE_PROXY,
-        "needs_credentials": False,
-        "notes": "",
-        "emails_to_add": ["ann@st-example.org", "bob@st-example.org"],
-        "emails_to_remove": [],
-        **fields,
-    }
-    r = lifecycle.submit_request(
-        data, client_address="192.0.2.10", site_url="http://testserver"
-    )
-    return confirm(r) if confirmed else r
-
-
-def update_request_for(
-    server: DicomWebServer, confirmed: bool = True, **fields: Any
-) -> OnboardingRequest:
-    """A change to ``server`` as its status page stores it, confirmed (unless
-    ``confirmed`` is False) from the contact address on record."""
-    institution = server.institution
-    data = {
-        "contact_name": institution.contact_name,
-        "contact_email": institution.contact_email,
-        "server_name": server.name,
-        "qido_url": server.qido_url,
-        "wado_url": server.wado_url,
-        "cors_mode": server.cors_mode,
-        "needs_credentials": server.needs_credentials,
-        "notes": "",
-        "emails_to_add": [],
-        "emails_to_remove": [],
-        **fields,
-    }
-    r = lifecycle.submit_request(
-        data, client_address="192.0.2.10", site_url="http://testserver", server=server
-    )
-    return confirm(r) if confirmed else r
 
 
 def fresh_cache() -> dict[str, Any]:

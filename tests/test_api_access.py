@@ -14,7 +14,17 @@ from django.utils import timezone
 from integrations import registry
 from integrations.api import auth
 from integrations.models import ApiKey, DicomWebServer, Institution
-from tests.api_helpers import api_key, bearer_header, key_header, server, user_token
+from tests.api_helpers import (
+    bearer_header,
+    key_header,
+    user_token,
+)
+from tests.factories import (
+    api_key,
+)
+from tests.factories import (
+    make_server as server,
+)
 
 URL = "/api/v1/access"
 JANE = "jane.doe@university.example"

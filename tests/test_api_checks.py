@@ -7,7 +7,15 @@ from django.test import TestCase
 
 from integrations.models import ConnectivityCheck, Institution
 from tests import peers
-from tests.api_helpers import api_key, key_header, server
+from tests.api_helpers import (
+    key_header,
+)
+from tests.factories import (
+    api_key,
+)
+from tests.factories import (
+    make_server as server,
+)
 
 
 class ChecksEndpointTests(TestCase):

@@ -5,7 +5,13 @@ from __future__ import annotations
 from django.contrib.auth.models import User
 from django.test import TestCase, override_settings
 
-from tests.api_helpers import api_key, fresh_throttle_cache, key_header
+from tests.api_helpers import (
+    fresh_throttle_cache,
+    key_header,
+)
+from tests.factories import (
+    api_key,
+)
 
 URL = "/api/v1/access"
 ORIGIN = "https://pacsbin.com"

@@ -11,7 +11,14 @@ import jwt
 from django.test import TestCase, override_settings
 
 from integrations.models import Institution
-from tests.api_helpers import JWT_SECRET, bearer_header, server, user_token
+from tests.api_helpers import (
+    JWT_SECRET,
+    bearer_header,
+    user_token,
+)
+from tests.factories import (
+    make_server as server,
+)
 
 URL = "/api/v1/access"
 JANE = "jane.doe@university.example"

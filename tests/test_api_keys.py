@@ -11,7 +11,12 @@ from django.db import connection
 from django.test import TestCase, override_settings
 
 from integrations.models import ApiKey
-from tests.api_helpers import api_key, key_header
+from tests.api_helpers import (
+    key_header,
+)
+from tests.factories import (
+    api_key,
+)
 
 ACCESS_URL = "/api/v1/access?email=jane@university.example"
 

@@ -10,7 +10,15 @@ from django.db import IntegrityError
 from django.test import Client, TestCase, override_settings
 
 from integrations.models import ApprovedUser, DicomWebServer, Institution
-from tests.api_helpers import api_key, key_header, server
+from tests.api_helpers import (
+    key_header,
+)
+from tests.factories import (
+    api_key,
+)
+from tests.factories import (
+    make_server as server,
+)
 
 ACTOR = "api-key:deploy-bot"
 

@@ -25,7 +25,9 @@ from integrations import registry
 from integrations.api import access
 from integrations.connectivity import proxyconfig
 from integrations.models import DicomWebServer, Institution
-from tests.api_helpers import api_key
+from tests.factories import (
+    api_key,
+)
 
 
 class SchemaDocumentTests(TestCase):

@@ -17,11 +17,13 @@ from django.test import SimpleTestCase, TestCase, override_settings
 from integrations.api.throttling import AccessThrottle
 from tests.api_helpers import (
     JWT_SECRET,
-    api_key,
     bearer_header,
     fresh_throttle_cache,
     key_header,
     user_token,
+)
+from tests.factories import (
+    api_key,
 )
 
 URL = "/api/v1/access"

@@ -20,7 +20,15 @@ from bench.env import BARE_PATH, FLOOR_PATH
 from bench.floor import floor_content
 from integrations.api.views import api_not_found
 from integrations.models import ApiKey, Institution
-from tests.api_helpers import api_key, key_header, server
+from tests.api_helpers import (
+    key_header,
+)
+from tests.factories import (
+    api_key,
+)
+from tests.factories import (
+    make_server as server,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 JANE = "jane.doe@university.example"

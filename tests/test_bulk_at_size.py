@@ -7,7 +7,15 @@ import json
 from django.test import TestCase
 
 from integrations.models import ApprovedUser, Institution
-from tests.api_helpers import api_key, key_header, server
+from tests.api_helpers import (
+    key_header,
+)
+from tests.factories import (
+    api_key,
+)
+from tests.factories import (
+    make_server as server,
+)
 
 COUNT = 12_000  # more than the old cap of 10,000, and past 2.5 MB of JSON
 

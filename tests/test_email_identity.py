@@ -17,13 +17,21 @@ from integrations.onboarding import approve_request
 from integrations.validators import email_identity, email_key, normalize_email
 from tests.api_helpers import (
     JWT_SECRET,
-    api_key,
     bearer_header,
     key_header,
-    server,
     user_token,
 )
-from tests.onboarding_helpers import FORM_URL, form_data, submitted_request
+from tests.factories import (
+    api_key,
+    submitted_request,
+)
+from tests.factories import (
+    make_server as server,
+)
+from tests.onboarding_helpers import (
+    FORM_URL,
+    form_data,
+)
 
 STRASSE_SHARP = "dr.weber@klinikum-straße.de"
 STRASSE_SS = "dr.weber@klinikum-strasse.de"

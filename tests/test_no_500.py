@@ -28,9 +28,19 @@ from integrations.models import (
     DicomWebServer,
     Institution,
 )
-from tests.api_helpers import api_key, key_header
-from tests.factories import approve, make_institution, make_server
-from tests.onboarding_helpers import FreshRateLimit, submitted_request
+from tests.api_helpers import (
+    key_header,
+)
+from tests.factories import (
+    api_key,
+    approve,
+    make_institution,
+    make_server,
+    submitted_request,
+)
+from tests.onboarding_helpers import (
+    FreshRateLimit,
+)
 from tests.test_onboarding_browser_check import record_url, status_url
 
 DEEP = "[" * 20_000 + "]" * 20_000

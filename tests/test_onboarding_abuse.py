@@ -13,7 +13,11 @@ from django.test import Client, RequestFactory, TestCase, override_settings
 
 from integrations.models import OnboardingRequest
 from integrations.onboarding.abuse import MAX_BODY_BYTES, rate_key
-from tests.onboarding_helpers import FORM_URL, FreshRateLimit, form_data
+from tests.onboarding_helpers import (
+    FORM_URL,
+    FreshRateLimit,
+    form_data,
+)
 
 
 class Csrf(FreshRateLimit, TestCase):

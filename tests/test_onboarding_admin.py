@@ -8,7 +8,10 @@ from django.test import Client, TestCase
 
 from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import approve_request, reject_request
-from tests.onboarding_helpers import submitted_request, update_request_for
+from tests.factories import (
+    submitted_request,
+    update_request_for,
+)
 
 QUEUE = "/admin/integrations/onboardingrequest/"
 

@@ -22,7 +22,10 @@ from integrations.onboarding import (
     lifecycle,
     reject_request,
 )
-from tests.onboarding_helpers import submitted_request, update_request_for
+from tests.factories import (
+    submitted_request,
+    update_request_for,
+)
 
 
 def registry_snapshot() -> tuple:

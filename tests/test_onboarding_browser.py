@@ -32,11 +32,13 @@ from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import approve_request
 from integrations.onboarding.links import status_link
 from tests import peers
+from tests.factories import (
+    submitted_request,
+)
 from tests.onboarding_helpers import (
     confirmation_mails,
     confirmation_path,
     fresh_cache,
-    submitted_request,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -27,10 +27,12 @@ from integrations.models import (
 )
 from integrations.onboarding import ReviewError, abuse, approve_request
 from integrations.onboarding.links import status_link
-from tests.onboarding_helpers import (
-    FreshRateLimit,
+from tests.factories import (
     submitted_request,
     update_request_for,
+)
+from tests.onboarding_helpers import (
+    FreshRateLimit,
 )
 
 GOOD_REPORT = {

@@ -21,6 +21,10 @@ from integrations.models import (
 )
 from integrations.onboarding import approve_request, lifecycle
 from integrations.onboarding.links import confirmation_link, status_link
+from tests.factories import (
+    submitted_request,
+    update_request_for,
+)
 from tests.onboarding_helpers import (
     FORM_URL,
     FreshRateLimit,
@@ -28,8 +32,6 @@ from tests.onboarding_helpers import (
     confirmation_path,
     confirmation_url_in,
     form_data,
-    submitted_request,
-    update_request_for,
 )
 
 QUEUE = "/admin/integrations/onboardingrequest/"

@@ -15,13 +15,18 @@ from integrations import transfer
 from integrations.models import DicomWebServer, Institution, OnboardingRequest
 from integrations.onboarding import ReviewError, approve_request, reject_request
 from integrations.validators import one_line, validate_single_line
-from tests.api_helpers import api_key, key_header
+from tests.api_helpers import (
+    key_header,
+)
+from tests.factories import (
+    api_key,
+    confirm,
+    submitted_request,
+)
 from tests.onboarding_helpers import (
     FORM_URL,
     FreshRateLimit,
-    confirm,
     form_data,
-    submitted_request,
 )
 
 FORGED = "Pat Admin\r\nBcc: victim@elsewhere.example\r\n\r\nClick http://evil.example"

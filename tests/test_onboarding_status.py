@@ -8,11 +8,13 @@ from django.test import TestCase, override_settings
 from integrations import audit
 from integrations.onboarding import approve_request, reject_request
 from integrations.onboarding.links import status_link
+from tests.factories import (
+    submitted_request,
+)
 from tests.onboarding_helpers import (
     FORM_URL,
     FreshRateLimit,
     form_data,
-    submitted_request,
 )
 
 

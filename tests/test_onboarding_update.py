@@ -9,7 +9,12 @@ from django.test import TestCase
 from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding import approve_request
 from integrations.onboarding.links import status_link
-from tests.onboarding_helpers import FreshRateLimit, submitted_request
+from tests.factories import (
+    submitted_request,
+)
+from tests.onboarding_helpers import (
+    FreshRateLimit,
+)
 
 
 class TheChangeForm(FreshRateLimit, TestCase):

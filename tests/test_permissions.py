@@ -23,8 +23,13 @@ from integrations.models import (
     OnboardingRequest,
 )
 from integrations.onboarding import ReviewError, approve_request
-from tests.factories import approve, make_institution, make_server
-from tests.onboarding_helpers import submitted_request, update_request_for
+from tests.factories import (
+    approve,
+    make_institution,
+    make_server,
+    submitted_request,
+    update_request_for,
+)
 
 
 def staffer(username: str, *codenames: str) -> Any:

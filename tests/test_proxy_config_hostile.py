@@ -19,9 +19,15 @@ from integrations.connectivity import proxyconfig
 from integrations.models import DicomWebServer, Institution, OnboardingRequest
 from integrations.onboarding.links import status_link
 from tests import peers
-from tests.api_helpers import api_key, key_header
-from tests.factories import make_institution, make_server
-from tests.onboarding_helpers import submitted_request
+from tests.api_helpers import (
+    key_header,
+)
+from tests.factories import (
+    api_key,
+    make_institution,
+    make_server,
+    submitted_request,
+)
 
 PLAIN_URL = "http://127.0.0.1:8042/dicom-web"
 PLAIN_NAME = "Main PACS"

@@ -17,7 +17,12 @@ from integrations.models import ConnectivityCheck, OnboardingRequest
 from integrations.onboarding import status_checks
 from integrations.onboarding.links import status_link
 from tests import peers
-from tests.onboarding_helpers import fresh_cache, submitted_request
+from tests.factories import (
+    submitted_request,
+)
+from tests.onboarding_helpers import (
+    fresh_cache,
+)
 from tests.test_onboarding_browser import (  # noqa: F401 -- chromium is a fixture
     browser_page,
     chromium,

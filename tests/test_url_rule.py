@@ -23,13 +23,19 @@ from integrations.models import (
 from integrations.onboarding import approve_request
 from integrations.onboarding.links import status_link
 from integrations.validators import normalize_dicomweb_url
-from tests.api_helpers import api_key, key_header
-from tests.factories import make_institution, make_server
+from tests.api_helpers import (
+    key_header,
+)
+from tests.factories import (
+    api_key,
+    make_institution,
+    make_server,
+    submitted_request,
+)
 from tests.onboarding_helpers import (
     FORM_URL,
     FreshRateLimit,
     form_data,
-    submitted_request,
 )
 
 # (URL, what the message must name). Each was, or would have been, a way to
