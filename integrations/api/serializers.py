@@ -218,7 +218,11 @@ class ConnectivityCheckSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     created_at = serializers.DateTimeField()
-    source = serializers.ChoiceField(choices=ConnectivityCheck.Source.choices)
+    # The metaclass pops declared fields off the class, so this never shadows
+    # Field.source; the stubs see a class attribute.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=ConnectivityCheck.Source.choices
+    )
     origin = serializers.CharField()
     outcome = serializers.ChoiceField(choices=CheckOutcome.choices)
     findings = FindingSerializer(many=True)
