@@ -30,9 +30,11 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/pytest -m "" $(PYTEST_ARGS)
 
+# mypy's django-stubs plugin imports the settings, which need a secret key.
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	DJANGO_SECRET_KEY=mypy-only $(BIN)/python -m mypy
 
 # The access question against its floor and a bare one-query endpoint, on SQLite
 # and PostgreSQL (see README, "Performance"); QUICK=1: 100,000 users, ~3 minutes.

@@ -108,7 +108,7 @@ def process_main(
     threads: int,
     start_at: float,
     duration: float,
-    results: multiprocessing.Queue,  # type: ignore[type-arg]
+    results: multiprocessing.Queue,
 ) -> None:
     per_thread: list[list[Tally]] = [[] for _ in range(threads)]
 
@@ -148,7 +148,7 @@ def run_load(
     result per measured phase, in order, warm-up left out."""
     headers = {"Authorization": f"Api-Key {key}", "Accept": "application/json"}
     phases = schedule(paths, rounds, warmup)
-    results: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
+    results: multiprocessing.Queue = multiprocessing.Queue()
     start_at = time.time() + 0.3
     children = [
         multiprocessing.Process(

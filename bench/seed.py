@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -102,7 +103,7 @@ def seed(sizes: Sizes, progress: Progress | None = None) -> int:
 def _insert_approvals(
     pairs: Iterator[tuple[int, int]],
     total: int,
-    now: object,
+    now: datetime,
     progress: Progress | None,
 ) -> int:
     table = ApprovedUser._meta.db_table
@@ -115,7 +116,7 @@ def _insert_approvals(
     users = 0
     done = 0
 
-    def rows() -> Iterator[tuple[int, str, str, object]]:
+    def rows() -> Iterator[tuple[int, str, str, datetime | str | None]]:
         nonlocal users, done
         for user, server_id in pairs:
             users = max(users, user + 1)
@@ -132,7 +133,7 @@ def _insert_approvals(
                 for row in rows():
                     copy.write_row(row)
         else:
-            batch: list[tuple[int, str, str, object]] = []
+            batch: list[tuple[int, str, str, datetime | str | None]] = []
             sql = f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s)"
             for row in rows():
                 batch.append(row)

@@ -17,6 +17,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models.constants import LOOKUP_SEP
+from django.db.models.options import Options
 from django.http import HttpRequest
 
 from integrations.inputs import MAX_ID, parse_id
@@ -34,7 +35,7 @@ def integer_lookup(model: type[models.Model], name: str) -> str | None:
     """The lookup (``exact``, ``in``…) when the query parameter ``name``
     filters ``model`` on a whole-number field (an id, a foreign key, a count);
     None for anything else."""
-    opts = model._meta
+    opts: Options[Any] | None = model._meta
     field: Any = None
     parts = name.split(LOOKUP_SEP)
     lookup = "exact"

@@ -25,8 +25,8 @@ class EmailPasteField(forms.CharField):
         super().__init__(**kwargs)  # type: ignore[arg-type]
 
     def to_python(self, value: object) -> list[str]:  # type: ignore[override]
-        text = super().to_python(value)
-        parsed = parse_email_list(text)
+        text = super().to_python(value)  # "" (empty_value) when empty, never None
+        parsed = parse_email_list(text or "")
         if parsed.errors:
             raise ValidationError(
                 [ValidationError(message) for message in parsed.error_messages()]
@@ -65,10 +65,11 @@ class InlineConstraintsForm(forms.ModelForm):
         super().validate_unique()
         try:
             self.instance.validate_constraints(
-                exclude=self._get_validation_exclusions()
+                # Private ModelForm API, not in django-stubs.
+                exclude=self._get_validation_exclusions()  # type: ignore[attr-defined]
             )
         except ValidationError as exc:
-            self._update_errors(exc)
+            self._update_errors(exc)  # type: ignore[attr-defined]
 
 
 class AccessLookupForm(forms.Form):

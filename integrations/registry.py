@@ -142,8 +142,8 @@ def remove_approved_users(server: DicomWebServer, emails: Iterable[str]) -> list
         for ids in chunks([row.pk for row in removed]):
             # A plain DELETE: .delete() would send post_delete per row and
             # simple-history would write each history row again, one by one.
-            batch = ApprovedUser.objects.filter(pk__in=ids)
-            batch._raw_delete(batch.db)
+            doomed = ApprovedUser.objects.filter(pk__in=ids)
+            doomed._raw_delete(doomed.db)
     return [row.email for row in removed]
 
 

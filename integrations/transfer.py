@@ -172,11 +172,12 @@ class TransferError(ValueError):
 def _keeping_timestamps(*models_: type[models.Model]) -> Iterator[None]:
     """Let bulk inserts keep the exported created_at/updated_at values instead
     of stamping the time of the import (auto_now fields overwrite them)."""
-    saved = []
+    saved: list[tuple[models.DateField | models.TimeField, bool, bool]] = []
     for model in models_:
         for field in model._meta.concrete_fields:
-            if getattr(field, "auto_now", False) or getattr(
-                field, "auto_now_add", False
+            # auto_now lives on DateField (and DateTimeField) and TimeField.
+            if isinstance(field, models.DateField | models.TimeField) and (
+                field.auto_now or field.auto_now_add
             ):
                 saved.append((field, field.auto_now, field.auto_now_add))
                 field.auto_now = field.auto_now_add = False

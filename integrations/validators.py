@@ -10,10 +10,10 @@ import ipaddress
 import re
 import string
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import idna
@@ -45,7 +45,7 @@ def email_key(value: str) -> str:
     return email_identity(value)[1]
 
 
-def email_identity(value: str) -> tuple[str, str]:
+def email_identity(value: object) -> tuple[str, str]:
     """``(normalised address, matching key)`` in one validation: the one
     function every stored email and every stored key comes from."""
     raw = value.strip() if isinstance(value, str) else value
@@ -365,6 +365,12 @@ def normalize_dicomweb_url(value: Any) -> str:
     if problem:
         raise _url_error(value.strip(), problem)
     return parts.url()
+
+
+# A model field's validator: Django discards the return value, but the stubs
+# type ``validators=`` as returning None. The same function object, so the
+# migrations still name ``normalize_dicomweb_url``.
+dicomweb_url_validator = cast("Callable[[Any], None]", normalize_dicomweb_url)
 
 
 def dicomweb_url_problem(value: Any) -> str | None:

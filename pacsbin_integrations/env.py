@@ -6,6 +6,7 @@ operator never runs with a setting silently read as something else.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 
@@ -22,7 +23,7 @@ class Env:
     def str(self, name: str, default: str = "") -> str:
         return self.environ.get(name, default).strip()
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, default: bool = False) -> bool:
         if name not in self.environ:
             return default
         value = self.environ[name].strip().lower()
@@ -34,7 +35,7 @@ class Env:
             f"{name}={self.environ[name]!r} is not a boolean: use 1 or 0."
         )
 
-    def int(self, name: str, default: int, minimum: int = 0) -> int:
+    def int(self, name: builtins.str, default: int, minimum: int = 0) -> int:
         raw = self.str(name)
         if not raw:
             return default
@@ -48,11 +49,13 @@ class Env:
             raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
         return value
 
-    def list(self, name: str, default: str = "") -> list[str]:
+    def list(
+        self, name: builtins.str, default: builtins.str = ""
+    ) -> builtins.list[builtins.str]:
         raw = self.environ.get(name, default)
         return [item.strip() for item in raw.split(",") if item.strip()]
 
-    def secret(self, name: str) -> str:
+    def secret(self, name: builtins.str) -> builtins.str:
         """A secret from NAME, or from the file named by NAME_FILE (for containers)."""
         file_name = self.str(f"{name}_FILE")
         if file_name:

@@ -26,7 +26,7 @@ if not SECRET_KEY:
             "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off "
             "(set it, or DJANGO_SECRET_KEY_FILE, to a long random string)."
         )
-    SECRET_KEY = "insecure-development-key-only-for-DJANGO_DEBUG=1"  # noqa: S105
+    SECRET_KEY = "insecure-development-key-only-for-DJANGO_DEBUG=1"
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 INSECURE_HTTP = env.bool("DJANGO_INSECURE_HTTP", False)

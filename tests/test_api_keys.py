@@ -64,7 +64,7 @@ class KeyStorageTests(TestCase):
         secret = raw.split(".", 1)[1]
         table = ApiKey._meta.db_table
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT * FROM {table}")  # noqa: S608
+            cursor.execute(f"SELECT * FROM {table}")
             rows = cursor.fetchall()
         self.assertEqual(len(rows), 1)
         for value in rows[0]:

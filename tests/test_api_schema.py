@@ -115,7 +115,7 @@ CHECKS = [
 
 
 @pytest.fixture
-def manage_key(db, settings):  # noqa: ANN001, ANN201  (pytest fixtures)
+def manage_key(db, settings):
     settings.ACCESS_THROTTLE_RATE = None
     # What Django's test client does: keep the test's transaction open across
     # the in-process requests instead of closing the connection after each.
@@ -150,7 +150,7 @@ def manage_key(db, settings):  # noqa: ANN001, ANN201  (pytest fixtures)
     derandomize=True,
     database=None,
 )
-def test_every_operation_answers_within_its_schema(case, manage_key) -> None:  # noqa: ANN001
+def test_every_operation_answers_within_its_schema(case, manage_key) -> None:
     case.call_and_validate(
         headers={"Authorization": f"Api-Key {manage_key}"}, checks=CHECKS
     )

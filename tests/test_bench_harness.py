@@ -40,7 +40,7 @@ class SeedTests(TestCase):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as gunicorn's gthread worker
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         status = 200 if self.headers["Authorization"] == "Api-Key k" else 401
         body = b'{"servers": []}'
         self.send_response(status)

@@ -74,7 +74,7 @@ class BulkAddRaceTests(TestCase):
         real = registry.existing_keys
         stale_then_real = [set(), None]
 
-        def read(server, keys):  # noqa: ANN001, ANN202
+        def read(server, keys):
             answer = stale_then_real.pop(0)
             return real(server, keys) if answer is None else answer
 

@@ -46,7 +46,9 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.cap + 1].count()
+        rows = self.object_list[: self.cap + 1]
+        # The admin pages querysets; a list counts by its length.
+        return rows.count() if isinstance(rows, QuerySet) else len(rows)
 
     @property
     def capped(self) -> bool:
@@ -63,7 +65,7 @@ class SelectedServerFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         value = self.value()
         server_id = parse_id(value)
-        if server_id is None:
+        if value is None or server_id is None:
             return []
         server = DicomWebServer.objects.filter(pk=server_id).first()
         return [(value, str(server))] if server else []
@@ -331,10 +333,12 @@ class ApiKeyAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+    def get_fields(
+        self, request: HttpRequest, obj: ApiKey | None = None
+    ) -> tuple[str, ...]:
         if obj is None:
-            return ["name", "scope", "expires_at"]
-        return ["name", "scope", "expires_at", *self.readonly_fields]
+            return ("name", "scope", "expires_at")
+        return ("name", "scope", "expires_at", *self.readonly_fields)
 
     @admin.display(description="state")
     def state(self, key: ApiKey) -> str:

@@ -18,7 +18,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connections, router
 from django.http import HttpRequest, HttpResponse
-from django.utils.cache import parse_etags
+
+# Public in Django (django/utils/cache.py), missing from django-stubs.
+from django.utils.cache import parse_etags  # type: ignore[attr-defined]
 from rest_framework.exceptions import AuthenticationFailed
 
 from integrations.api.auth import (

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -48,6 +49,15 @@ class UploaderUser:
 
     def get_username(self) -> str:
         return self.email
+
+
+def request_user(
+    request: Request,
+) -> User | AnonymousUser | ApiClient | UploaderUser | None:
+    """``request.user`` as DRF sets it: what authenticated the call (an API
+    key's ApiClient, a token's UploaderUser, a session's User) or the
+    anonymous user. The stubs know Django's users only."""
+    return cast("User | AnonymousUser | ApiClient | UploaderUser | None", request.user)
 
 
 def _credentials(request: Request, scheme: str) -> str | None:

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from integrations.api import schema
-from integrations.api.auth import ApiClient
+from integrations.api.auth import ApiClient, request_user
 from integrations.api.errors import Conflict
 from integrations.api.serializers import (
     ConnectivityCheckSerializer,
@@ -35,7 +35,8 @@ class ServerChecksView(ServerChildMixin, generics.ListAPIView):
         server = self.get_server()
         payload = RunCheckSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        user = None if isinstance(request.user, ApiClient) else request.user
+        caller = request_user(request)
+        user = None if isinstance(caller, ApiClient) else caller
         try:
             check = run_check(server, payload.validated_data.get("origin"), user=user)
         except DjangoValidationError as exc:

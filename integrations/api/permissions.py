@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import permissions
 from rest_framework.request import Request
 
-from integrations.api.auth import ApiClient, UploaderUser
+from integrations.api.auth import ApiClient, UploaderUser, request_user
 from integrations.models import ApiKey
 
 # The model permission a staff session needs, by HTTP method.
@@ -23,10 +23,10 @@ _STAFF_PERMISSION = {
 
 
 def _is_staff_session(request: Request) -> bool:
-    user = request.user
+    user = request_user(request)
     return (
         not isinstance(user, ApiClient | UploaderUser)
-        and bool(user)
+        and user is not None
         and user.is_authenticated
         and user.is_active
         and user.is_staff

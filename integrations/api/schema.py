@@ -21,7 +21,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from integrations.api import access
+# Aliased: ``access`` below is this module's decorator for the view.
+from integrations.api import access as access_question
 from integrations.api import serializers as s
 from integrations.api.auth import (
     JWT_AUDIENCE,
@@ -137,7 +138,7 @@ PAGE_SIZE = OpenApiParameter(
 
 # --- The access question ------------------------------------------------------
 
-_ANSWER_EXAMPLE = {
+_ANSWER_EXAMPLE: dict[str, Any] = {
     "email": "jane.doe@university.edu",
     "servers": [
         {
@@ -175,7 +176,7 @@ _access_operation = extend_schema_view(
             OpenApiParameter(
                 "format",
                 str,
-                enum=list(access.FORMATS),
+                enum=list(access_question.FORMATS),
                 description="`ohif`: the same servers as OHIF Viewer v3 "
                 "`dataSources` entries.",
             ),
@@ -212,7 +213,7 @@ _access_operation = extend_schema_view(
                     OpenApiExample("answer", value=_ANSWER_EXAMPLE),
                     OpenApiExample(
                         "ohif",
-                        value=access.ohif_answer(
+                        value=access_question.ohif_answer(
                             _ANSWER_EXAMPLE["email"], _ANSWER_EXAMPLE["servers"]
                         ),
                     ),

@@ -184,28 +184,29 @@ class DetailSerializer(serializers.Serializer):
 
 
 class OhifConfigurationSerializer(serializers.Serializer):
-    friendlyName = serializers.CharField()  # noqa: N815  (OHIF's names)
+    # camelCase: OHIF's own names.
+    friendlyName = serializers.CharField()
     name = serializers.CharField()
-    qidoRoot = serializers.CharField()  # noqa: N815
-    wadoRoot = serializers.CharField()  # noqa: N815
-    qidoSupportsIncludeField = serializers.BooleanField()  # noqa: N815
-    imageRendering = serializers.CharField()  # noqa: N815
-    thumbnailRendering = serializers.CharField()  # noqa: N815
-    enableStudyLazyLoad = serializers.BooleanField()  # noqa: N815
-    supportsFuzzyMatching = serializers.BooleanField()  # noqa: N815
-    supportsWildcard = serializers.BooleanField()  # noqa: N815
+    qidoRoot = serializers.CharField()
+    wadoRoot = serializers.CharField()
+    qidoSupportsIncludeField = serializers.BooleanField()
+    imageRendering = serializers.CharField()
+    thumbnailRendering = serializers.CharField()
+    enableStudyLazyLoad = serializers.BooleanField()
+    supportsFuzzyMatching = serializers.BooleanField()
+    supportsWildcard = serializers.BooleanField()
 
 
 class OhifDataSourceSerializer(serializers.Serializer):
     namespace = serializers.CharField()
-    sourceName = serializers.CharField()  # noqa: N815
+    sourceName = serializers.CharField()
     configuration = OhifConfigurationSerializer()
 
 
 class OhifAnswerSerializer(serializers.Serializer):
     email = serializers.CharField()
-    defaultDataSourceName = serializers.CharField(allow_null=True)  # noqa: N815
-    dataSources = OhifDataSourceSerializer(many=True)  # noqa: N815
+    defaultDataSourceName = serializers.CharField(allow_null=True)
+    dataSources = OhifDataSourceSerializer(many=True)
 
 
 class FindingSerializer(serializers.Serializer):
@@ -218,7 +219,11 @@ class ConnectivityCheckSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     created_at = serializers.DateTimeField()
-    source = serializers.ChoiceField(choices=ConnectivityCheck.Source.choices)
+    # The metaclass pops declared fields off the class, so this never shadows
+    # Field.source; the stubs see a class attribute.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=ConnectivityCheck.Source.choices
+    )
     origin = serializers.CharField()
     outcome = serializers.ChoiceField(choices=CheckOutcome.choices)
     findings = FindingSerializer(many=True)

@@ -119,7 +119,7 @@ class Target:
 def resolve(host: str, port: int) -> list[str]:
     """Every address the name resolves to (IPv4 and IPv6). Tests replace this."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def refusal(address: IPAddress, *, allow_private: bool) -> str | None:

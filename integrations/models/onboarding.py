@@ -14,7 +14,7 @@ from integrations.models.registry import DicomWebServer, Institution
 from integrations.validators import (
     MAX_EMAIL_LENGTH,
     MAX_URL_LENGTH,
-    normalize_dicomweb_url,
+    dicomweb_url_validator,
     validate_single_line,
 )
 
@@ -118,10 +118,10 @@ class OnboardingRequest(models.Model):
     confirmation_sends = models.PositiveSmallIntegerField(default=0)
     server_name = models.CharField(max_length=200)
     qido_url = models.CharField(
-        "QIDO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+        "QIDO URL", max_length=MAX_URL_LENGTH, validators=[dicomweb_url_validator]
     )
     wado_url = models.CharField(
-        "WADO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+        "WADO URL", max_length=MAX_URL_LENGTH, validators=[dicomweb_url_validator]
     )
     cors_mode = models.CharField(
         "how CORS is met",
@@ -198,7 +198,10 @@ class OnboardingRequest(models.Model):
 
     @classmethod
     def label_of(cls, field: str) -> str:
-        return capfirst(cls._meta.get_field(field).verbose_name)
+        model_field = cls._meta.get_field(field)
+        if not isinstance(model_field, models.Field):
+            raise TypeError(f"{field!r} is not a concrete field of {cls.__name__}.")
+        return capfirst(str(model_field.verbose_name))
 
     @property
     def is_open(self) -> bool:

@@ -15,6 +15,7 @@ from integrations import audit
 from integrations.validators import (
     MAX_EMAIL_LENGTH,
     MAX_URL_LENGTH,
+    dicomweb_url_validator,
     email_identity,
     email_key,
     normalize_dicomweb_url,
@@ -175,10 +176,10 @@ class DicomWebServer(models.Model):
         "display name", max_length=200, help_text="Unique within the institution."
     )
     qido_url = models.CharField(
-        "QIDO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+        "QIDO URL", max_length=MAX_URL_LENGTH, validators=[dicomweb_url_validator]
     )
     wado_url = models.CharField(
-        "WADO URL", max_length=MAX_URL_LENGTH, validators=[normalize_dicomweb_url]
+        "WADO URL", max_length=MAX_URL_LENGTH, validators=[dicomweb_url_validator]
     )
     status = models.CharField(
         max_length=16,

@@ -30,14 +30,15 @@ def guidance_for(
     cors_mode: str, needs_credentials: bool, origins: list[str] | None = None
 ) -> CorsGuidance:
     origins = list(settings.UPLOADER_ORIGINS if origins is None else origins)
-    where = {
+    answers: dict[str, str] = {
         CorsMode.DIRECT: "Your archive itself must send these headers.",
         CorsMode.REVERSE_PROXY: "The reverse proxy in front of your archive "
         "(nginx, Apache httpd, Caddy, …) must add these headers.",
         CorsMode.DIMSE_PROXY: "Pacsbin's DIMSE proxy, run with "
         '"proxyMode": "dicomweb", sends these headers for you: the QIDO and '
         "WADO URLs you give us must be the proxy's, not the archive's.",
-    }.get(cors_mode, "Your archive must send these headers.")
+    }
+    where = answers.get(cors_mode, "Your archive must send these headers.")
     notes = []
     # The same values the fix-it configurations send, so the advice and the
     # ready-made configuration never disagree.

@@ -140,7 +140,8 @@ class ServerDetailsForm(forms.Form):
         return " ".join(self.cleaned_data["server_name"].split())
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data  # what Form.clean() answers, never None
         if data.get("wado_same"):
             if "qido_url" in data:
                 data["wado_url"] = data["qido_url"]

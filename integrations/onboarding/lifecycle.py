@@ -19,6 +19,7 @@ from django.utils import timezone
 from integrations import audit, registry
 from integrations.models import (
     SERVER_NAME_UNIQUE,
+    ApprovedUser,
     ConnectivityCheck,
     DicomWebServer,
     Institution,
@@ -525,9 +526,9 @@ def email_review(onboarding_request: OnboardingRequest) -> EmailReview:
         keys = [email_key(e) for e in [*r.emails_to_add, *r.emails_to_remove]]
         for batch in registry.chunks(keys):
             approved.update(
-                r.server.approved_users.filter(email_key__in=batch).values_list(
-                    "email_key", flat=True
-                )
+                ApprovedUser.objects.filter(
+                    server_id=r.server_id, email_key__in=batch
+                ).values_list("email_key", flat=True)
             )
     return EmailReview(
         to_add_new=[e for e in r.emails_to_add if email_key(e) not in approved],

@@ -33,10 +33,10 @@ class Command(BaseCommand):
         ids: list[int] = options["ids"]
         if bool(ids) == bool(options["all"]):
             raise CommandError("Give server ids, or --all (not both).")
-        servers = DicomWebServer.objects.select_related("institution").order_by("pk")
+        chosen = DicomWebServer.objects.select_related("institution").order_by("pk")
         if ids:
-            servers = servers.filter(pk__in=ids)
-            missing = sorted(set(ids) - {s.pk for s in servers})
+            chosen = chosen.filter(pk__in=ids)
+            missing = sorted(set(ids) - {s.pk for s in chosen})
             if missing:
                 raise CommandError(
                     "No server with id " + ", ".join(str(i) for i in missing) + "."
@@ -46,7 +46,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(exc.messages[0]) from None
         origins = origins or list(settings.UPLOADER_ORIGINS)
-        servers = list(servers)
+        servers = list(chosen)
         total = len(servers) * len(origins)
         if not total:
             self.stdout.write("No servers to check.")

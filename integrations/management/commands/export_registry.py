@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any, cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -27,13 +27,14 @@ class Command(BaseCommand):
             self.stderr.write(f"Exported {rows:,} rows…")
 
         to_stdout = options["output"] == "-"
+        stream: IO[str]
         try:
-            # The wrapper's own stream: OutputWrapper would add a newline per write.
-            stream = (
-                self.stdout._out
-                if to_stdout
-                else open(options["output"], "w", encoding="utf-8", newline="")  # noqa: SIM115
-            )
+            if to_stdout:
+                # The wrapper's own stream: OutputWrapper would add a newline
+                # per write (``_out`` is private, so the stubs do not type it).
+                stream = cast("IO[str]", self.stdout._out)
+            else:
+                stream = open(options["output"], "w", encoding="utf-8", newline="")  # noqa: SIM115
         except OSError as exc:
             raise CommandError(f"{options['output']}: {exc.strerror}.") from None
         try:

@@ -5,7 +5,7 @@ Idempotent: running it again leaves the same data (rows are found by name).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -16,7 +16,25 @@ from integrations.models import DicomWebServer, Institution
 Status = DicomWebServer.Status
 CorsMode = DicomWebServer.CorsMode
 
-DEMO = [
+
+class DemoServer(TypedDict):
+    name: str
+    qido_url: str
+    wado_url: str
+    status: str
+    cors_mode: str
+    needs_credentials: NotRequired[bool]
+    emails: list[str]
+
+
+class DemoInstitution(TypedDict):
+    name: str
+    contact_name: str
+    contact_email: str
+    servers: list[DemoServer]
+
+
+DEMO: list[DemoInstitution] = [
     {
         "name": "University Hospital",
         "contact_name": "Ada Admin",
