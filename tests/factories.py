@@ -34,17 +34,34 @@ def make_server(
     emails: list[str] | None = None,
     **fields: Any,
 ) -> DicomWebServer:
-    """A server (URLs made from its name unless given), with ``emails``
-    approved through the registry's own flow."""
-    slug = name.lower().replace(" ", "-")
-    fields.setdefault("qido_url", f"https://{slug}.example/dicomweb")
-    fields.setdefault("wado_url", f"https://{slug}.example/wado")
+    """A server, with ``emails`` approved through the registry's own flow."""
+    fields.setdefault("qido_url", "https://pacs.example.edu/dicomweb")
+    fields.setdefault("wado_url", fields["qido_url"])
     row = DicomWebServer.objects.create(
         institution=institution, name=name, status=status, **fields
     )
     if emails:
         registry.add_approved_users(row, emails)
     return row
+
+
+def server(
+    institution: Institution,
+    name: str,
+    status: str = DicomWebServer.Status.ACTIVE,
+    emails: list[str] | None = None,
+) -> DicomWebServer:
+    """``make_server`` with URLs of its own, made from its name (QIDO and WADO
+    differ), for tests that tell several servers apart."""
+    slug = name.lower().replace(" ", "-")
+    return make_server(
+        institution,
+        name,
+        status,
+        emails,
+        qido_url=f"https://{slug}.example/dicomweb",
+        wado_url=f"https://{slug}.example/wado",
+    )
 
 
 def api_key(name: str, scope: str = "access", **kwargs: Any) -> tuple[ApiKey, str]:

@@ -12,9 +12,7 @@ from tests.api_helpers import (
 )
 from tests.factories import (
     api_key,
-)
-from tests.factories import (
-    make_server as server,
+    server,
 )
 
 

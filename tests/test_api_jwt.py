@@ -17,7 +17,7 @@ from tests.api_helpers import (
     user_token,
 )
 from tests.factories import (
-    make_server as server,
+    server,
 )
 
 URL = "/api/v1/access"

@@ -12,9 +12,7 @@ from tests.api_helpers import (
 )
 from tests.factories import (
     api_key,
-)
-from tests.factories import (
-    make_server as server,
+    server,
 )
 
 COUNT = 12_000  # more than the old cap of 10,000, and past 2.5 MB of JSON

@@ -23,10 +23,8 @@ from tests.api_helpers import (
 )
 from tests.factories import (
     api_key,
+    server,
     submitted_request,
-)
-from tests.factories import (
-    make_server as server,
 )
 from tests.onboarding_helpers import (
     FORM_URL,
