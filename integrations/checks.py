@@ -73,7 +73,6 @@ def check_stored_urls(
     from django.db import DatabaseError, connection
 
     from integrations.models import DicomWebServer, OnboardingRequest
-    from integrations.validators import dicomweb_url_problem
 
     # ``migrate`` runs database checks before it migrates: on a fresh database
     # the tables are not there yet, and there is nothing to report.
@@ -83,39 +82,47 @@ def check_stored_urls(
             return []
     except DatabaseError:
         return []
-    problems: list[Any] = []
-    servers = DicomWebServer.objects.order_by("pk").values_list(
-        "pk", "qido_url", "wado_url"
-    )
-    for pk, *urls in servers.iterator():
-        for field, url in zip(("qido_url", "wado_url"), urls, strict=True):
-            problem = dicomweb_url_problem(url)
-            if problem:
-                problems.append(
-                    Warning(
-                        f"DICOMweb server {pk}, {field}: {problem}",
-                        hint="Correct it in the admin or through the API; its "
-                        "proxy configurations are refused until then.",
-                        obj=f"DicomWebServer {pk}",
-                        id="integrations.W002",
-                    )
-                )
+    servers = DicomWebServer.objects.order_by("pk")
     requests = OnboardingRequest.objects.filter(
         status=OnboardingRequest.Status.SUBMITTED
     ).order_by("pk")
-    for pk, reference, *urls in requests.values_list(
-        "pk", "reference", "qido_url", "wado_url"
-    ).iterator():
+    return [
+        *_bad_urls(
+            servers.values_list("pk", "pk", "qido_url", "wado_url"),
+            "DICOMweb server {}",
+            "Correct it in the admin or through the API; its proxy "
+            "configurations are refused until then.",
+            "DicomWebServer",
+            "integrations.W002",
+        ),
+        *_bad_urls(
+            requests.values_list("pk", "reference", "qido_url", "wado_url"),
+            "Onboarding request {} (id {})",
+            "Reject it and ask the contact to send it again with a corrected URL.",
+            "OnboardingRequest",
+            "integrations.W003",
+        ),
+    ]
+
+
+def _bad_urls(
+    rows: Any, label: str, hint: str, model: str, check_id: str
+) -> list[Warning]:
+    """A warning for each stored URL in ``rows`` (pk, name, qido, wado) that
+    breaks the URL rule."""
+    from integrations.validators import dicomweb_url_problem
+
+    problems = []
+    for pk, name, *urls in rows.iterator():
         for field, url in zip(("qido_url", "wado_url"), urls, strict=True):
             problem = dicomweb_url_problem(url)
             if problem:
                 problems.append(
                     Warning(
-                        f"Onboarding request {reference} (id {pk}), {field}: {problem}",
-                        hint="Reject it and ask the contact to send it again "
-                        "with a corrected URL.",
-                        obj=f"OnboardingRequest {pk}",
-                        id="integrations.W003",
+                        f"{label.format(name, pk)}, {field}: {problem}",
+                        hint=hint,
+                        obj=f"{model} {pk}",
+                        id=check_id,
                     )
                 )
     return problems

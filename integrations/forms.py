@@ -39,16 +39,7 @@ class DicomWebServerAdminForm(forms.ModelForm):
 
     class Meta:
         model = DicomWebServer
-        fields = [
-            "institution",
-            "name",
-            "qido_url",
-            "wado_url",
-            "status",
-            "cors_mode",
-            "needs_credentials",
-            "notes",
-        ]
+        fields = ["institution", *DicomWebServer.EDITABLE_FIELDS]
         widgets = {
             "qido_url": forms.URLInput(attrs={"size": 80}),
             "wado_url": forms.URLInput(attrs={"size": 80}),

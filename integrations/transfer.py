@@ -48,13 +48,7 @@ INSTITUTION_FIELDS = [
 SERVER_FIELDS = [
     "id",
     "institution_id",
-    "name",
-    "qido_url",
-    "wado_url",
-    "status",
-    "cors_mode",
-    "needs_credentials",
-    "notes",
+    *DicomWebServer.EDITABLE_FIELDS,
     "created_at",
     "updated_at",
 ]

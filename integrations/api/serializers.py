@@ -114,17 +114,7 @@ class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
 
     class Meta:
         model = DicomWebServer
-        fields = [
-            "id",
-            "institution",
-            "name",
-            "qido_url",
-            "wado_url",
-            "status",
-            "cors_mode",
-            "needs_credentials",
-            "notes",
-        ]
+        fields = ["id", "institution", *DicomWebServer.EDITABLE_FIELDS]
         validators: list[Any] = []
 
 

@@ -205,6 +205,18 @@ class DicomWebServer(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = DicomWebServerQuerySet.as_manager()
+
+    # What a person or a program sets on a server (beside its institution): the
+    # admin form, the API and the export all list these, in this order.
+    EDITABLE_FIELDS = (
+        "name",
+        "qido_url",
+        "wado_url",
+        "status",
+        "cors_mode",
+        "needs_credentials",
+        "notes",
+    )
     history = _history()
 
     class Meta:
