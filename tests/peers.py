@@ -377,3 +377,15 @@ def caddy(tmp: Path, site: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def caddy_validate(config: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """``caddy validate`` of a Caddyfile holding ``config``."""
+    path = tmp / "Caddyfile"
+    path.write_text(config)
+    return subprocess.run(
+        [CADDY, "validate", "--adapter", "caddyfile", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=caddy_env(tmp),
+    )

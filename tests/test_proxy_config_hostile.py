@@ -355,17 +355,6 @@ def hostile_configs(kind: str) -> list[tuple[str, str]]:
     return configs
 
 
-def caddy_validate(config: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    path = tmp / "Caddyfile"
-    path.write_text(config)
-    return subprocess.run(
-        [peers.CADDY, "validate", "--adapter", "caddyfile", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=peers.caddy_env(tmp),
-    )
-
-
 @pytest.mark.peers
 class TestTheRealToolsAcceptThem:
     def test_nginx_t_accepts_every_hostile_configuration(self, tmp_path: Path) -> None:
@@ -390,7 +379,7 @@ class TestTheRealToolsAcceptThem:
     ) -> None:
         peers.require(peers.CADDY)
         for label, config in hostile_configs("caddy"):
-            result = caddy_validate(config, tmp_path)
+            result = peers.caddy_validate(config, tmp_path)
             assert result.returncode == 0, f"{label}: {result.stdout}{result.stderr}"
 
     def test_the_tools_do_reject_the_injections_these_would_have_been(
@@ -410,7 +399,7 @@ class TestTheRealToolsAcceptThem:
         caddy = proxyconfig.render(server_for(), "caddy").replace(
             '"/dicom-web/*"', "/dicom-web/* }"
         )
-        assert caddy_validate(caddy, tmp_path).returncode
+        assert peers.caddy_validate(caddy, tmp_path).returncode
 
 
 # --- Rows stored before the rule -------------------------------------------------

@@ -111,17 +111,6 @@ class TestWhatTheConfigurationsSay:
         assert "Vary" in config
 
 
-def validate_caddy(config: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    path = tmp / "Caddyfile"
-    path.write_text(config)
-    return subprocess.run(
-        [peers.CADDY, "validate", "--adapter", "caddyfile", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=peers.caddy_env(tmp),
-    )
-
-
 @pytest.mark.peers
 class TestTheServersAcceptThem:
     @pytest.mark.parametrize("credentials", [False, True])
@@ -134,13 +123,13 @@ class TestTheServersAcceptThem:
             ("http://example.edu/pacs/qido", "http://example.edu/pacs/wado"),
         ]:
             server = server_for(qido, wado, needs_credentials=credentials)
-            result = validate_caddy(proxyconfig.render(server, "caddy"), tmp_path)
+            result = peers.caddy_validate(proxyconfig.render(server, "caddy"), tmp_path)
             assert result.returncode == 0, result.stdout + result.stderr
 
     def test_caddy_rejects_a_broken_configuration(self, tmp_path: Path) -> None:
         # Proves the validation above can fail.
         peers.require(peers.CADDY)
-        assert validate_caddy(
+        assert peers.caddy_validate(
             "example.org {\n\tnot_a_directive\n}\n", tmp_path
         ).returncode
 
