@@ -103,6 +103,14 @@ class AccessThrottleTests(TestCase):
             )
         self.assertEqual(self.ask(self.raw).status_code, 200)
 
+    def test_other_methods_are_refused_before_counting(self) -> None:
+        for _ in range(5):
+            response = self.client.post(
+                f"{URL}?email=jane@x.example", {}, **key_header(self.raw)
+            )
+            self.assertEqual(response.status_code, 405)
+        self.assertEqual(self.ask(self.raw).status_code, 200)
+
     @override_settings(ACCESS_THROTTLE_RATE=None)
     def test_off_means_no_limit(self) -> None:
         for _ in range(6):

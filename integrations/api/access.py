@@ -111,6 +111,24 @@ def _unauthenticated(detail: str) -> Refused:
     return Refused(401, {"detail": detail}, headers)
 
 
+def read_only(view: View) -> View:
+    """GET and HEAD only; anything else is a 405 before the throttle counts
+    it (after authorize, so a caller without credentials still learns that
+    first, as on the DRF endpoints)."""
+
+    @wraps(view)
+    def reading(request: HttpRequest, caller: Caller) -> HttpResponse:
+        if request.method not in ("GET", "HEAD"):
+            raise Refused(
+                405,
+                {"detail": f'Method "{request.method}" not allowed.'},
+                {"Allow": "GET, HEAD"},
+            )
+        return view(request, caller)
+
+    return reading
+
+
 def throttle(view: View) -> View:
     """ACCESS_THROTTLE_RATE questions per caller (API key, Bearer email or
     staff user) and window, counted in the shared cache; past it, 429 with

@@ -68,14 +68,9 @@ def _query_text(request: Request, name: str) -> str:
 @schema.access  # the OpenAPI operation (drf-spectacular)
 @csrf_exempt  # a read with credentials in a header, never a cookie-only form
 @access.authorize  # Api-Key, Bearer user token or staff session; else 401/403
+@access.read_only  # GET and HEAD; else 405, not counted by the throttle
 @access.throttle  # ACCESS_THROTTLE_RATE per key or Bearer email; else 429
 def access_question(request: HttpRequest, caller: access.Caller) -> HttpResponse:
-    if request.method not in ("GET", "HEAD"):
-        raise access.Refused(
-            405,
-            {"detail": f'Method "{request.method}" not allowed.'},
-            {"Allow": "GET, HEAD"},
-        )
     email = access.email_asked(request, caller)
     content = access.answer(email, access.format_asked(request))
     return access.respond(
