@@ -1,6 +1,6 @@
 """The app's models, one module per feature: the registry (institutions,
-servers, approved users), API keys, connectivity checks and onboarding
-requests. Everything other modules import is named here."""
+servers, approved users), API keys, connectivity checks, monitoring and
+onboarding requests. Everything other modules import is named here."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from integrations.models.connectivity import (
     storable_findings,
 )
 from integrations.models.keys import ApiKey, ApiKeyManager
+from integrations.models.monitoring import ServerHealth
 from integrations.models.onboarding import OnboardingRequest, OnboardingRequestQuerySet
 from integrations.models.registry import (
     EMAIL_ONCE_PER_SERVER,
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_STORED_FINDINGS",
     "MAX_STORED_MESSAGE_LENGTH",
     "SERVER_NAME_UNIQUE",
+    "ServerHealth",
     "ApiKey",
     "ApiKeyManager",
     "ApprovedUser",
