@@ -246,6 +246,10 @@ EMAIL_BACKEND = env.str(
     if EMAIL_HOST
     else "django.core.mail.backends.console.EmailBackend",
 )
+if env.str("DJANGO_EMAIL_FILE_PATH"):
+    # For DJANGO_EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend
+    # (tests that read mail sent by other processes).
+    EMAIL_FILE_PATH = env.str("DJANGO_EMAIL_FILE_PATH")
 EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", 587, minimum=1)
 EMAIL_HOST_USER = env.str("DJANGO_EMAIL_USER")
 EMAIL_HOST_PASSWORD = env.secret("DJANGO_EMAIL_PASSWORD")

@@ -118,16 +118,12 @@ class MetricsTests(TestCase):
         for header in ("Bearer wrong", "Bearer s3cret-tokenX", "Bearer é\x00"):
             response = self.client.get("/metrics", HTTP_AUTHORIZATION=header)
             assert response.status_code == 403, header
-        response = self.client.get(
-            "/metrics", HTTP_AUTHORIZATION="Basic s3cret-token"
-        )
+        response = self.client.get("/metrics", HTTP_AUTHORIZATION="Basic s3cret-token")
         assert response.status_code == 401
 
     @override_settings(METRICS_TOKEN="s3cret-token")
     def test_the_token_gets_prometheus_text(self) -> None:
-        response = self.client.get(
-            "/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token"
-        )
+        response = self.client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token")
         assert response.status_code == 200
         assert response["Content-Type"].startswith("text/plain; version=")
         text = response.content.decode()
