@@ -21,6 +21,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
+from integrations.admin.monitoring import MonitoringAdminMixin
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.forms import (
     AccessLookupForm,
@@ -155,7 +156,7 @@ class InstitutionAdmin(AuditedAdmin):
 
 
 @admin.register(DicomWebServer)
-class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
+class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin):
     form = DicomWebServerAdminForm
     list_display = ["name", "institution", "status_badge", "cors_mode", "qido_url"]
     list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
@@ -168,6 +169,7 @@ class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
         "created_at",
         "updated_at",
         *ConnectivityAdminMixin.connectivity_fields,
+        *MonitoringAdminMixin.monitoring_fields,
     ]
     actions = ["activate", "suspend", "run_connectivity_check"]
     fieldsets = [
@@ -175,6 +177,7 @@ class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
         ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
+        ("Monitoring", {"fields": MonitoringAdminMixin.monitoring_fields}),
         ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]
