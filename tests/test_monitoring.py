@@ -345,3 +345,20 @@ def test_a_private_archive_is_unmonitored_by_the_real_guard(settings) -> None:  
     health = ServerHealth.objects.get(pk=server.pk)
     assert health.state == "unmonitored" and health.outcome == "blocked"
     assert mail.outbox == []
+
+
+def test_the_benchmark_stub_answers_like_archives(settings) -> None:  # type: ignore[no-untyped-def]
+    from bench import stub
+    from tests.peers import free_port
+
+    settings.CONNECTIVITY_ALLOW_PRIVATE = True
+    archives = stub.serve(free_port())
+    base = f"http://127.0.0.1:{archives.server_address[1]}"
+    try:
+        healthy = f"{base}/archive/7/dicom-web"
+        assert probe.probe(healthy, healthy, "https://pacsbin.com").outcome == "ok"
+        broken = f"{base}/broken/7/dicom-web"
+        found = probe.probe(broken, broken, "https://pacsbin.com")
+        assert found.outcome != "ok"
+    finally:
+        archives.shutdown()

@@ -8,12 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from integrations.adminlookups import StrictNumberLookupsMixin
+from integrations.inputs import parse_id
 from integrations.models import CheckOutcome, DicomWebServer, ServerHealth
 from integrations.monitoring import health as server_health
 from integrations.monitoring import timeline
@@ -117,7 +120,7 @@ class MonitoringAdminMixin:
 
 
 @admin.register(ServerHealth)
-class ServerHealthAdmin(admin.ModelAdmin):
+class ServerHealthAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
     """Every monitored server by state: failing first, then by how long."""
 
     list_display = [
@@ -160,6 +163,15 @@ class ServerHealthAdmin(admin.ModelAdmin):
             .annotate(state_rank=rank)
             .order_by("state_rank", "since", "pk")
         )
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> ServerHealth | None:
+        """Not found for an id that is no whole number in range (the key is the
+        server's, through the one-to-one field)."""
+        if from_field is None and parse_id(unquote(object_id)) is None:
+            return None
+        return super().get_object(request, object_id, from_field)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # rows are made by monitoring
