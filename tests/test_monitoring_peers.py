@@ -345,3 +345,55 @@ def test_two_rounds_at_once_check_each_due_server_once(
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+@pytest.mark.django_db
+def test_an_https_archive_has_its_certificate_expiry_recorded_and_alerted(
+    orthanc: peers.Orthanc,
+    tmp_path: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the generated nginx with TLS (a certificate valid for one day,
+    trusted for this test): the check records its notAfter, says it expires
+    soon, and monitoring alerts once at the 7-day stage."""
+    from datetime import timedelta
+
+    from django.core import mail
+    from django.utils import timezone
+
+    from integrations.connectivity import client
+    from integrations.models import ServerHealth
+    from integrations.monitoring import rounds
+    from tests.factories import make_institution, make_server
+
+    settings.UPLOADER_ORIGINS = ["https://pacsbin.com"]
+    settings.REGISTRY_PUBLIC_ORIGIN = ""
+    settings.CONNECTIVITY_ALLOW_PRIVATE = True
+    settings.MONITOR_ALERT_EMAILS = ["oncall@registry.example"]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    archive = make_server(make_institution(), "TLS PACS", qido_url=orthanc.dicomweb)
+    config = proxyconfig.render(archive, "nginx")
+    with peers.nginx(tmp_path, config, tls=True) as proxy:
+        cert, _ = peers.self_signed_certificate(tmp_path)
+        monkeypatch.setattr(client, "CA_CERTS", str(cert))
+        url = proxy.replace("127.0.0.1", "localhost") + "/dicom-web"
+        DicomWebServer.objects.filter(pk=archive.pk).update(qido_url=url, wado_url=url)
+        settings.CONNECTIVITY_ALLOW_PRIVATE = True
+        for _ in range(2):
+            claimed = rounds.dispatch(send=rounds.check_batch)
+            assert claimed == [archive.pk]
+            ServerHealth.objects.update(next_check_at=None)
+    health = ServerHealth.objects.get(pk=archive.pk)
+    assert health.state == "ok", health.outcome
+    assert health.tls_expires_at is not None
+    left = health.tls_expires_at - timezone.now()
+    assert timedelta(hours=23) < left <= timedelta(days=1, minutes=1)
+    assert health.tls_alert_stage == 7
+    check = archive.connectivity_checks.first()
+    assert check is not None
+    assert "tls_expires_soon" in [f["code"] for f in check.findings]
+    assert [m.subject for m in mail.outbox] == [
+        "[Pacsbin Integrations] TLS certificate expires in 0 day(s): "
+        "TLS PACS (University Hospital)"
+    ]
