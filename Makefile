@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_ENV := DJANGO_DEBUG=1
+PORT ?= 8000
 
 .PHONY: run test lint check bench bench-monitoring fuzz clean requirements
 
@@ -23,11 +24,11 @@ run: $(VENV)/.runtime
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --no-input
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
 	@$(DEMO_ENV) $(BIN)/python manage.py demo_admin
-	@echo "Serving the demo at http://127.0.0.1:8000/admin/ (Ctrl-C stops it)"
+	@echo "Serving the demo at http://127.0.0.1:$(PORT)/admin/ (Ctrl-C stops it)"
 	@echo "Monitoring runs beside it (manage.py monitor, no broker): Admin > Server health"
 	$(DEMO_ENV) $(BIN)/python manage.py monitor & monitor=$$!; \
 	  trap 'kill $$monitor 2>/dev/null' EXIT INT TERM; \
-	  $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+	  $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # Every test, the slow ones included (bare `pytest` leaves them out).
 test: $(VENV)/.dev
