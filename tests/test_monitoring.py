@@ -328,6 +328,44 @@ class TestRounds(TestCase):
         assert ConnectivityCheck.objects.filter(server=self.servers[0]).count() == 1
         assert ConnectivityCheck.objects.count() == 5
 
+    def test_on_the_soft_time_limit_the_finished_checks_are_recorded(self) -> None:
+        """Celery raises SoftTimeLimitExceeded in the task's thread (from a
+        signal): the checks done by then are written, the slow one is left
+        for its next turn."""
+        import signal
+        import threading
+
+        from celery.exceptions import SoftTimeLimitExceeded
+
+        slow = self.servers[0]
+        release = threading.Event()
+        answer = self.archives.__call__
+
+        def archives(qido_url: str, *args: Any, **kwargs: Any) -> probe.ProbeResult:
+            if qido_url == slow.qido_url:
+                release.wait(10)
+            return answer(qido_url)
+
+        probe.probe = archives  # type: ignore[assignment]
+
+        def limit(signum: int, frame: Any) -> None:
+            raise SoftTimeLimitExceeded()
+
+        previous = signal.signal(signal.SIGALRM, limit)
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        try:
+            rounds.enroll(timezone.now())
+            ids = rounds.claim(rounds.due_ids(timezone.now()), timezone.now())
+            report = rounds.check_batch(ids)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            release.set()
+        assert report.checked == 4
+        assert ServerHealth.objects.get(pk=slow.pk).last_checked_at is None
+        assert ServerHealth.objects.filter(state="ok").count() == 4
+        assert not ConnectivityCheck.objects.filter(server=slow).exists()
+
     def test_monitor_once_runs_a_round_in_process_without_a_broker(self) -> None:
         out = io.StringIO()
         call_command("monitor", "--once", stdout=out)
