@@ -35,7 +35,6 @@ from integrations.models import (
 )
 from integrations.monitoring import alerts, states
 from integrations.registry import chunks
-from integrations.validators import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +264,3 @@ def wait_for(ids: list[int], since: datetime, timeout: float) -> list[int]:
             break
         time.sleep(0.2)
     return waiting
-
-
-def describe(server: DicomWebServer) -> str:
-    return one_line(f"{server.name} ({server.institution.name})")
