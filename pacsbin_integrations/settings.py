@@ -316,7 +316,7 @@ if _broker and urlsplit(_broker).scheme not in ("redis", "rediss"):
         f"CELERY_BROKER_URL={_broker!r} is not supported: use redis://host:6379/N "
         "(or leave it unset for the embedded default)."
     )
-CELERY_BROKER_URL = _broker or "memory://"
+CELERY_BROKER_URL = _broker or "memory://localhost/"
 # No broker: tasks run in the calling process (manage.py monitor), one machine.
 CELERY_TASK_ALWAYS_EAGER = not _broker
 CELERY_TASK_IGNORE_RESULT = True
