@@ -4,6 +4,7 @@ and used by ?format=ohif. The real Orthanc: test_capabilities_peers.py."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from unittest import mock
 from urllib.parse import parse_qs, urlsplit
 
 import urllib3
+from django.core.management import call_command
 from django.test import TestCase, override_settings
 
 from integrations.connectivity import capabilities as caps
@@ -494,6 +496,63 @@ class CheckHookTests(TestCase):
         self.run_it(ok_probe, learning)
         self.run_it(ok_probe, learning)
         assert learning.call_count == 1
+
+
+@override_settings(UPLOADER_ORIGINS=["https://pacsbin.com", "https://b.example"])
+class OnDemandTests(TestCase):
+    """Checks someone asks for relearn, once whatever the number of origins."""
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.server = make_server(make_institution())
+        _, cls.raw = api_key("ops", "manage")
+
+    def test_the_api_check_relearns_and_a_failed_learning_is_still_a_201(self) -> None:
+        url = f"/api/v1/servers/{self.server.pk}/checks/"
+        learning = mock.Mock(return_value=ORTHANC_LIKE)
+        with (
+            mock.patch.object(probe, "probe", ok_probe),
+            mock.patch.object(caps, "learn", learning),
+        ):
+            for _ in range(2):
+                response = self.client.post(
+                    url, {}, content_type="application/json", **key_header(self.raw)
+                )
+                assert response.status_code == 201
+        assert learning.call_count == 2
+        assert self.server.health.capabilities == ORTHANC_LIKE
+        broken = mock.Mock(side_effect=RecursionError("deep"))
+        with (
+            mock.patch.object(probe, "probe", ok_probe),
+            mock.patch.object(caps, "learn", broken),
+            self.assertLogs(caps.logger, "ERROR"),
+        ):
+            response = self.client.post(
+                url, {}, content_type="application/json", **key_header(self.raw)
+            )
+        assert response.status_code == 201
+        assert response.json()["outcome"] == "ok"
+
+    def test_check_servers_learns_once_for_all_origins(self) -> None:
+        learning = mock.Mock(return_value=ORTHANC_LIKE)
+        with (
+            mock.patch.object(probe, "probe", ok_probe),
+            mock.patch.object(caps, "learn", learning),
+        ):
+            call_command(
+                "check_servers",
+                str(self.server.pk),
+                stdout=io.StringIO(),
+                stderr=io.StringIO(),
+            )
+            call_command(
+                "check_servers",
+                str(self.server.pk),
+                stdout=io.StringIO(),
+                stderr=io.StringIO(),
+            )
+        assert learning.call_count == 2
+        assert self.server.health.capabilities == ORTHANC_LIKE
 
 
 class TableTests(TestCase):
