@@ -302,9 +302,24 @@ class LearningTests(TestCase):
         assert all(h == {"Accept": "image/jpeg"} for _, h in images)
         assert all(u.startswith(WADO + "/studies/") for u, _ in images)
 
-    def test_with_no_study_only_no_match_is_learnt(self) -> None:
-        learnt = learn(FakeArchive(has_study=False))
-        assert learnt == {**dict.fromkeys(caps.KEYS), caps.NO_MATCH: "204"}
+    def test_with_no_study_only_no_match_is_learnt_from_one_request(self) -> None:
+        for no_match, expected in ((204, "204"), (200, "200_empty")):
+            archive = FakeArchive(has_study=False, no_match=no_match)
+            learnt = learn(archive)
+            assert learnt == {**dict.fromkeys(caps.KEYS), caps.NO_MATCH: expected}
+            assert [url for _, url, _ in archive.asked] == [f"{QIDO}/studies?limit=1"]
+
+    def test_a_default_answer_with_every_optional_attribute_leaves_the_tag_unknown(
+        self,
+    ) -> None:
+        every = {tag: attribute("LO", "x") for tag in caps.OPTIONAL_STUDY_TAGS}
+        archive = FakeArchive(includefield_all="ignored")
+        with mock.patch.dict(DEFAULT_STUDY, every):
+            learnt = learn(archive)
+        assert learnt[caps.INCLUDEFIELD_TAG] is None
+        assert learnt[caps.INCLUDEFIELD_ALL] is None
+        asked = [u for _, u, _ in archive.asked if "includefield" in u]
+        assert [u.rsplit("includefield=", 1)[1] for u in asked] == ["all"]
 
     def test_every_request_is_a_get_to_the_servers_own_roots_within_the_budget(
         self,

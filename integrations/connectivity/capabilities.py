@@ -176,11 +176,16 @@ def learn(
         query = urlencode(params, safe="!*'()", quote_via=quote)
         return _dicom_json(ask.get(f"{qido_url}/studies?{query}", DICOM_JSON))
 
+    first = ask.get(f"{qido_url}/studies?limit=1", DICOM_JSON)
+    found = _dicom_json(first)
+    if found == []:
+        # An archive with no study: that search was itself one matching nothing.
+        learnt[NO_MATCH] = _no_match(first)
+        return learnt
     learnt[NO_MATCH] = _no_match(
         ask.get(f"{qido_url}/studies?StudyInstanceUID={ABSENT_STUDY_UID}", DICOM_JSON)
     )
-    found = search(limit="1")
-    study = found[0] if isinstance(found, list) and found else None
+    study = found[0] if isinstance(found, list) else None
     study_uid = _uid(study, STUDY_UID)
     if not isinstance(study, dict) or study_uid is None:
         return learnt  # no study to learn the rest from
@@ -203,17 +208,17 @@ def learn(
         if isinstance(metadata, dict):
             present = {tag for tag, value in metadata.items() if _has_value(value)}
     tag, tag_known_present = _optional_tag(default_tags, present)
-
-    learnt[INCLUDEFIELD_TAG] = _includefield(
-        search(StudyInstanceUID=study_uid, includefield=tag),
-        study_uid,
-        lambda entry: tag in entry,
-        decisive_no=tag_known_present,
-    )
+    if tag is not None:
+        learnt[INCLUDEFIELD_TAG] = _includefield(
+            search(StudyInstanceUID=study_uid, includefield=tag),
+            study_uid,
+            lambda entry: tag in entry,
+            decisive_no=tag_known_present,
+        )
     learnt[INCLUDEFIELD_ALL] = _includefield(
         search(StudyInstanceUID=study_uid, includefield="all"),
         study_uid,
-        lambda entry: tag in entry or bool(set(entry) - default_tags),
+        lambda entry: bool(set(entry) - default_tags),
         decisive_no=tag_known_present,
     )
 
@@ -297,15 +302,18 @@ def _has_value(attribute: Any) -> bool:
     return isinstance(attribute, dict) and bool(attribute.get("Value"))
 
 
-def _optional_tag(default_tags: set[str], present: set[str] | None) -> tuple[str, bool]:
-    """The attribute to ask for with includefield, and whether the study is
-    known to have it (so that its absence from the answer says no)."""
-    for tag in OPTIONAL_STUDY_TAGS:
-        if tag not in default_tags and present is not None and tag in present:
-            return tag, True
+def _optional_tag(
+    default_tags: set[str], present: set[str] | None
+) -> tuple[str | None, bool]:
+    """The attribute to ask for with includefield (None when the default
+    answer has them all), and whether the study is known to have it (so that
+    its absence from the answer says no)."""
     absent_by_default = [t for t in OPTIONAL_STUDY_TAGS if t not in default_tags]
+    for tag in absent_by_default:
+        if present is not None and tag in present:
+            return tag, True
     # Unknown whether the study has it: only its coming back decides (yes).
-    return (absent_by_default or list(OPTIONAL_STUDY_TAGS))[0], False
+    return (absent_by_default[0] if absent_by_default else None), False
 
 
 def _entry(found: list[Any], study_uid: str) -> dict[str, Any] | None:
