@@ -34,6 +34,7 @@ from integrations.api.auth import (
     UserTokenAuthentication,
 )
 from integrations.api.throttling import AccessThrottle
+from integrations.connectivity import capabilities
 from integrations.models import DicomWebServer
 from integrations.validators import email_key, normalize_email
 
@@ -303,8 +304,13 @@ def _compiled(alias: str) -> CompiledQuery:
     return CompiledQuery(sql, driver_sql, plain, plain.index(email_key(_STAND_IN)))
 
 
+OHIF_FIELDS = (*FIELDS, "health__capabilities")
+
+
 def answer(email: str, fmt: str = "json") -> dict[str, Any]:
     """Every active server ``email`` (normalised) may use; one SQL query."""
+    if fmt == "ohif":
+        return ohif_answer(email, ohif_servers(email))
     servers = [
         {
             "id": row["id"],
@@ -315,13 +321,31 @@ def answer(email: str, fmt: str = "json") -> dict[str, Any]:
         }
         for row in rows(email)
     ]
-    if fmt == "ohif":
-        return ohif_answer(email, servers)
     return {"email": email, "servers": servers}
 
 
+def ohif_servers(email: str) -> list[dict[str, Any]]:
+    """The servers with the capabilities learnt from each archive: the access
+    query with a LEFT JOIN of ServerHealth, still one SQL query, and only for
+    ``?format=ohif`` (the JSON answer's hot path stays as it is)."""
+    found = DicomWebServer.objects.approved_for(email).values(*OHIF_FIELDS)
+    return [
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "institution": row["institution__name"],
+            "qido_url": row["qido_url"],
+            "wado_url": row["wado_url"],
+            "capabilities": row["health__capabilities"],
+        }
+        for row in found
+    ]
+
+
 def ohif_answer(email: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
-    """OHIF Viewer v3 ``dataSources`` entries, one DICOMweb source per server."""
+    """OHIF Viewer v3 ``dataSources`` entries, one DICOMweb source per server,
+    with the capabilities learnt from its archive (conservative values any
+    DICOMweb archive meets where nothing was learnt)."""
     sources = [
         {
             "namespace": OHIF_NAMESPACE,
@@ -331,13 +355,7 @@ def ohif_answer(email: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
                 "name": server["name"],
                 "qidoRoot": server["qido_url"],
                 "wadoRoot": server["wado_url"],
-                # Conservative capabilities that any DICOMweb archive meets.
-                "qidoSupportsIncludeField": False,
-                "imageRendering": "wadors",
-                "thumbnailRendering": "wadors",
-                "enableStudyLazyLoad": True,
-                "supportsFuzzyMatching": False,
-                "supportsWildcard": True,
+                **capabilities.ohif_configuration(server.get("capabilities")),
             },
         }
         for server in servers
