@@ -39,7 +39,9 @@ class ServerChecksView(ServerChildMixin, generics.ListAPIView):
         caller = request_user(request)
         user = None if isinstance(caller, ApiClient) else caller
         try:
-            check = run_check(server, payload.validated_data.get("origin"), user=user)
+            check = run_check(
+                server, payload.validated_data.get("origin"), user=user, relearn=True
+            )
         except DjangoValidationError as exc:
             raise ValidationError({"origin": exc.messages}) from None
         return Response(check.to_dict(), status=status.HTTP_201_CREATED)

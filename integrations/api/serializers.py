@@ -181,9 +181,18 @@ class OhifConfigurationSerializer(serializers.Serializer):
     name = serializers.CharField()
     qidoRoot = serializers.CharField()
     wadoRoot = serializers.CharField()
+    # Learnt from the archive (connectivity/capabilities.py), else conservative.
     qidoSupportsIncludeField = serializers.BooleanField()
-    imageRendering = serializers.CharField()
-    thumbnailRendering = serializers.CharField()
+    imageRendering = serializers.ChoiceField(choices=["wadors"])
+    thumbnailRendering = serializers.ChoiceField(
+        choices=["wadors", "thumbnail", "rendered"]
+    )
+    thumbnailRequestStrategy = serializers.ChoiceField(
+        choices=["fetch"],
+        required=False,
+        help_text="Present with thumbnailRendering thumbnail or rendered: the "
+        "archive answers a plain GET with Accept: image/jpeg.",
+    )
     enableStudyLazyLoad = serializers.BooleanField()
     supportsFuzzyMatching = serializers.BooleanField()
     supportsWildcard = serializers.BooleanField()

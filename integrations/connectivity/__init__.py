@@ -7,6 +7,9 @@ allowed to talk to an archive, and if not, exactly what to change.
   what someone's browser saw;
 - ``proxyconfig.render(server, kind)``: the fix-it nginx / apache / caddy
   configuration, for ``proxyconfig.allowed_origins()``;
+- ``capabilities``: what an archive does (includefield, fuzzy matching,
+  wildcards, its no-match answer, /rendered, /thumbnail), learnt after an ok
+  server-side check, stored on ServerHealth and used by ``?format=ohif``;
 - ``ssrf`` (the SSRF guard), ``client`` (the guarded HTTP client) and ``probe``
   (the judgement, without the database) underneath.
 """
