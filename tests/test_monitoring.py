@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
-from integrations.connectivity import probe
+from integrations.connectivity import capabilities, probe
 from integrations.models import (
     CheckOutcome,
     ConnectivityCheck,
@@ -50,7 +50,13 @@ class FakeArchives:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.answers: dict[str, probe.ProbeResult] = {}
         self.calls: list[str] = []
+        self.learnt: list[str] = []
         monkeypatch.setattr(probe, "probe", self)
+        monkeypatch.setattr(capabilities, "learn", self.learn)
+
+    def learn(self, qido_url: str, wado_url: str, **kwargs: Any) -> dict[str, Any]:
+        self.learnt.append(qido_url)
+        return {"fuzzy_matching": True, "no_match": "204", "wildcard": None}
 
     def __call__(self, qido_url: str, *args: Any, **kwargs: Any) -> probe.ProbeResult:
         self.calls.append(qido_url)
@@ -197,6 +203,24 @@ class TestRounds(TestCase):
         assert self.round() == []
         later = timezone.now() + timedelta(minutes=16)
         assert len(self.round(later)) == 5
+
+    def test_an_ok_check_learns_capabilities_at_most_every_six_hours(self) -> None:
+        broken = self.servers[1]
+        self.archives.answers[broken.qido_url] = result("cors_missing")
+        now = timezone.now()
+        self.round(now)
+        assert broken.qido_url not in self.archives.learnt
+        assert len(self.archives.learnt) == 4
+        health = ServerHealth.objects.get(pk=self.servers[0].pk)
+        assert health.capabilities == {"fuzzy_matching": True, "no_match": "204"}
+        assert health.capabilities_learnt_at is not None
+        self.round(now + timedelta(minutes=16))
+        assert len(self.archives.learnt) == 4
+        ServerHealth.objects.update(
+            capabilities_learnt_at=timezone.now() - timedelta(hours=6, minutes=1)
+        )
+        self.round(now + timedelta(minutes=32))
+        assert len(self.archives.learnt) == 8
 
     def test_a_claimed_server_is_not_claimed_again(self) -> None:
         now = timezone.now()

@@ -28,7 +28,7 @@ class MonitoringAdminTests(TestCase):
             since=now - timedelta(days=2),
             last_ok_at=now,
             tls_expires_at=now + timedelta(days=20, hours=1),
-            capabilities={"includefield": True, "fuzzy_matching": False},
+            capabilities={"includefield_tag": True, "fuzzy_matching": False},
             capabilities_learnt_at=now,
         )
         ServerHealth.objects.create(
@@ -76,8 +76,12 @@ class MonitoringAdminTests(TestCase):
         assert page.count('class="pi-tl-failed"') == 1
         assert page.count('class="pi-tl-ok"') == 2
         assert "3 scheduled check(s), 1 not ok" in page
-        assert '<th scope="row">fuzzy_matching</th><td>no</td>' in page
-        assert '<th scope="row">includefield</th><td>yes</td>' in page
+        assert '<th scope="row">Fuzzy matching of names</th><td>no</td>' in page
+        assert (
+            '<th scope="row">includefield with a named attribute</th><td>yes</td>'
+            in page
+        )
+        assert '<th scope="row">Thumbnails (/thumbnail)</th><td>unknown</td>' in page
 
     def test_an_unmonitored_server_says_so(self) -> None:
         url = f"/admin/integrations/dicomwebserver/{self.inside.pk}/change/"

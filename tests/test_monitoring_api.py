@@ -38,7 +38,12 @@ class HealthEndpointTests(TestCase):
             last_ok_at=datetime(2026, 3, 2, 8, 0, 3, tzinfo=UTC),
             outcome="cors_missing",
             tls_expires_at=datetime(2026, 5, 30, 23, 59, 59, tzinfo=UTC),
-            capabilities={"includefield": True, "fuzzy_matching": False},
+            capabilities={
+                "includefield_tag": True,
+                "fuzzy_matching": False,
+                "no_match": "204",
+                "not_a_capability": "dropped",
+            },
         )
 
     def url(self, pk: object) -> str:
@@ -54,7 +59,11 @@ class HealthEndpointTests(TestCase):
             "last_ok_at": "2026-03-02T08:00:03Z",
             "outcome": "cors_missing",
             "tls_expires_at": "2026-05-30T23:59:59Z",
-            "capabilities": {"includefield": True, "fuzzy_matching": False},
+            "capabilities": {
+                "includefield_tag": True,
+                "fuzzy_matching": False,
+                "no_match": "204",
+            },
         }
 
     def test_a_server_never_checked_is_unknown_with_empty_capabilities(self) -> None:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from integrations.adminlookups import StrictNumberLookupsMixin
+from integrations.connectivity import capabilities
 from integrations.inputs import parse_id
 from integrations.models import CheckOutcome, DicomWebServer, ServerHealth
 from integrations.monitoring import health as server_health
@@ -46,13 +47,12 @@ def tls_days_left(health: ServerHealth) -> int | None:
 
 
 def capabilities_table(health: ServerHealth) -> str:
-    learnt = health.capabilities if isinstance(health.capabilities, dict) else {}
-    if not learnt:
+    if not capabilities.clean(health.capabilities):
         return "Not learnt yet: a successful check learns what the archive does."
     rows = format_html_join(
         "",
         '<tr><th scope="row">{}</th><td>{}</td></tr>',
-        ((name, _value(value)) for name, value in sorted(learnt.items())),
+        capabilities.table(health.capabilities),
     )
     learnt_at = _when(health.capabilities_learnt_at)
     return format_html(
@@ -62,20 +62,10 @@ def capabilities_table(health: ServerHealth) -> str:
     )
 
 
-def _value(value: Any) -> str:
-    if value is True:
-        return "yes"
-    if value is False:
-        return "no"
-    if value is None:
-        return "unknown"
-    return str(value)
-
-
 class MonitoringAdminMixin:
     """Mixed into DicomWebServerAdmin: the server page's "Monitoring" part."""
 
-    monitoring_fields = ["health_summary", "health_timeline", "capabilities"]
+    monitoring_fields = ["health_summary", "health_timeline", "capability_table"]
 
     @admin.display(description="health")
     def health_summary(self, server: DicomWebServer) -> str:
@@ -113,7 +103,7 @@ class MonitoringAdminMixin:
         )
 
     @admin.display(description="capabilities")
-    def capabilities(self, server: DicomWebServer) -> str:
+    def capability_table(self, server: DicomWebServer) -> str:
         if not server.pk:
             return ""
         return capabilities_table(server_health.of(server))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from integrations.connectivity import capabilities
 from integrations.models import DicomWebServer, ServerHealth
 
 
@@ -22,7 +23,6 @@ def of(server: DicomWebServer) -> ServerHealth:
 
 def answer(server: DicomWebServer) -> dict[str, Any]:
     health = of(server)
-    capabilities = health.capabilities if isinstance(health.capabilities, dict) else {}
     return {
         "state": health.state,
         "since": _iso(health.since),
@@ -30,5 +30,6 @@ def answer(server: DicomWebServer) -> dict[str, Any]:
         "last_ok_at": _iso(health.last_ok_at),
         "outcome": health.outcome or None,
         "tls_expires_at": _iso(health.tls_expires_at),
-        "capabilities": capabilities,
+        # Read back defensively: only known keys with the values they may hold.
+        "capabilities": capabilities.clean(health.capabilities),
     }

@@ -26,8 +26,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from integrations.connectivity import probe
+from integrations.connectivity import capabilities, probe
 from integrations.models import (
+    CheckOutcome,
     ConnectivityCheck,
     DicomWebServer,
     ServerHealth,
@@ -130,6 +131,8 @@ class Checked:
     result: probe.ProbeResult
     seconds: float
     finished_at: datetime
+    # What an ok check learnt of the archive (None: not learnt this time).
+    learnt: capabilities.Capabilities | None = None
 
 
 @dataclass
@@ -139,7 +142,18 @@ class BatchReport:
     seconds: list[float] = field(default_factory=list)
 
 
-def _probe(server: DicomWebServer, origin: str) -> Checked:
+def _relearn(health: ServerHealth, now: datetime) -> bool:
+    learnt_at = health.capabilities_learnt_at
+    return learnt_at is None or (now - learnt_at).total_seconds() >= (
+        capabilities.RELEARN_SECONDS
+    )
+
+
+def _probe(health: ServerHealth, origin: str) -> Checked:
+    """One check, in a pool thread (no database here). An ok check also
+    learns the archive's capabilities, at most every RELEARN_SECONDS, as a
+    check someone runs does (connectivity/capabilities.py)."""
+    server = health.server
     started = time.monotonic()
     result = probe.probe(
         server.qido_url,
@@ -147,7 +161,14 @@ def _probe(server: DicomWebServer, origin: str) -> Checked:
         origin,
         needs_credentials=server.needs_credentials,
     )
-    return Checked(result, time.monotonic() - started, timezone.now())
+    seconds = time.monotonic() - started
+    learnt = None
+    if result.outcome == CheckOutcome.OK and _relearn(health, timezone.now()):
+        try:
+            learnt = capabilities.learn(server.qido_url, server.wado_url)
+        except Exception:
+            logger.exception("Learning the capabilities of server %s failed", server.pk)
+    return Checked(result, seconds, timezone.now(), learnt)
 
 
 def check_batch(ids: list[int]) -> BatchReport:
@@ -170,7 +191,7 @@ def check_batch(ids: list[int]) -> BatchReport:
         thread_name_prefix="monitor-check",
     )
     futures: dict[Future[Checked], int] = {
-        pool.submit(_probe, health.server, origin): pk for pk, health in healths.items()
+        pool.submit(_probe, health, origin): pk for pk, health in healths.items()
     }
     try:
         for future in as_completed(futures):
@@ -197,6 +218,7 @@ def record(
     rows = []
     changed = []
     sooner = []  # a failed check to confirm before the next interval
+    learnt = []
     for pk, checked in done.items():
         health = healths[pk]
         claimed_until = health.next_check_at
@@ -207,6 +229,13 @@ def record(
         changed.append(health)
         if health.next_check_at != claimed_until:
             sooner.append(health)
+        decided = capabilities.clean(checked.learnt) if checked.learnt else {}
+        if decided:
+            # What this learning could not decide keeps what an earlier one
+            # learnt (as capabilities.record does).
+            health.capabilities = {**capabilities.clean(health.capabilities), **decided}
+            health.capabilities_learnt_at = checked.finished_at
+            learnt.append(health)
         rows.append(
             ConnectivityCheck(
                 server_id=pk,
@@ -224,6 +253,10 @@ def record(
         ServerHealth.objects.bulk_update(changed, WRITTEN)
         if sooner:
             ServerHealth.objects.bulk_update(sooner, ["next_check_at"])
+        if learnt:
+            ServerHealth.objects.bulk_update(
+                learnt, ["capabilities", "capabilities_learnt_at"]
+            )
     report.checked = len(rows)
     alerts.send(report.changes)
     return report
