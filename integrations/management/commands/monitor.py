@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -12,6 +13,8 @@ from django.utils import timezone
 
 from integrations.models import ServerHealth
 from integrations.monitoring import rounds, tasks
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -85,10 +88,16 @@ class Command(BaseCommand):
         try:
             while True:
                 tick = time.monotonic()
-                if tick - pruned_at > 3600:
-                    rounds.prune()
-                    pruned_at = tick
-                claimed, seconds = self.round()
+                try:
+                    if tick - pruned_at > 3600:
+                        rounds.prune()
+                        pruned_at = tick
+                    claimed, seconds = self.round()
+                except Exception:
+                    # A locked database or a broker that is down: try again
+                    # next tick rather than stop watching.
+                    logger.exception("Monitoring round failed; retrying next tick")
+                    claimed, seconds = [], 0.0
                 if claimed:
                     self.stdout.write(
                         f"{timezone.now():%H:%M:%S} {len(claimed)} server(s) "
