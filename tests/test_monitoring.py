@@ -262,6 +262,26 @@ class TestRounds(TestCase):
         )
         assert len(mail.outbox) == 2
 
+    def test_a_mail_server_that_is_down_never_fails_the_round(self) -> None:
+        from tests.peers import free_port
+
+        broken = self.servers[1]
+        self.archives.answers[broken.qido_url] = result("cors_missing")
+        now = timezone.now()
+        smtp = {
+            "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": free_port(),  # nothing listens
+            "EMAIL_USE_TLS": False,
+            "EMAIL_TIMEOUT": 2,
+        }
+        with override_settings(**smtp):
+            self.round(now)
+            self.round(now + timedelta(minutes=5))
+        health = ServerHealth.objects.get(pk=broken.pk)
+        assert health.state == "failing"
+        assert ConnectivityCheck.objects.filter(server=broken).count() == 2
+
     def test_alert_lines_hold_no_line_break_from_names(self) -> None:
         server = self.servers[2]
         DicomWebServer.objects.filter(pk=server.pk).update(name="PACS\r\nBcc: x@y")
