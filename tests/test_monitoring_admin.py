@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from xml.etree import ElementTree
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -76,6 +77,10 @@ class MonitoringAdminTests(TestCase):
         assert page.count('class="pi-tl-failed"') == 1
         assert page.count('class="pi-tl-ok"') == 2
         assert "3 scheduled check(s), 1 not ok" in page
+        svg = page[page.index("<svg") : page.index("</svg>") + len("</svg>")]
+        root = ElementTree.fromstring(svg)  # well-formed, drawn server-side
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        assert "<script" not in svg
         assert '<th scope="row">Fuzzy matching of names</th><td>no</td>' in page
         assert (
             '<th scope="row">includefield with a named attribute</th><td>yes</td>'
