@@ -14,6 +14,8 @@ from django.utils import timezone
 from integrations.models import ConnectivityCheck, ServerHealth
 from tests.factories import make_institution, make_server
 
+SVG = "http://www.w3.org/2000/svg"
+
 
 class MonitoringAdminTests(TestCase):
     @classmethod
@@ -77,9 +79,10 @@ class MonitoringAdminTests(TestCase):
         assert page.count('class="pi-tl-failed"') == 1
         assert page.count('class="pi-tl-ok"') == 2
         assert "3 scheduled check(s), 1 not ok" in page
-        svg = page[page.index("<svg") : page.index("</svg>") + len("</svg>")]
+        start = page.index('class="pi-timeline"') - len('<svg xmlns="' + SVG + '" ')
+        svg = page[start : page.index("</svg>", start) + len("</svg>")]
         root = ElementTree.fromstring(svg)  # well-formed, drawn server-side
-        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        assert root.tag == "{" + SVG + "}svg"
         assert "<script" not in svg
         assert '<th scope="row">Fuzzy matching of names</th><td>no</td>' in page
         assert (
