@@ -37,7 +37,11 @@ def _when(value: datetime | None) -> str:
 
 
 def state_badge(state: str, label: str) -> str:
-    return format_html('<span class="pi-badge pi-state-{}">{}</span>', state, label)
+    """A short badge (the full label as its title)."""
+    short = "OK" if state == "ok" else state.capitalize()
+    return format_html(
+        '<span class="pi-badge pi-state-{}" title="{}">{}</span>', state, label, short
+    )
 
 
 def tls_days_left(health: ServerHealth) -> int | None:
@@ -124,6 +128,10 @@ class ServerHealthAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
         "outcome",
     ]
     list_filter = ["state", "out_of_reach", "alert_contact"]
+
+    class Media:
+        css = {"all": ["integrations/admin.css"]}
+
     list_select_related = ["server", "server__institution"]
     search_fields = ["server__name", "server__institution__name"]
     readonly_fields = [
