@@ -174,6 +174,22 @@ class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
         (None, {"fields": ["institution", "name", "status"]}),
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
         ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
+        (
+            "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)",
+            {
+                "fields": [
+                    "proxy_mode",
+                    ("archive_ae_title", "archive_host", "archive_port"),
+                    ("proxy_ae_title", "proxy_dimse_port"),
+                    "forward_qido_url",
+                    "forward_wado_url",
+                ],
+                "description": "For the dimse mode, the QIDO and WADO URLs above "
+                "are the proxy's public origin (no path): its routes are at the "
+                "root. The dicomweb mode forwards to an archive whose DICOMweb "
+                "root is at / (the proxy drops any path).",
+            },
+        ),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
         ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),

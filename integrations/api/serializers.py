@@ -24,7 +24,7 @@ from integrations.models import (
     DicomWebServer,
     Institution,
 )
-from integrations.validators import MAX_EMAIL_LENGTH, normalize_email
+from integrations.validators import MAX_EMAIL_LENGTH, PROXY_KEYS, normalize_email
 
 # One request may carry a whole institution (issue 6: 100,000 in under 20 s).
 MAX_BULK_EMAILS = 100_000
@@ -101,7 +101,65 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+_AE_TITLE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 16,
+    "description": "1-16 printable ASCII characters, no backslash, not all spaces.",
+}
+_HOST = {"type": "string", "description": "A DNS name or an IP address."}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_URL = {"type": "string", "description": "A DICOMweb URL (the URL rule)."}
+PACSBIN_PROXY_SCHEMA = {
+    "oneOf": [
+        {
+            "type": "object",
+            "title": "dimse",
+            "description": "The archive speaks only DIMSE: the proxy serves "
+            "DICOMweb and asks the archive by C-FIND and C-GET/C-MOVE.",
+            "properties": {
+                "mode": {"type": "string", "enum": ["dimse"]},
+                "archive_ae_title": _AE_TITLE,
+                "archive_host": _HOST,
+                "archive_port": _PORT,
+                "proxy_ae_title": _AE_TITLE,
+                "proxy_dimse_port": _PORT,
+            },
+            "required": list(PROXY_KEYS["dimse"]),
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "title": "dicomweb",
+            "description": "The archive has DICOMweb at the root of its "
+            "address: the proxy forwards to it and adds the CORS headers.",
+            "properties": {
+                "mode": {"type": "string", "enum": ["dicomweb"]},
+                "forward_qido_url": _URL,
+                "forward_wado_url": _URL,
+            },
+            "required": list(PROXY_KEYS["dicomweb"]),
+            "additionalProperties": False,
+        },
+    ],
+    "nullable": True,
+    "description": "Pacsbin's proxy settings: required when cors_mode is "
+    "dimse_proxy, null otherwise (a change of cors_mode away from dimse_proxy "
+    "that does not send pacsbin_proxy clears them).",
+}
+
+
+@extend_schema_field(PACSBIN_PROXY_SCHEMA)
+class PacsbinProxyField(serializers.JSONField):
+    """Any JSON value: the one rule (validators.normalize_pacsbin_proxy, run
+    by the model's clean) judges it and names what is wrong."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, required=False, **kwargs)
+
+
 class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
+    pacsbin_proxy = PacsbinProxyField()
     institution = InstitutionIdField(
         queryset=Institution.objects.all(), help_text="The institution's id."
     )
@@ -116,6 +174,17 @@ class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
         model = DicomWebServer
         fields = ["id", "institution", *DicomWebServer.EDITABLE_FIELDS]
         validators: list[Any] = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Moving a server off Pacsbin's proxy clears its settings, unless the
+        # request says what they should be (then the model's rule answers).
+        if (
+            "cors_mode" in attrs
+            and attrs["cors_mode"] != DicomWebServer.CorsMode.DIMSE_PROXY
+            and "pacsbin_proxy" not in attrs
+        ):
+            attrs["pacsbin_proxy"] = None
+        return super().validate(attrs)
 
 
 class ApprovedUserSerializer(serializers.ModelSerializer):

@@ -46,6 +46,9 @@ def run_check(
         origin,
         needs_credentials=server.needs_credentials,
         limits=limits,
+        pacsbin_proxy=server.pacsbin_proxy
+        if server.cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY
+        else None,
     )
     # The archive wrote part of these findings: stored escaped and capped.
     return ConnectivityCheck.objects.record(

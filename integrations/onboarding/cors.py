@@ -34,9 +34,11 @@ def guidance_for(
         CorsMode.DIRECT: "Your archive itself must send these headers.",
         CorsMode.REVERSE_PROXY: "The reverse proxy in front of your archive "
         "(nginx, Apache httpd, Caddy, …) must add these headers.",
-        CorsMode.DIMSE_PROXY: "Pacsbin's DIMSE proxy, run with "
-        '"proxyMode": "dicomweb", sends these headers for you: the QIDO and '
-        "WADO URLs you give us must be the proxy's, not the archive's.",
+        CorsMode.DIMSE_PROXY: "Pacsbin's proxy (in its dimse mode for an "
+        'archive that speaks only DIMSE, or with "proxyMode": "dicomweb" in '
+        "front of a DICOMweb archive) sends these headers for you, from the "
+        "config.jsonc below: the QIDO and WADO URLs you give us must be the "
+        "proxy's, not the archive's.",
     }
     where = answers.get(cors_mode, "Your archive must send these headers.")
     notes = []
