@@ -150,6 +150,9 @@ class ServerDetailsForm(ProxyFieldsForm):
         label="How will the browser be allowed to read from the archive?",
         choices=CORS_CHOICES,
         initial=DicomWebServer.CorsMode.DIRECT,
+        # Required for a DICOMweb archive (see clean); a DIMSE-only one is
+        # always behind Pacsbin's proxy.
+        required=False,
         widget=forms.RadioSelect,
         help_text="The uploader runs in the radiologist's browser on "
         "pacsbin.com. Browsers only let it read your archive's answers when the "
@@ -233,6 +236,11 @@ class ServerDetailsForm(ProxyFieldsForm):
         if self.speaks_dimse:
             self._clean_dimse(data)
             return data
+        if not data.get("cors_mode") and not self.has_error("cors_mode"):
+            self.add_error(
+                "cors_mode",
+                ValidationError("This field is required.", code="required"),
+            )
         self._clean_archive_urls(data)
         if data.get("cors_mode") == DicomWebServer.CorsMode.DIMSE_PROXY:
             self._clean_dicomweb_proxy(data)
