@@ -584,3 +584,81 @@ class ApprovalAndImport(TestCase):
         Institution.objects.all().delete()
         transfer.import_json(io.StringIO(json.dumps(old)))
         assert DicomWebServer.objects.get().pacsbin_proxy is None
+
+
+class TheProbeThroughTheProxy(TestCase):
+    """probe.probe with a scripted proxy (the real one: the peers tests)."""
+
+    ORIGIN = "https://pacsbin.com"
+    CORS = {
+        "Access-Control-Allow-Origin": ORIGIN,
+        "Access-Control-Allow-Headers": "Authorization, Accept",
+    }
+
+    def scripted(self, search: Any) -> Any:
+        import urllib3
+
+        from integrations.connectivity import client
+
+        def fetch(method: str, url: str, **_kwargs: Any) -> client.Response:
+            def answer(status: int, body: Any, kind: str = "application/dicom+json"):
+                headers = urllib3.HTTPHeaderDict({**self.CORS, "Content-Type": kind})
+                data = body if isinstance(body, bytes) else json.dumps(body).encode()
+                return client.Response(url, status, headers, data)
+
+            if method == "OPTIONS":
+                return answer(200, b"")
+            if url.endswith("/studies?limit=1"):
+                if isinstance(search, Exception):
+                    raise search
+                return answer(*search)
+            if url.endswith("/series"):
+                return answer(200, [{"0020000E": {"vr": "UI", "Value": ["1.2.3.4"]}}])
+            if url.endswith("/instances"):
+                return answer(200, [{"00080018": {"vr": "UI", "Value": ["1.2.3.4.5"]}}])
+            if url.endswith("/instances/1.2.3.4.5"):
+                return answer(
+                    200, b"--x\r\nDICM", 'multipart/related; type="application/dicom"'
+                )
+            return answer(404, {"error": "Not Found"}, "application/json")
+
+        return fetch
+
+    def run_probe(self, search: Any, **kwargs: Any) -> Any:
+        from integrations.connectivity import probe
+
+        return probe.probe(
+            PROXY, PROXY, self.ORIGIN, fetch=self.scripted(search), **kwargs
+        )
+
+    STUDY = (200, [{"0020000D": {"vr": "UI", "Value": ["1.2.3"]}}])
+
+    def test_it_retrieves_one_instance_found_by_qido_and_says_so(self) -> None:
+        result = self.run_probe(self.STUDY, pacsbin_proxy=DIMSE)
+        assert result.outcome == "ok", result.findings
+        wado = next(f for f in result.findings if f.code == "wado_ok")
+        assert "retrieved one instance instead (1.2.3.4.5" in wado.message
+
+    def test_a_normal_server_still_asks_for_metadata(self) -> None:
+        result = self.run_probe(self.STUDY)
+        codes = [f.code for f in result.findings]
+        assert "wado_bad_status" in codes  # the scripted proxy has no /metadata
+
+    def test_a_search_that_never_comes_back_names_the_ae_registration(self) -> None:
+        from integrations.connectivity import client
+
+        timeout = client.FetchError("timeout", "It did not answer in time.")
+        result = self.run_probe(timeout, pacsbin_proxy=DIMSE)
+        assert result.outcome == "unreachable"
+        refused = next(f for f in result.findings if f.code == "proxy_archive_refused")
+        assert "register the proxy's AE title PACSBIN_PROXY" in refused.message
+        assert "PACS_SERVER at 10.1.2.3, port 11112" in refused.message
+        # Without the proxy it stays a plain timeout.
+        plain = self.run_probe(timeout)
+        assert [f.code for f in plain.findings][-1] == "unreachable_timeout"
+
+    def test_a_dimse_error_answer_names_it_too(self) -> None:
+        error = (500, {"error": "DIMSE query failed: Network error"})
+        result = self.run_probe(error, pacsbin_proxy=DIMSE)
+        refused = next(f for f in result.findings if f.code == "proxy_archive_refused")
+        assert "“DIMSE query failed: Network error”" in refused.message
