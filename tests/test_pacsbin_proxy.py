@@ -662,3 +662,35 @@ class TheProbeThroughTheProxy(TestCase):
         result = self.run_probe(error, pacsbin_proxy=DIMSE)
         refused = next(f for f in result.findings if f.code == "proxy_archive_refused")
         assert "“DIMSE query failed: Network error”" in refused.message
+
+
+class TheProxyPeerUnderCi(TestCase):
+    """Without node/npm the proxy's tests skip only outside CI; under CI they
+    fail, so CI never passes by skipping them (.ci/run installs node and npm)."""
+
+    def test_a_missing_node_fails_under_ci_and_skips_outside(self) -> None:
+        from unittest import mock
+
+        import pytest
+
+        from tests import peers
+
+        missing = mock.patch.object(peers, "NODE", "/nonexistent/node")
+        with (
+            missing,
+            mock.patch.dict("os.environ", {"CI": "true"}),
+            pytest.raises(pytest.fail.Exception, match="/nonexistent/node"),
+        ):
+            peers.build_pacsbin_proxy()
+        with (
+            missing,
+            mock.patch.dict("os.environ", {"CI": ""}),
+            pytest.raises(pytest.skip.Exception),
+        ):
+            peers.build_pacsbin_proxy()
+
+    def test_ci_installs_node_and_npm(self) -> None:
+        from pathlib import Path
+
+        script = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+        assert "command -v npm" in script and "nodejs npm" in script

@@ -115,3 +115,43 @@ def test_before_the_archive_knows_the_proxy_the_browser_says_so(
     check = ConnectivityCheck.objects.get()
     assert check.findings[0]["code"] == "browser_proxy_archive_refused"
     assert "register the proxy's AE title" in check.findings[0]["message"]
+
+
+def test_the_form_shows_the_dimse_questions_when_the_archive_speaks_only_dimse(
+    chromium: str,  # noqa: F811
+    live_server: Any,
+    settings: Any,
+) -> None:
+    """The public form in Chromium: choosing "Only DIMSE" shows the proxy's
+    questions and hides the DICOMweb ones; a refused submission comes back
+    with the same part shown, the errors by field and the typed text kept."""
+    from tests.test_onboarding_browser import browser_page
+
+    settings.CACHES = fresh_cache()
+    with browser_page() as page:
+        page.goto(f"{live_server.url}/onboarding/")  # type: ignore[attr-defined]
+        assert not page.is_visible("#id_archive_ae_title")  # type: ignore[attr-defined]
+        assert page.is_visible("#id_qido_url")  # type: ignore[attr-defined]
+        page.check("#id_archive_speaks_1")  # type: ignore[attr-defined]
+        assert page.is_visible("#id_archive_ae_title")  # type: ignore[attr-defined]
+        assert page.is_visible("#id_proxy_url")  # type: ignore[attr-defined]
+        assert not page.is_visible("#id_qido_url")  # type: ignore[attr-defined]
+        page.fill("#id_institution_name", "County General")  # type: ignore[attr-defined]
+        page.fill("#id_contact_name", "Pat Admin")  # type: ignore[attr-defined]
+        page.fill("#id_contact_email", "pat@county.example")  # type: ignore[attr-defined]
+        page.fill("#id_server_name", "County PACS")  # type: ignore[attr-defined]
+        page.fill("#id_archive_ae_title", "PACS_SERVER")  # type: ignore[attr-defined]
+        page.fill("#id_archive_host", "10.1.2.3")  # type: ignore[attr-defined]
+        page.fill("#id_archive_port", "99999")  # type: ignore[attr-defined]
+        page.fill("#id_proxy_url", "https://pacs-proxy.county.example")  # type: ignore[attr-defined]
+        page.fill("#id_emails", "jane@county.example")  # type: ignore[attr-defined]
+        page.click("button[type=submit]")  # type: ignore[attr-defined]
+        page.wait_for_selector("#error-summary")  # type: ignore[attr-defined]
+        assert "is not a port" in page.text_content("#error-summary")  # type: ignore[attr-defined]
+        assert page.is_visible("#id_archive_port")  # type: ignore[attr-defined]
+        assert page.input_value("#id_archive_port") == "99999"  # type: ignore[attr-defined]
+        assert page.input_value("#id_archive_ae_title") == "PACS_SERVER"  # type: ignore[attr-defined]
+        page.fill("#id_archive_port", "11112")  # type: ignore[attr-defined]
+        page.click("button[type=submit]")  # type: ignore[attr-defined]
+        page.wait_for_url("**/onboarding/submitted/**")  # type: ignore[attr-defined]
+        assert page.problems == []  # type: ignore[attr-defined]
