@@ -694,3 +694,52 @@ class TheProxyPeerUnderCi(TestCase):
 
         script = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
         assert "command -v npm" in script and "nodejs npm" in script
+
+
+class AChangeToAProxiedServer(FreshRateLimit, TestCase):
+    """Updates work the same way: the change form starts from the live
+    settings, the reviewer sees them changed in words, approval applies them."""
+
+    def test_the_change_form_round_trip(self) -> None:
+        from tests.factories import confirm, submitted_request
+
+        staff = get_user_model().objects.create_superuser("s", "s@example.org", "pw")
+        origin = submitted_request(
+            qido_url=PROXY, wado_url=PROXY, cors_mode="dimse_proxy", pacsbin_proxy=DIMSE
+        )
+        lifecycle.approve_request(origin, staff)
+        server = DicomWebServer.objects.get()
+        url = f"/onboarding/status/{status_link(origin)}/change/"
+        page = self.client.get(url).content.decode()
+        assert re.search(r'<input[^>]*value="dimse"[^>]*checked', page)
+        assert 'value="PACS_SERVER"' in page and f'value="{PROXY}"' in page
+        response = self.client.post(
+            url,
+            {
+                "contact_name": "Pat Admin",
+                "contact_email": "pat.admin@st-example.org",
+                "server_name": server.name,
+                "archive_speaks": "dimse",
+                "archive_ae_title": "PACS_SERVER",
+                "archive_host": "10.1.2.4",
+                "archive_port": "104",
+                "proxy_url": PROXY,
+                "proxy_ae_title": "PACSBIN_PROXY",
+                "proxy_dimse_port": "8888",
+                "emails_to_add": "",
+                "emails_to_remove": "",
+                "leave_blank": "",
+            },
+        )
+        assert response.status_code == 302, response.content.decode()[:3000]
+        update = confirm(OnboardingRequest.objects.get(kind="update"))
+        changed = {d.field: d for d in lifecycle.differences(update) if d.changed}
+        assert set(changed) == {"pacsbin_proxy"}
+        assert "10.1.2.4, port 104" in changed["pacsbin_proxy"].shown_requested
+        lifecycle.approve_request(update, staff)
+        server.refresh_from_db()
+        assert server.pacsbin_proxy == {
+            **DIMSE,
+            "archive_host": "10.1.2.4",
+            "archive_port": 104,
+        }

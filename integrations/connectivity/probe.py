@@ -42,8 +42,9 @@ ERROR_PROBE_PATH = "/pacsbin-connectivity-check-404"
 FIX = (
     "Fix: make the archive send the header, or put a reverse proxy in front of "
     "it (the fix-it configurations for nginx, Apache and Caddy on the server's "
-    "page do exactly this), or use Pacsbin's DIMSE proxy with "
-    '"proxyMode": "dicomweb".'
+    "page do exactly this), or run Pacsbin's own proxy in front of it (how "
+    "CORS is met: Pacsbin's proxy; the server's page then gives its "
+    "config.jsonc)."
 )
 
 _TRANSPORT_OUTCOMES = {
