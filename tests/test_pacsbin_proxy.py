@@ -743,3 +743,19 @@ class AChangeToAProxiedServer(FreshRateLimit, TestCase):
             "archive_host": "10.1.2.4",
             "archive_port": 104,
         }
+
+
+class TheSystemCheck(TestCase):
+    databases = {"default"}
+
+    def test_a_server_marked_dimse_proxy_before_the_settings_is_listed(self) -> None:
+        from django.core.checks import run_checks
+
+        old = make_server(make_institution(), "Old proxied")
+        DicomWebServer.objects.filter(pk=old.pk).update(cors_mode="dimse_proxy")
+        proxied_server()  # a good one is not listed
+        found = [
+            w for w in run_checks(databases=["default"]) if w.id == "integrations.W004"
+        ]
+        assert len(found) == 1 and "Old proxied" in found[0].msg
+        assert "needs the proxy's settings" in found[0].msg
