@@ -99,9 +99,11 @@ def _tail(log: Path) -> str:
 
 
 @contextmanager
-def running(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen]:
+def running(
+    args: list[str], log: Path, ready_url: str, cwd: Path | None = None
+) -> Iterator[subprocess.Popen]:
     with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     try:
         wait_for(ready_url, process, log)
         yield process
@@ -329,19 +331,26 @@ def pacsbin_proxy(
     *,
     port: int | None = None,
     dimse_port: int | None = None,
+    unchanged: bool = False,
 ) -> Iterator[str]:
     """Pacsbin's proxy running the (patched) generated config on ``port`` (a
-    free loopback port by default); yields its base URL."""
+    free loopback port by default); yields its base URL. ``unchanged``: the
+    config exactly as given (its origin must then be http://127.0.0.1:port),
+    run from ``tmp`` as an operator would."""
     port = port or free_port()
     (tmp / "proxy-data").mkdir(exist_ok=True)
     path = tmp / "config.jsonc"
     path.write_text(
-        patch_pacsbin_config(
+        config
+        if unchanged
+        else patch_pacsbin_config(
             config, web_port=port, storage=tmp / "proxy-data", dimse_port=dimse_port
         )
     )
     url = f"http://127.0.0.1:{port}"
-    with running([NODE, str(entry), str(path)], tmp / "proxy.log", f"{url}/ping"):
+    with running(
+        [NODE, str(entry), str(path)], tmp / "proxy.log", f"{url}/ping", cwd=tmp
+    ):
         yield url
 
 

@@ -311,7 +311,7 @@ class TheConfig(TestCase):
         assert cors["credentials"] is False
         assert config["ssl"]["enabled"] is True and config["ssl"]["port"] == 443
         assert config["ssl"]["certPath"].startswith("/")
-        assert config["storagePath"].startswith("/")
+        assert config["storagePath"] == "./data"
         assert config["useCget"] is True
         # Comments say what to edit, next to what.
         assert re.search(r"// EDIT: .*storage", text) or "EDIT: a folder" in text

@@ -12,7 +12,9 @@ the registry refuses in plain words instead.
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import urllib.error
 import urllib.request
 import uuid
@@ -24,6 +26,7 @@ from django.test import Client
 
 from integrations.connectivity import client, proxyconfig, run_check
 from integrations.models import DicomWebServer, OnboardingRequest
+from integrations.onboarding.links import status_link
 from tests import peers
 from tests.api_helpers import key_header
 from tests.factories import api_key, make_institution, make_server
@@ -214,10 +217,20 @@ def test_an_archive_onboarded_through_the_public_form(
         f"/api/v1/servers/{server.pk}/proxy-config/pacsbin", **key_header(manage)
     )
     assert config.status_code == 200
+    # The contact's status page offers the very same file, with Copy.
+    page = web.get(f"/onboarding/status/{status_link(r)}/").content.decode()
+    shown = re.search(r'<pre id="pacsbin-config"[^>]*>(.*?)</pre>', page, re.DOTALL)
+    assert shown and html.unescape(shown.group(1)) == config.content.decode()
     orthanc_dimse.register_modality(aet, aet, "127.0.0.1", dimse_port)
     try:
+        # Run exactly as given: an http origin needs no certificate, and the
+        # storage folder is relative to where the proxy runs.
         with peers.pacsbin_proxy(
-            pacsbin_proxy_entry, tmp_path, config.content.decode(), port=port
+            pacsbin_proxy_entry,
+            tmp_path,
+            config.content.decode(),
+            port=port,
+            unchanged=True,
         ):
             _key, access = api_key("uploader")
             servers = (

@@ -39,7 +39,9 @@ KIND = "pacsbin"
 # uses /opt/dicomweb-proxy).
 CERT_PATH = "/opt/dicomweb-proxy/certs/server.crt"
 KEY_PATH = "/opt/dicomweb-proxy/certs/server.key"
-STORAGE_PATH = "/opt/dicomweb-proxy/data"
+# Relative to the folder the proxy runs in (as in the proxy's own example),
+# so the file runs as given anywhere; a service had better make it absolute.
+STORAGE_PATH = "./data"
 METHODS = ["GET", "HEAD", "OPTIONS"]
 ALLOWED_HEADERS = ["Authorization", "Accept", "Content-Type", "Range", "If-None-Match"]
 
@@ -231,7 +233,12 @@ def _write(
         w.raw(f'    "qidoForwardingUrl": {_json(settings["forward_qido_url"])},')
         w.raw(f'    "wadoForwardingUrl": {_json(settings["forward_wado_url"])}')
         w.raw("  },")
-    w.comment("EDIT: a folder the proxy may write (its cache of retrieved images).", 2)
+    w.comment(
+        "EDIT: a folder the proxy may write (its cache of retrieved images); "
+        "relative to where the proxy runs: for a service, an absolute path "
+        "such as /opt/dicomweb-proxy/data.",
+        2,
+    )
     w.raw(f'  "storagePath": {_json(STORAGE_PATH)},')
     w.raw('  "enableCache": true,')
     w.raw('  "cacheRetentionMinutes": 60,')
