@@ -423,6 +423,21 @@ class TheAdmin(TestCase):
         server.refresh_from_db()
         assert server.pacsbin_proxy is None
 
+    def test_the_inputs_are_folded_away_unless_the_server_is_behind_the_proxy(
+        self,
+    ) -> None:
+        plain = make_server(make_institution("Plain"))
+        page = self.client.get(
+            f"/admin/integrations/dicomwebserver/{plain.pk}/change/"
+        ).content.decode()
+        fieldset = page[page.index("Pacsbin&#x27;s proxy (only") - 400 :]
+        assert "<details>" in fieldset[:500]
+        proxied = self.client.get(
+            f"/admin/integrations/dicomwebserver/{proxied_server().pk}/change/"
+        ).content.decode()
+        fieldset = proxied[proxied.index("Pacsbin&#x27;s proxy (only") - 400 :]
+        assert "<details>" not in fieldset[:500]
+
     def test_the_proxy_without_a_mode_is_refused(self) -> None:
         server = proxied_server()
         response = self.post(server, proxy_mode="")

@@ -154,6 +154,9 @@ class InstitutionAdmin(AuditedAdmin):
         return institution.server_count  # type: ignore[attr-defined]
 
 
+PROXY_FIELDSET = "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)"
+
+
 @admin.register(DicomWebServer)
 class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
     form = DicomWebServerAdminForm
@@ -175,12 +178,17 @@ class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
         ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
         (
-            "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)",
+            PROXY_FIELDSET,
             {
+                # One per line: the admin opens a collapsed fieldset when
+                # one of its fields has an error, matching names one by one.
                 "fields": [
                     "proxy_mode",
-                    ("archive_ae_title", "archive_host", "archive_port"),
-                    ("proxy_ae_title", "proxy_dimse_port"),
+                    "archive_ae_title",
+                    "archive_host",
+                    "archive_port",
+                    "proxy_ae_title",
+                    "proxy_dimse_port",
                     "forward_qido_url",
                     "forward_wado_url",
                 ],
@@ -194,6 +202,20 @@ class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
         ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]
+
+    def get_fieldsets(
+        self, request: HttpRequest, obj: DicomWebServer | None = None
+    ) -> Any:
+        """The proxy's inputs folded away unless the server is behind it."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY:
+            return fieldsets
+        return [
+            (name, {**options, "classes": ["collapse"]})
+            if name == PROXY_FIELDSET
+            else (name, options)
+            for name, options in fieldsets
+        ]
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[DicomWebServer], search_term: str
