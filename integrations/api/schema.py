@@ -304,6 +304,7 @@ _SERVER = {
     "status": DicomWebServer.Status.ACTIVE.value,
     "cors_mode": DicomWebServer.CorsMode.REVERSE_PROXY.value,
     "needs_credentials": False,
+    "pacsbin_proxy": None,
     "notes": "",
 }
 
