@@ -265,7 +265,12 @@ def _write(
     w.raw('  "ssl": {')
     w.raw(f'    "enabled": {"true" if tls else "false"},')
     w.raw(f'    "port": {public_port if tls else 443},')
-    w.comment(f"EDIT: the certificate and key for {public.host} (absolute paths).", 4)
+    w.comment(
+        f"EDIT: the certificate and key for {public.host} (absolute paths). "
+        "Without them an https proxy does not start; generateSelfSigned makes a "
+        "certificate browsers refuse (tests only).",
+        4,
+    )
     w.raw(f'    "certPath": {_json(CERT_PATH)},')
     w.raw(f'    "keyPath": {_json(KEY_PATH)},')
     w.raw('    "generateSelfSigned": false,')
