@@ -774,3 +774,20 @@ class TheSystemCheck(TestCase):
         ]
         assert len(found) == 1 and "Old proxied" in found[0].msg
         assert "needs the proxy's settings" in found[0].msg
+
+
+class TheGuidance(TestCase):
+    @override_settings(
+        UPLOADER_ORIGINS=["https://pacsbin.com", "https://eu.pacsbin.com"]
+    )
+    def test_behind_the_proxy_it_says_what_the_proxy_sends_never_a_star(self) -> None:
+        from integrations.onboarding import cors
+
+        guidance = cors.guidance_for("dimse_proxy", False)
+        assert guidance.allow_origin_lines == [
+            "Access-Control-Allow-Origin: https://pacsbin.com",
+            "Access-Control-Allow-Origin: https://eu.pacsbin.com",
+        ]
+        text = " ".join([*guidance.header_lines, *guidance.notes])
+        assert "Allow-Origin: *" not in text and "never “*”" in text
+        assert "Authorization" in text

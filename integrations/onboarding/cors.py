@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from integrations.connectivity import proxyconfig
+from integrations.connectivity import pacsbinproxy, proxyconfig
 from integrations.models import DicomWebServer
 
 CorsMode = DicomWebServer.CorsMode
@@ -60,6 +60,15 @@ def guidance_for(
             "the request when it is one of the origins below, together with "
             "“Access-Control-Allow-Credentials: true”."
         )
+    elif cors_mode == CorsMode.DIMSE_PROXY:
+        # Pacsbin's proxy echoes exactly the origins its config.jsonc lists
+        # (never *): say what it will send, so the page and the file agree.
+        allow = [f"Access-Control-Allow-Origin: {origin}" for origin in origins]
+        notes.append(
+            "Pacsbin's proxy sends back the request's origin when it is one of "
+            "the origins below (the config.jsonc lists exactly these), never "
+            "“*”. You change nothing on the archive for CORS."
+        )
     else:
         allow = ["Access-Control-Allow-Origin: *"]
         notes.append(
@@ -67,6 +76,13 @@ def guidance_for(
             "the origin, send back the request's origin when it is one of the "
             "origins below, with “Vary: Origin”."
         )
+    if cors_mode == CorsMode.DIMSE_PROXY:
+        # What Pacsbin's proxy sends with its generated config.jsonc.
+        other = [
+            *(["Access-Control-Allow-Credentials: true"] if needs_credentials else []),
+            f"Access-Control-Allow-Methods: {', '.join(pacsbinproxy.METHODS)}",
+            "Access-Control-Allow-Headers: " + ", ".join(pacsbinproxy.ALLOWED_HEADERS),
+        ]
     if len(origins) > 1 and needs_credentials:
         notes.append(
             "Only one origin may be sent per answer: echo the request's Origin "
