@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_ENV := DJANGO_DEBUG=1
+PORT ?= 8000
 
-.PHONY: run test lint check bench fuzz clean requirements
+.PHONY: run test lint check bench bench-monitoring fuzz clean requirements
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +24,11 @@ run: $(VENV)/.runtime
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --no-input
 	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
 	@$(DEMO_ENV) $(BIN)/python manage.py demo_admin
-	@echo "Serving the demo at http://127.0.0.1:8000/admin/ (Ctrl-C stops it)"
-	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+	@echo "Serving the demo at http://127.0.0.1:$(PORT)/admin/ (Ctrl-C stops it)"
+	@echo "Monitoring runs beside it (manage.py monitor, no broker): Admin > Server health"
+	$(DEMO_ENV) $(BIN)/python manage.py monitor & monitor=$$!; \
+	  trap 'kill $$monitor 2>/dev/null' EXIT INT TERM; \
+	  $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # Every test, the slow ones included (bare `pytest` leaves them out).
 test: $(VENV)/.dev
@@ -40,6 +44,11 @@ lint: $(VENV)/.dev
 # and PostgreSQL (see README, "Performance"); QUICK=1: 100,000 users, ~3 minutes.
 bench: $(VENV)/.runtime
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
+
+# Monitoring alone: one round over 10,000 simulated archives through real
+# Celery workers on the local Redis (database 14); see README "Performance".
+bench-monitoring: $(VENV)/.runtime
+	$(BIN)/python -m bench --monitoring-only
 
 # schemathesis over every operation of a served instance (gunicorn on a fresh
 # PostgreSQL database: DATABASE_URL's server, else 127.0.0.1:5432), EXAMPLES

@@ -6,6 +6,10 @@ database ``bench_<pid>``, dropped afterwards), a synthetic registry, gunicorn
 with production settings (``bench.settings``: the product's, plus the bench's
 URLconf), and rounds of load phases. Writes bench/last.json and prints a table.
 ``--quick``: 100,000 users and shorter phases (about 3 minutes).
+
+Then the monitoring section (bench/monitoring.py): one round over 10,000
+simulated archives through real Celery workers on Redis. ``--monitoring-only``
+runs just that (writes bench/last-monitoring.json); ``--no-monitoring`` skips it.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import monitoring
 from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH, ROOT, base_env
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -176,7 +181,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--databases", default="sqlite,postgresql")
     parser.add_argument("--users", type=int, help="approved-user rows (override)")
+    parser.add_argument("--monitoring-only", action="store_true")
+    parser.add_argument("--no-monitoring", action="store_true")
+    parser.add_argument(
+        "--monitoring-servers", type=int, default=10_000, help="simulated archives"
+    )
     args = parser.parse_args()
+    if args.monitoring_only:
+        monitored = monitoring.run(args.monitoring_servers, workdir=WORKDIR)
+        (BENCH_DIR / "last-monitoring.json").write_text(
+            json.dumps(monitored, indent=2) + "\n"
+        )
+        print(monitoring.table(monitored))
+        shutil.rmtree(WORKDIR, ignore_errors=True)
+        return
     size = dict(QUICK if args.quick else FULL)
     if args.users:
         size["users"] = args.users
@@ -214,9 +232,14 @@ def main() -> None:
         result["targets_missed"] = [t for t in result["targets"] if t.endswith("✗")]
         report["databases"][vendor] = result
     report["databases"] = {k: v for k, v in report["databases"].items() if v}
+    if not args.no_monitoring:
+        report["monitoring"] = monitoring.run(args.monitoring_servers, workdir=WORKDIR)
     report["seconds"] = round(time.monotonic() - started, 1)
     (BENCH_DIR / "last.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
+    if report.get("monitoring"):
+        print()
+        print(monitoring.table(report["monitoring"]))
     print(f"\n{report['seconds']:.0f} s; details in bench/last.json")
     shutil.rmtree(WORKDIR, ignore_errors=True)
 

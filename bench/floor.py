@@ -59,7 +59,7 @@ def floor(request: HttpRequest, caller: access.Caller) -> HttpResponse:
     return access.respond(
         # A setting of bench.settings, which the mypy plugin does not load.
         access.render(floor_content(settings.BENCH_FLOOR_BYTES)),  # type: ignore[misc]
-        request.headers.get("If-None-Match", ""),
+        access.if_none_match(request),
     )
 
 

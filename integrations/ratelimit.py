@@ -9,13 +9,18 @@ def count(cache: BaseCache, key: str, timeout: int) -> int:
     """Add one to ``key`` and answer the new count; the counter expires
     ``timeout`` seconds after it was created.
 
-    ``add`` sets it only if absent and ``incr`` counts atomically, in Redis and
+    ``incr`` counts atomically and ``add`` sets only if absent, in Redis and
     in the local-memory cache alike, so concurrent workers never lose a count
-    (unlike a read-modify-write).
+    (unlike a read-modify-write); while the counter exists, one ``incr``.
     """
-    cache.add(key, 0, timeout=timeout)
     try:
-        return cache.incr(key)
-    except ValueError:  # expired between add() and incr()
+        return cache.incr(key)  # one operation while the window lasts
+    except ValueError:  # the window's first count, or it just expired
+        pass
+    if cache.add(key, 1, timeout=timeout):
+        return 1
+    try:
+        return cache.incr(key)  # another worker added it meanwhile
+    except ValueError:  # and it expired already
         cache.add(key, 1, timeout=timeout)
         return 1

@@ -49,6 +49,21 @@ class Env:
             raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
         return value
 
+    def number(self, name: builtins.str, default: float, minimum: float = 0.0) -> float:
+        """A decimal number such as ``15`` or ``0.05`` (no exponent, no NaN)."""
+        raw = self.str(name)
+        if not raw:
+            return default
+        digits = raw.replace(".", "", 1)
+        if not (digits.isascii() and digits.isdigit()):
+            raise ImproperlyConfigured(
+                f"{name}={raw!r} is not a number: use e.g. 15 or 0.5."
+            )
+        value = float(raw)
+        if value < minimum:
+            raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum:g}.")
+        return value
+
     def list(
         self, name: builtins.str, default: builtins.str = ""
     ) -> builtins.list[builtins.str]:

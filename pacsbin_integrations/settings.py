@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from integrations.validators import normalize_origin
+from integrations.validators import normalize_email, normalize_origin
 from pacsbin_integrations.env import Env
 
 env = Env()
@@ -246,6 +246,10 @@ EMAIL_BACKEND = env.str(
     if EMAIL_HOST
     else "django.core.mail.backends.console.EmailBackend",
 )
+if env.str("DJANGO_EMAIL_FILE_PATH"):
+    # For DJANGO_EMAIL_BACKEND=django.core.mail.backends.filebased.EmailBackend
+    # (tests that read mail sent by other processes).
+    EMAIL_FILE_PATH = env.str("DJANGO_EMAIL_FILE_PATH")
 EMAIL_PORT = env.int("DJANGO_EMAIL_PORT", 587, minimum=1)
 EMAIL_HOST_USER = env.str("DJANGO_EMAIL_USER")
 EMAIL_HOST_PASSWORD = env.secret("DJANGO_EMAIL_PASSWORD")
@@ -268,6 +272,74 @@ ONBOARDING_SUBMISSIONS_PER_HOUR = env.int(
 # How long the contact has to open the confirmation link emailed to them;
 # an unconfirmed request never reaches the review queue and expires after this.
 ONBOARDING_CONFIRM_HOURS = env.int("ONBOARDING_CONFIRM_HOURS", 48, minimum=1)
+
+# Monitoring (README "Monitoring"): every active server the registry can reach
+# is re-checked every MONITOR_INTERVAL_MINUTES (fractions allowed, e.g. 0.05 =
+# 3 s for tests), on Celery workers when CELERY_BROKER_URL names a Redis, else
+# in-process by `manage.py monitor` (the embedded default for one machine).
+MONITOR_INTERVAL_MINUTES = env.number("MONITOR_INTERVAL_MINUTES", 15.0, minimum=0.01)
+# How often the dispatcher looks for servers that are due (beat's one entry).
+MONITOR_TICK_SECONDS = env.number(
+    "MONITOR_TICK_SECONDS",
+    min(60.0, max(1.0, MONITOR_INTERVAL_MINUTES * 60 / 5)),
+    minimum=0.2,
+)
+# Consecutive failed checks before an ok server becomes failing (and alerts).
+MONITOR_FAILING_AFTER = env.int("MONITOR_FAILING_AFTER", 2, minimum=1)
+
+
+def _emails(name: str) -> list[str]:
+    try:
+        return [normalize_email(address) for address in env.list(name)]
+    except ValidationError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc.messages[0]}") from None
+
+
+# Who hears of state changes (empty: active staff allowed to change servers).
+MONITOR_ALERT_EMAILS = _emails("MONITOR_ALERT_EMAILS")
+# Monitoring's check rows older than this are pruned (the timeline shows 7).
+MONITOR_KEEP_DAYS = env.int("MONITOR_KEEP_DAYS", 8, minimum=7)
+# Servers per task, and checks run at once inside one task.
+MONITOR_BATCH_SIZE = env.int("MONITOR_BATCH_SIZE", 50, minimum=1)
+MONITOR_CHECK_THREADS = env.int("MONITOR_CHECK_THREADS", 16, minimum=1)
+# A task's hard limit in seconds (the worker kills it); the soft limit, 30 s
+# earlier, records the checks already done.
+MONITOR_TASK_TIME_LIMIT = env.int("MONITOR_TASK_TIME_LIMIT", 300, minimum=60)
+MONITOR_QUEUE = env.str("MONITOR_QUEUE", "monitoring")
+# /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
+METRICS_TOKEN = env.secret("METRICS_TOKEN")
+
+# Celery (read by pacsbin_integrations/celery.py, namespace CELERY_).
+_broker = env.str("CELERY_BROKER_URL")
+if _broker and urlsplit(_broker).scheme not in ("redis", "rediss"):
+    raise ImproperlyConfigured(
+        f"CELERY_BROKER_URL={_broker!r} is not supported: use redis://host:6379/N "
+        "(or leave it unset for the embedded default)."
+    )
+CELERY_BROKER_URL = _broker or "memory://localhost/"
+# No broker: tasks run in the calling process (manage.py monitor), one machine.
+CELERY_TASK_ALWAYS_EAGER = not _broker
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = MONITOR_QUEUE
+CELERY_TASK_TIME_LIMIT = MONITOR_TASK_TIME_LIMIT
+CELERY_TASK_SOFT_TIME_LIMIT = MONITOR_TASK_TIME_LIMIT - 30
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = "UTC"
+# Beat's one dispatching entry (no schedule row per server) and the pruning.
+CELERY_BEAT_SCHEDULE = {
+    "monitoring-dispatch": {
+        "task": "monitoring.dispatch",
+        "schedule": MONITOR_TICK_SECONDS,
+        "options": {"queue": MONITOR_QUEUE, "expires": MONITOR_TICK_SECONDS * 2},
+    },
+    "monitoring-prune": {
+        "task": "monitoring.prune",
+        "schedule": 3600.0,
+        "options": {"queue": MONITOR_QUEUE},
+    },
+}
 
 # Security headers. With debug off everything is on unless the deployment is
 # explicitly plain HTTP on a trusted network (DJANGO_INSECURE_HTTP=1).

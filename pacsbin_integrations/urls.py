@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
 
+from integrations.monitoring.metrics import metrics_view
+
 admin.site.site_header = "Pacsbin Integrations"
 admin.site.site_title = "Pacsbin Integrations"
 admin.site.index_title = "DICOMweb registry"
@@ -11,6 +13,7 @@ admin.site.index_title = "DICOMweb registry"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("integrations.api.urls")),
+    path("metrics", metrics_view, name="metrics"),
     path("", include("integrations.urls")),
     path(
         "",

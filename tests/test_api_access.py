@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from integrations import registry
 from integrations.api import auth
-from integrations.models import ApiKey, DicomWebServer, Institution
+from integrations.connectivity import capabilities
+from integrations.models import ApiKey, DicomWebServer, Institution, ServerHealth
 from tests.api_helpers import (
     bearer_header,
     key_header,
@@ -387,6 +388,26 @@ class AccessQueryCountTests(TestCase):
         self.assert_queries(1, 1, **key_header(self.raw))
         self.add_servers(49)
         self.assert_queries(1, 50, **key_header(self.raw))
+
+    def test_an_ohif_answer_costs_one_query_at_1_and_at_50_servers(self) -> None:
+        # The learnt capabilities come in the same query (a join), with or
+        # without a ServerHealth row.
+        ApiKey.objects.filter(pk=self.key.pk).update(last_used_at=timezone.now())
+        auth = key_header(self.raw)
+        self.client.get(URL, {"email": JANE}, **auth)  # the key is remembered
+        self.add_servers(49)
+        for number, row in enumerate(DicomWebServer.objects.all()):
+            if number % 2:
+                ServerHealth.objects.create(
+                    server=row, capabilities={capabilities.WILDCARD: False}
+                )
+        with self.assertNumQueries(1):
+            response = self.client.get(URL, {"email": JANE, "format": "ohif"}, **auth)
+        sources = response.json()["dataSources"]
+        self.assertEqual(len(sources), 50)
+        self.assertEqual(
+            sum(not s["configuration"]["supportsWildcard"] for s in sources), 25
+        )
 
     def test_the_once_a_minute_last_used_write_is_one_more_query(self) -> None:
         self.assert_queries(3, 1, **key_header(self.raw))

@@ -3,11 +3,12 @@ imports this package; each module registers the ModelAdmins it defines.
 
 - ``registry``: institutions, DICOMweb servers, approved users, API keys;
 - ``onboarding``: staff review of self-service submissions;
-- ``connectivity``: the server admin's checks and fix-it configurations.
+- ``connectivity``: the server admin's checks and fix-it configurations;
+- ``monitoring``: servers by monitoring state, and the server page's health.
 """
 
 from __future__ import annotations
 
-from integrations.admin import connectivity, onboarding, registry
+from integrations.admin import connectivity, monitoring, onboarding, registry
 
-__all__ = ["connectivity", "onboarding", "registry"]
+__all__ = ["connectivity", "monitoring", "onboarding", "registry"]

@@ -21,6 +21,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
+from integrations.admin.monitoring import MonitoringAdminMixin
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.forms import (
     AccessLookupForm,
@@ -158,7 +159,7 @@ PROXY_FIELDSET = "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)"
 
 
 @admin.register(DicomWebServer)
-class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
+class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin):
     form = DicomWebServerAdminForm
     list_display = ["name", "institution", "status_badge", "cors_mode", "qido_url"]
     list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
@@ -171,6 +172,7 @@ class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
         "created_at",
         "updated_at",
         *ConnectivityAdminMixin.connectivity_fields,
+        *MonitoringAdminMixin.monitoring_fields,
     ]
     actions = ["activate", "suspend", "run_connectivity_check"]
     fieldsets = [
@@ -199,6 +201,7 @@ class DicomWebServerAdmin(ConnectivityAdminMixin, AuditedAdmin):
             },
         ),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
+        ("Monitoring", {"fields": MonitoringAdminMixin.monitoring_fields}),
         ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]

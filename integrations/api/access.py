@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any
+from urllib.parse import unquote
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 
 # Public in Django (django/utils/cache.py), missing from django-stubs.
@@ -30,6 +34,7 @@ from integrations.api.auth import (
     UserTokenAuthentication,
 )
 from integrations.api.throttling import AccessThrottle
+from integrations.connectivity import capabilities
 from integrations.models import DicomWebServer
 from integrations.validators import email_key, normalize_email
 
@@ -156,10 +161,49 @@ def throttle(view: View) -> View:
 # --- The question and its answer ----------------------------------------------
 
 
+# A query string of printable ASCII (what a browser or client sends: anything
+# else escaped as %XX), read as ``parse_qsl`` reads it.
+_ASCII_QUERY = re.compile(r"[\x21-\x7e]*")
+
+
+def query(request: HttpRequest) -> dict[str, str]:
+    """The query string's parameters, the last value of each, exactly as
+    ``request.GET.get`` reads them (Django's QueryDict, by ``parse_qsl``:
+    pairs split on "&", "+" a space, %XX escapes UTF-8 with errors replaced).
+    Read here for printable ASCII, without building a QueryDict (which costs
+    more than the rest of reading the question); anything else is Django's
+    to parse."""
+    cached: dict[str, str] | None = getattr(request, "_access_query", None)
+    if cached is not None:
+        return cached
+    text = request.META.get("QUERY_STRING", "")
+    params: dict[str, str] = {}
+    if text.count("&") < 100 and _ASCII_QUERY.fullmatch(text):
+        for pair in text.split("&"):
+            if pair:
+                name, _, value = pair.partition("=")
+                params[_unescaped(name)] = _unescaped(value)
+    else:
+        params = {name: request.GET[name] for name in request.GET}
+    request._access_query = params  # type: ignore[attr-defined]
+    return params
+
+
+def _unescaped(text: str) -> str:
+    if "+" in text:
+        text = text.replace("+", " ")
+    return unquote(text) if "%" in text else text
+
+
+def if_none_match(request: HttpRequest) -> str:
+    """The If-None-Match header, read without building ``request.headers``."""
+    return request.META.get("HTTP_IF_NONE_MATCH", "")
+
+
 def email_asked(request: HttpRequest, caller: Caller) -> str:
     """The normalised email the caller asks about: a Bearer token's own (and
     no other), else ``?email=``."""
-    asked = request.GET.get("email")
+    asked = query(request).get("email")
     if isinstance(caller, UploaderUser):
         if asked is not None and not _same_email(asked, caller.email):
             raise Refused(
@@ -182,7 +226,7 @@ def _same_email(asked: str, own: str) -> bool:
 
 
 def format_asked(request: HttpRequest) -> str:
-    fmt = request.GET.get("format", "json")
+    fmt = query(request).get("format", "json")
     if fmt not in FORMATS:
         raise Refused(400, {"format": [f"“{fmt}” is not a format: use json or ohif."]})
     return fmt
@@ -193,35 +237,80 @@ FIELDS = ("id", "name", "institution__name", "qido_url", "wado_url")
 
 def rows(email: str) -> list[dict[str, Any]]:
     """``DicomWebServer.objects.approved_for(email).values(*FIELDS)``: one SQL
-    query, whose SQL is compiled once per process (building the queryset
-    costs more than running it); every call runs it, so it sees the registry
-    as it is now. On PostgreSQL psycopg prepares it on each connection after
-    a few runs (server-side binding, settings.DATABASES)."""
+    query, compiled once per process (building the queryset costs more than
+    running it); every call runs it, so it sees the registry as it is now.
+
+    The statement goes straight to the driver's cursor, in the driver's own
+    placeholder style, converted once: Django's SQLite cursor rewrites every
+    ``%s`` to ``?`` with a regular expression on each call, which costs more
+    than SQLite takes to answer. Where queries are being recorded (DEBUG, or
+    a test counting them) or wrapped, Django's cursor runs the same SQL, so
+    the count is the one production pays. On PostgreSQL psycopg prepares the
+    statement on each connection after a few runs (server-side binding,
+    settings.DATABASES)."""
     alias = router.db_for_read(DicomWebServer)
-    sql, compiled_params, position = _compiled(alias)
-    params = list(compiled_params)
-    params[position] = email_key(email)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, params)
-        found = cursor.fetchall()
+    query = _compiled(alias)
+    params = list(query.params)
+    params[query.position] = email_key(email)
+    connection = connections[alias]
+    if connection.queries_logged or connection.execute_wrappers:
+        with connection.cursor() as cursor:
+            cursor.execute(query.sql, params)
+            found = cursor.fetchall()
+    else:
+        found = _fetch(connection, query.driver_sql, params)
     return [dict(zip(FIELDS, row, strict=True)) for row in found]
+
+
+def _fetch(
+    connection: BaseDatabaseWrapper, sql: str, params: list[Any]
+) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on the driver's own cursor, with the checks and the error
+    translation of Django's cursor."""
+    connection.validate_no_broken_transaction()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
 
 
 # Only a placeholder in the compiled SQL; it must pass the email rule, which
 # refuses special-use domains such as .invalid.
 _STAND_IN = "stand-in@access.example"
+# A ``%s`` placeholder as Django writes them (``%%`` is a literal percent).
+_FORMAT_PLACEHOLDER = re.compile(r"(?<!%)%s")
+
+
+@dataclass(frozen=True)
+class CompiledQuery:
+    sql: str  # Django's placeholder style, for Django's cursor
+    driver_sql: str  # the driver's own style, for its cursor
+    params: tuple[Any, ...]  # plain values (no enum members)
+    position: int  # where among the parameters the email key goes
 
 
 @cache
-def _compiled(alias: str) -> tuple[str, tuple[Any, ...], int]:
-    """The SQL, its parameters and where among them the email goes."""
+def _compiled(alias: str) -> CompiledQuery:
     queryset = DicomWebServer.objects.approved_for(_STAND_IN).values(*FIELDS)
     sql, params = queryset.query.get_compiler(using=alias).as_sql()
-    return sql, tuple(params), list(params).index(email_key(_STAND_IN))
+    plain = tuple(str(value) if isinstance(value, str) else value for value in params)
+    driver_sql = sql
+    if connections[alias].vendor == "sqlite":  # qmark style, as its cursor does
+        driver_sql = _FORMAT_PLACEHOLDER.sub("?", sql).replace("%%", "%")
+    return CompiledQuery(sql, driver_sql, plain, plain.index(email_key(_STAND_IN)))
+
+
+OHIF_FIELDS = (*FIELDS, "health__capabilities")
 
 
 def answer(email: str, fmt: str = "json") -> dict[str, Any]:
     """Every active server ``email`` (normalised) may use; one SQL query."""
+    if fmt == "ohif":
+        return ohif_answer(email, ohif_servers(email))
     servers = [
         {
             "id": row["id"],
@@ -232,13 +321,31 @@ def answer(email: str, fmt: str = "json") -> dict[str, Any]:
         }
         for row in rows(email)
     ]
-    if fmt == "ohif":
-        return ohif_answer(email, servers)
     return {"email": email, "servers": servers}
 
 
+def ohif_servers(email: str) -> list[dict[str, Any]]:
+    """The servers with the capabilities learnt from each archive: the access
+    query with a LEFT JOIN of ServerHealth, still one SQL query, and only for
+    ``?format=ohif`` (the JSON answer's hot path stays as it is)."""
+    found = DicomWebServer.objects.approved_for(email).values(*OHIF_FIELDS)
+    return [
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "institution": row["institution__name"],
+            "qido_url": row["qido_url"],
+            "wado_url": row["wado_url"],
+            "capabilities": row["health__capabilities"],
+        }
+        for row in found
+    ]
+
+
 def ohif_answer(email: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
-    """OHIF Viewer v3 ``dataSources`` entries, one DICOMweb source per server."""
+    """OHIF Viewer v3 ``dataSources`` entries, one DICOMweb source per server,
+    with the capabilities learnt from its archive (conservative values any
+    DICOMweb archive meets where nothing was learnt)."""
     sources = [
         {
             "namespace": OHIF_NAMESPACE,
@@ -248,13 +355,7 @@ def ohif_answer(email: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
                 "name": server["name"],
                 "qidoRoot": server["qido_url"],
                 "wadoRoot": server["wado_url"],
-                # Conservative capabilities that any DICOMweb archive meets.
-                "qidoSupportsIncludeField": False,
-                "imageRendering": "wadors",
-                "thumbnailRendering": "wadors",
-                "enableStudyLazyLoad": True,
-                "supportsFuzzyMatching": False,
-                "supportsWildcard": True,
+                **capabilities.ohif_configuration(server.get("capabilities")),
             },
         }
         for server in servers

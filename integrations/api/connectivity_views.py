@@ -17,6 +17,7 @@ from integrations.api.errors import Conflict
 from integrations.api.serializers import (
     ConnectivityCheckSerializer,
     RunCheckSerializer,
+    ServerHealthSerializer,
 )
 from integrations.api.views import ServerChildMixin
 from integrations.connectivity import proxyconfig, run_check
@@ -38,7 +39,9 @@ class ServerChecksView(ServerChildMixin, generics.ListAPIView):
         caller = request_user(request)
         user = None if isinstance(caller, ApiClient) else caller
         try:
-            check = run_check(server, payload.validated_data.get("origin"), user=user)
+            check = run_check(
+                server, payload.validated_data.get("origin"), user=user, relearn=True
+            )
         except DjangoValidationError as exc:
             raise ValidationError({"origin": exc.messages}) from None
         return Response(check.to_dict(), status=status.HTTP_201_CREATED)
@@ -57,3 +60,14 @@ class ProxyConfigView(ServerChildMixin, APIView):
         except proxyconfig.ConfigRefused as exc:
             raise Conflict(str(exc)) from None
         return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+@schema.server_health
+class ServerHealthView(ServerChildMixin, APIView):
+    """What monitoring knows of the server (read: view permission on servers)."""
+
+    permission_model = DicomWebServer
+
+    def get(self, request: Request, server_id: int) -> Response:
+        server = self.get_server()
+        return Response(ServerHealthSerializer(server).data)

@@ -30,7 +30,13 @@ from integrations.api.auth import (
     UserTokenAuthentication,
 )
 from integrations.connectivity import proxyconfig
-from integrations.models import ApiKey, CheckOutcome, ConnectivityCheck, DicomWebServer
+from integrations.models import (
+    ApiKey,
+    CheckOutcome,
+    ConnectivityCheck,
+    DicomWebServer,
+    ServerHealth,
+)
 
 
 def _one_of(values: Any, last: str = "or") -> str:
@@ -554,4 +560,44 @@ def proxy_config(view: Any) -> Any:
                 ),
             },
         )
+    )(view)
+
+
+_HEALTH_EXAMPLE = {
+    "state": "failing",
+    "since": "2026-03-02T08:15:00Z",
+    "last_checked_at": "2026-03-02T08:30:04Z",
+    "last_ok_at": "2026-03-02T08:00:03Z",
+    "outcome": "cors_missing",
+    "tls_expires_at": "2026-05-30T23:59:59Z",
+    "capabilities": {},
+}
+
+
+def server_health(view: Any) -> Any:
+    return extend_schema_view(
+        get=extend_schema(
+            summary="What monitoring knows of a server",
+            description="The registry re-checks every active server it can reach "
+            "on a schedule. `state` is "
+            f"{_one_of(ServerHealth.State.values)}: `unknown` until the first "
+            "scheduled checks, `unmonitored` when the registry cannot reach the "
+            "archive (inside a hospital network: the check from the contact's "
+            "browser is the only one). `capabilities` is `{}` until a successful "
+            "check learns them.",
+            tags=["connectivity"],
+            parameters=[_SERVER_ID],
+            responses={
+                200: OpenApiResponse(
+                    s.ServerHealthSerializer,
+                    description="The server's health.",
+                    examples=[
+                        OpenApiExample(
+                            "failing", value=_HEALTH_EXAMPLE, response_only=True
+                        )
+                    ],
+                ),
+                **READ_ERRORS,
+            },
+        ),
     )(view)

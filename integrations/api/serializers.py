@@ -23,7 +23,9 @@ from integrations.models import (
     ConnectivityCheck,
     DicomWebServer,
     Institution,
+    ServerHealth,
 )
+from integrations.monitoring import health
 from integrations.validators import MAX_EMAIL_LENGTH, PROXY_KEYS, normalize_email
 
 # One request may carry a whole institution (issue 6: 100,000 in under 20 s).
@@ -248,9 +250,18 @@ class OhifConfigurationSerializer(serializers.Serializer):
     name = serializers.CharField()
     qidoRoot = serializers.CharField()
     wadoRoot = serializers.CharField()
+    # Learnt from the archive (connectivity/capabilities.py), else conservative.
     qidoSupportsIncludeField = serializers.BooleanField()
-    imageRendering = serializers.CharField()
-    thumbnailRendering = serializers.CharField()
+    imageRendering = serializers.ChoiceField(choices=["wadors"])
+    thumbnailRendering = serializers.ChoiceField(
+        choices=["wadors", "thumbnail", "rendered"]
+    )
+    thumbnailRequestStrategy = serializers.ChoiceField(
+        choices=["fetch"],
+        required=False,
+        help_text="Present with thumbnailRendering thumbnail or rendered: the "
+        "archive answers a plain GET with Accept: image/jpeg.",
+    )
     enableStudyLazyLoad = serializers.BooleanField()
     supportsFuzzyMatching = serializers.BooleanField()
     supportsWildcard = serializers.BooleanField()
@@ -298,3 +309,31 @@ class RunCheckSerializer(serializers.Serializer):
         help_text="The origin to test, e.g. https://pacsbin.com (default: the "
         "first uploader origin).",
     )
+
+
+class ServerHealthSerializer(serializers.Serializer):
+    """Read-only: what monitoring knows of a server (DESIGN.md "Monitoring"),
+    as ``monitoring.health.answer`` makes it."""
+
+    state = serializers.ChoiceField(choices=ServerHealth.State.choices)
+    since = serializers.DateTimeField(
+        allow_null=True, help_text="When the server entered its state."
+    )
+    last_checked_at = serializers.DateTimeField(allow_null=True)
+    last_ok_at = serializers.DateTimeField(allow_null=True)
+    outcome = serializers.ChoiceField(
+        choices=CheckOutcome.choices,
+        allow_null=True,
+        help_text="The last scheduled check's outcome (null: never checked).",
+    )
+    tls_expires_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the archive's TLS certificate expires (https only).",
+    )
+    capabilities = serializers.DictField(
+        help_text="What the archive does, learnt by a successful check "
+        "({} when unknown)."
+    )
+
+    def to_representation(self, instance: DicomWebServer) -> dict[str, Any]:
+        return health.answer(instance)

@@ -37,6 +37,11 @@ urlpatterns = [
         connectivity_views.ProxyConfigView.as_view(),
         name="proxy-config",
     ),
+    path(
+        "v1/servers/<int:server_id>/health",
+        connectivity_views.ServerHealthView.as_view(),
+        name="server-health",
+    ),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

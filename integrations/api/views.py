@@ -73,9 +73,7 @@ def _query_text(request: Request, name: str) -> str:
 def access_question(request: HttpRequest, caller: access.Caller) -> HttpResponse:
     email = access.email_asked(request, caller)
     content = access.answer(email, access.format_asked(request))
-    return access.respond(
-        access.render(content), request.headers.get("If-None-Match", "")
-    )
+    return access.respond(access.render(content), access.if_none_match(request))
 
 
 @csrf_exempt  # changes nothing; a CSRF 403 page would hide the JSON 404

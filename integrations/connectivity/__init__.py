@@ -9,6 +9,9 @@ allowed to talk to an archive, and if not, exactly what to change.
   configuration, or for ``pacsbin`` the config.jsonc of Pacsbin's own proxy
   (``pacsbinproxy``; ``proxyconfig.pacsbin_view`` adds the archive's sheet),
   each for ``proxyconfig.allowed_origins()``;
+- ``capabilities``: what an archive does (includefield, fuzzy matching,
+  wildcards, its no-match answer, /rendered, /thumbnail), learnt after an ok
+  server-side check, stored on ServerHealth and used by ``?format=ohif``;
 - ``ssrf`` (the SSRF guard), ``client`` (the guarded HTTP client) and ``probe``
   (the judgement, without the database) underneath.
 """

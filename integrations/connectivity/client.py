@@ -9,8 +9,10 @@ deadline and a cap on the bytes read.
 
 from __future__ import annotations
 
+import ssl
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -55,6 +57,8 @@ class Response:
     headers: urllib3.HTTPHeaderDict
     body: bytes
     redirects: list[str] = field(default_factory=list)  # the hops followed
+    # https: when the archive's certificate (verified) stops being valid.
+    tls_expires_at: datetime | None = None
 
     def header(self, name: str) -> str | None:
         values = self.headers.getlist(name)
@@ -154,15 +158,37 @@ def send(
         except HTTPError as exc:
             pool.close()
             raise _transport_error(url, exc) from None
+        tls_expires_at = _certificate_expiry(raw) if target.scheme == "https" else None
         try:
             body = _read_body(raw, url, deadline, limits.max_bytes)
         finally:
             raw.release_conn()
             pool.close()
-        return Response(url=url, status=raw.status, headers=raw.headers, body=body)
+        return Response(
+            url=url,
+            status=raw.status,
+            headers=raw.headers,
+            body=body,
+            tls_expires_at=tls_expires_at,
+        )
     raise last_error or FetchError(
         "timeout", f"{url} did not answer within {limits.total_timeout:g} seconds."
     )
+
+
+def _certificate_expiry(raw: urllib3.BaseHTTPResponse) -> datetime | None:
+    """The notAfter of the certificate the archive presented on this very
+    connection (verified against the name, so getpeercert has its fields)."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        not_after = (sock.getpeercert() or {}).get("notAfter")
+        if not isinstance(not_after, str):
+            return None
+        return datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), tz=UTC)
+    except (ValueError, OSError):
+        return None
 
 
 def _pool(

@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -85,10 +86,17 @@ class Finding:
         return {"code": self.code, "message": self.message}
 
 
+# Days before a certificate expires when a check says so (and monitoring
+# alerts once at each).
+TLS_WARNING_DAYS = (30, 14, 7)
+
+
 @dataclass
 class ProbeResult:
     origin: str
     findings: list[Finding] = field(default_factory=list)
+    # https: the expiry of the first certificate the archive presented.
+    tls_expires_at: datetime | None = None
 
     @property
     def outcome(self) -> CheckOutcome:
@@ -125,10 +133,15 @@ def probe(
 
     def get(url: str, **kwargs: Any) -> client.Response | None:
         try:
-            return fetch(url=url, limits=limits, **kwargs)
+            response = fetch(url=url, limits=limits, **kwargs)
         except client.FetchError as exc:
             _transport_finding(result, url, exc)
             return None
+        expires = getattr(response, "tls_expires_at", None)
+        if expires is not None and result.tls_expires_at is None:
+            result.tls_expires_at = expires
+            check_certificate_expiry(result, url, expires)
+        return response
 
     studies = f"{qido_url}/studies"
     preflight = get(method="OPTIONS", headers=_preflight_headers(origin), url=studies)
@@ -372,6 +385,23 @@ def _first_uid(found: list[Any] | None, tag: str) -> str | None:
     except (TypeError, KeyError, IndexError):
         return None
     return uid if isinstance(uid, str) and _UID.fullmatch(uid) else None
+
+
+def check_certificate_expiry(
+    result: ProbeResult, url: str, expires: datetime, now: datetime | None = None
+) -> None:
+    """A finding (not a failure) when the certificate expires within
+    TLS_WARNING_DAYS[0] days."""
+    left = expires - (now or datetime.now(UTC))
+    if left.days >= TLS_WARNING_DAYS[0]:
+        return
+    result.add(
+        "tls_expires_soon",
+        f"The TLS certificate of {url.split('/')[2]} expires on "
+        f"{expires:%Y-%m-%d %H:%M} UTC ({max(left.days, 0)} day(s) left). Renew "
+        "it before then: browsers refuse an expired certificate, and the "
+        "uploader stops working with this archive.",
+    )
 
 
 def _preflight_headers(origin: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from integrations.connectivity import client, probe
+from integrations.connectivity import capabilities, client, probe
 from integrations.inputs import codepoint, escaped, first_unsafe
 from integrations.models import (
     CheckOutcome,
@@ -31,9 +31,12 @@ def run_check(
     *,
     user: Any = None,
     limits: client.Limits | None = None,
+    relearn: bool = False,
 ) -> ConnectivityCheck:
     """Probe the server for one origin (default: the first uploader origin) from
-    the registry, and record the check."""
+    the registry, and record the check. An ok check also learns what the
+    archive does (capabilities.py): when ``relearn`` (a check someone asked
+    for), else only if not learnt within ``capabilities.RELEARN_SECONDS``."""
     if source != ConnectivityCheck.Source.SERVER:
         raise ValueError(
             "run_check runs the server-side probe; record what a browser saw "
@@ -51,7 +54,7 @@ def run_check(
         else None,
     )
     # The archive wrote part of these findings: stored escaped and capped.
-    return ConnectivityCheck.objects.record(
+    check = ConnectivityCheck.objects.record(
         server=server,
         created_by=user if user is not None and user.is_authenticated else None,
         source=ConnectivityCheck.Source.SERVER,
@@ -59,15 +62,20 @@ def run_check(
         outcome=result.outcome,
         findings=[finding.to_dict() for finding in result.findings],
     )
+    if check.outcome == CheckOutcome.OK:
+        capabilities.learn_and_record(server, force=relearn)  # never raises
+    return check
 
 
 def run_checks(
     server: DicomWebServer, origins: list[str] | None = None, *, user: Any = None
 ) -> list[ConnectivityCheck]:
-    """One check per origin (default: every uploader origin)."""
+    """One check per origin (default: every uploader origin), asked for by
+    someone: the first ok one relearns the archive's capabilities (they do
+    not depend on the origin)."""
     return [
-        run_check(server, origin, user=user)
-        for origin in (origins or settings.UPLOADER_ORIGINS)
+        run_check(server, origin, user=user, relearn=number == 0)
+        for number, origin in enumerate(origins or settings.UPLOADER_ORIGINS)
     ]
 
 

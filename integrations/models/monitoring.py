@@ -41,6 +41,30 @@ class ServerHealth(models.Model):
     capabilities = models.JSONField(default=dict, blank=True)
     capabilities_learnt_at = models.DateTimeField(null=True, blank=True)
 
+    # The schedule: a server is due when next_check_at is empty or past. A
+    # dispatcher claims it by moving next_check_at forward with a
+    # compare-and-set UPDATE (integrations/monitoring/rounds.py).
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_check_seconds = models.FloatField(
+        null=True, blank=True, help_text="How long the last check took."
+    )
+    # The last TLS expiry warning sent (30, 14 or 7 days before); 0: none yet.
+    tls_alert_stage = models.PositiveSmallIntegerField(default=0)
+    # Set by staff (the only fields a person edits here).
+    out_of_reach = models.BooleanField(
+        "inside a hospital network",
+        default=False,
+        help_text="The registry cannot reach this archive: it is not checked "
+        "on a schedule (unmonitored); use the check from your own browser.",
+    )
+    alert_contact = models.BooleanField(
+        "alert the institution's contact too",
+        default=False,
+        help_text="State changes are emailed to the institution's contact as "
+        "well, when that address was confirmed through onboarding.",
+    )
+
     class Meta:
         verbose_name = "server health"
         verbose_name_plural = "server health"

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0011_server_health'),
+        ('integrations', '0012_server_health_schedule_and_alerts'),
     ]
 
     operations = [

@@ -1,0 +1,299 @@
+"""Monitoring rounds: which servers are due, claiming them so that no two
+dispatchers check one server twice, checking a batch, and writing the results
+in bulk.
+
+The schedule lives on ``ServerHealth.next_check_at`` (no schedule row per
+server): a server is due when it is empty or past. A dispatcher claims a due
+server with a compare-and-set UPDATE that moves ``next_check_at`` one interval
+forward only if it is still due, and counts the rows updated: on PostgreSQL
+the second of two concurrent UPDATEs waits for the first's row lock and then
+finds the row no longer due; on SQLite writers take turns. Either way exactly
+one claimer gets 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from integrations.connectivity import capabilities, probe
+from integrations.models import (
+    CheckOutcome,
+    ConnectivityCheck,
+    DicomWebServer,
+    ServerHealth,
+    storable_findings,
+)
+from integrations.monitoring import alerts, states
+from integrations.registry import chunks
+
+logger = logging.getLogger(__name__)
+
+# Due servers read per query while dispatching (claimed in batches of
+# MONITOR_BATCH_SIZE).
+DUE_PAGE = 2000
+# ServerHealth fields a round writes (never the ones staff edit).
+WRITTEN = [
+    "state",
+    "since",
+    "last_checked_at",
+    "last_ok_at",
+    "outcome",
+    "tls_expires_at",
+    "consecutive_failures",
+    "last_check_seconds",
+    "tls_alert_stage",
+]
+
+
+def _due(now: datetime) -> Q:
+    return Q(next_check_at__isnull=True) | Q(next_check_at__lte=now)
+
+
+def enroll(now: datetime) -> None:
+    """Every active server gets its health row (due at once); the ones staff
+    marked as inside a hospital network are unmonitored."""
+    missing = list(
+        DicomWebServer.objects.filter(
+            status=DicomWebServer.Status.ACTIVE, health__isnull=True
+        ).values_list("pk", flat=True)
+    )
+    for batch in chunks(missing, 1000):
+        ServerHealth.objects.bulk_create(
+            [ServerHealth(server_id=pk) for pk in batch], ignore_conflicts=True
+        )
+    ServerHealth.objects.filter(out_of_reach=True).exclude(
+        state=ServerHealth.State.UNMONITORED
+    ).update(
+        state=ServerHealth.State.UNMONITORED,
+        since=now,
+        consecutive_failures=0,
+        next_check_at=None,
+    )
+
+
+def due_ids(now: datetime, limit: int = DUE_PAGE) -> list[int]:
+    return list(
+        ServerHealth.objects.filter(
+            _due(now),
+            server__status=DicomWebServer.Status.ACTIVE,
+            out_of_reach=False,
+        )
+        .order_by(F("next_check_at").asc(nulls_first=True), "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def claim(ids: Iterable[int], now: datetime) -> list[int]:
+    """The servers of ``ids`` this caller claimed (see the module's doc)."""
+    until = now + states.interval()
+    claimed = []
+    # In key order: two claimers lock rows in the same order, never a cycle.
+    with transaction.atomic():
+        for pk in sorted(ids):
+            updated = ServerHealth.objects.filter(_due(now), pk=pk).update(
+                next_check_at=until
+            )
+            if updated == 1:
+                claimed.append(pk)
+    return claimed
+
+
+def dispatch(
+    send: Callable[[list[int]], object], now: datetime | None = None
+) -> list[int]:
+    """Claim every due server and ``send`` them on in batches; the claimed ids."""
+    now = now or timezone.now()
+    enroll(now)
+    claimed_all: list[int] = []
+    while True:
+        ids = due_ids(now)
+        claimed = claim(ids, now)
+        for batch in chunks(claimed, settings.MONITOR_BATCH_SIZE):
+            send(batch)
+        claimed_all += claimed
+        if len(ids) < DUE_PAGE:
+            return claimed_all
+
+
+@dataclass
+class Checked:
+    result: probe.ProbeResult
+    seconds: float
+    finished_at: datetime
+    # What an ok check learnt of the archive (None: not learnt this time).
+    learnt: capabilities.Capabilities | None = None
+
+
+@dataclass
+class BatchReport:
+    checked: int = 0
+    changes: list[states.Change] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def _relearn(health: ServerHealth, now: datetime) -> bool:
+    learnt_at = health.capabilities_learnt_at
+    return learnt_at is None or (now - learnt_at).total_seconds() >= (
+        capabilities.RELEARN_SECONDS
+    )
+
+
+def _probe(health: ServerHealth, origin: str) -> Checked:
+    """One check, in a pool thread (no database here). An ok check also
+    learns the archive's capabilities, at most every RELEARN_SECONDS, as a
+    check someone runs does (connectivity/capabilities.py)."""
+    server = health.server
+    started = time.monotonic()
+    result = probe.probe(
+        server.qido_url,
+        server.wado_url,
+        origin,
+        needs_credentials=server.needs_credentials,
+    )
+    seconds = time.monotonic() - started
+    learnt = None
+    if result.outcome == CheckOutcome.OK and _relearn(health, timezone.now()):
+        try:
+            learnt = capabilities.learn(server.qido_url, server.wado_url)
+        except Exception:
+            logger.exception("Learning the capabilities of server %s failed", server.pk)
+    return Checked(result, seconds, timezone.now(), learnt)
+
+
+def check_batch(ids: list[int]) -> BatchReport:
+    """Check the claimed servers ``ids`` (MONITOR_CHECK_THREADS at once),
+    record every finished check in bulk, send the alerts. On the task's soft
+    time limit the finished ones are recorded and the rest wait for their
+    next turn (their next_check_at was moved by the claim)."""
+    healths = {
+        health.pk: health
+        for health in ServerHealth.objects.select_related(
+            "server", "server__institution"
+        ).filter(pk__in=ids, server__status=DicomWebServer.Status.ACTIVE)
+    }
+    if not healths:
+        return BatchReport()
+    origin = settings.UPLOADER_ORIGINS[0]
+    done: dict[int, Checked] = {}
+    pool = ThreadPoolExecutor(
+        max_workers=min(settings.MONITOR_CHECK_THREADS, len(healths)),
+        thread_name_prefix="monitor-check",
+    )
+    futures: dict[Future[Checked], int] = {
+        pool.submit(_probe, health, origin): pk for pk, health in healths.items()
+    }
+    try:
+        for future in as_completed(futures):
+            pk = futures[future]
+            try:
+                done[pk] = future.result()
+            except Exception:
+                logger.exception("Checking server %s failed", pk)
+    except SoftTimeLimitExceeded:
+        logger.warning(
+            "Time limit: recording %d of %d checks; the rest are checked next round.",
+            len(done),
+            len(healths),
+        )
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return record(healths, done, origin)
+
+
+def record(
+    healths: dict[int, ServerHealth], done: dict[int, Checked], origin: str
+) -> BatchReport:
+    report = BatchReport()
+    rows = []
+    changed = []
+    sooner = []  # a failed check to confirm before the next interval
+    learnt = []
+    for pk, checked in done.items():
+        health = healths[pk]
+        claimed_until = health.next_check_at
+        report.changes += states.apply_check(
+            health, checked.result, checked.finished_at, checked.seconds
+        )
+        report.seconds.append(checked.seconds)
+        changed.append(health)
+        if health.next_check_at != claimed_until:
+            sooner.append(health)
+        decided = capabilities.clean(checked.learnt) if checked.learnt else {}
+        if decided:
+            # What this learning could not decide keeps what an earlier one
+            # learnt (as capabilities.record does).
+            health.capabilities = {**capabilities.clean(health.capabilities), **decided}
+            health.capabilities_learnt_at = checked.finished_at
+            learnt.append(health)
+        rows.append(
+            ConnectivityCheck(
+                server_id=pk,
+                source=ConnectivityCheck.Source.SERVER,
+                origin=origin,
+                outcome=checked.result.outcome,
+                # The archive wrote part of these findings: escaped and capped.
+                findings=storable_findings(
+                    [finding.to_dict() for finding in checked.result.findings]
+                ),
+            )
+        )
+    with transaction.atomic():
+        ConnectivityCheck.objects.bulk_create(rows)
+        ServerHealth.objects.bulk_update(changed, WRITTEN)
+        if sooner:
+            ServerHealth.objects.bulk_update(sooner, ["next_check_at"])
+        if learnt:
+            ServerHealth.objects.bulk_update(
+                learnt, ["capabilities", "capabilities_learnt_at"]
+            )
+    report.checked = len(rows)
+    alerts.send(report.changes)
+    return report
+
+
+def prune(now: datetime | None = None) -> int:
+    """Delete monitoring's check rows older than MONITOR_KEEP_DAYS (server-side
+    checks that no person ran), a slice at a time; how many went."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.MONITOR_KEEP_DAYS)
+    old = ConnectivityCheck.objects.filter(
+        created_at__lt=cutoff,
+        source=ConnectivityCheck.Source.SERVER,
+        created_by__isnull=True,
+    )
+    deleted = 0
+    while True:
+        pks = list(old.values_list("pk", flat=True)[:5000])
+        if not pks:
+            return deleted
+        deleted += ConnectivityCheck.objects.filter(pk__in=pks).delete()[0]
+
+
+def wait_for(ids: list[int], since: datetime, timeout: float) -> list[int]:
+    """Wait until every server of ``ids`` was checked after ``since``; the
+    ones still unchecked when ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    waiting = list(ids)
+    while waiting:
+        checked: set[int] = set()
+        for batch in chunks(waiting, 1000):
+            checked.update(
+                ServerHealth.objects.filter(
+                    pk__in=batch, last_checked_at__gte=since
+                ).values_list("pk", flat=True)
+            )
+        waiting = [pk for pk in waiting if pk not in checked]
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return waiting
