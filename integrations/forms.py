@@ -212,6 +212,32 @@ class InlineConstraintsForm(forms.ModelForm):
             self._update_errors(exc)  # type: ignore[attr-defined]
 
 
+class DicomWebServerInlineForm(InlineConstraintsForm):
+    """A server in its institution's page: no inputs for Pacsbin's proxy
+    there, so moving it off the proxy clears them (as the API does), and
+    moving it onto the proxy is refused with a pointer to the server's page
+    (never a 500 for an error about a field the row does not show)."""
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        if self.cleaned_data.get("cors_mode") != DicomWebServer.CorsMode.DIMSE_PROXY:
+            self.instance.pacsbin_proxy = None
+        return self.cleaned_data
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        if hasattr(errors, "error_dict") and "pacsbin_proxy" in errors.error_dict:
+            moved = errors.error_dict.pop("pacsbin_proxy")
+            errors.error_dict.setdefault("cors_mode", []).extend(
+                [
+                    *moved,
+                    ValidationError(
+                        "Give Pacsbin's proxy settings on the server's own page."
+                    ),
+                ]
+            )
+        super()._update_errors(errors)  # type: ignore[misc]
+
+
 class AccessLookupForm(forms.Form):
     email = forms.CharField(label="Email", max_length=320)
 

@@ -791,3 +791,51 @@ class TheGuidance(TestCase):
         text = " ".join([*guidance.header_lines, *guidance.notes])
         assert "Allow-Origin: *" not in text and "never “*”" in text
         assert "Authorization" in text
+
+
+class TheInstitutionPagesServerRows(TestCase):
+    """The servers inline on an institution's page has no proxy inputs: it
+    clears the settings when a row leaves the proxy, and refuses (never a
+    500) a row moved onto it, pointing to the server's own page."""
+
+    def post(self, server: DicomWebServer, **row: str) -> Any:
+        staff = get_user_model().objects.create_superuser("s", "s@example.org", "pw")
+        self.client.force_login(staff)
+        institution = server.institution
+        data = {
+            "name": institution.name,
+            "servers-TOTAL_FORMS": "1",
+            "servers-INITIAL_FORMS": "1",
+            "servers-0-id": str(server.pk),
+            "servers-0-institution": str(institution.pk),
+            "servers-0-name": server.name,
+            "servers-0-status": server.status,
+            "servers-0-cors_mode": server.cors_mode,
+            "servers-0-qido_url": server.qido_url,
+            "servers-0-wado_url": server.wado_url,
+        }
+        data.update({f"servers-0-{key}": value for key, value in row.items()})
+        return self.client.post(
+            f"/admin/integrations/institution/{institution.pk}/change/", data
+        )
+
+    def test_moving_onto_the_proxy_is_refused_with_a_pointer(self) -> None:
+        server = make_server(make_institution("Plain"), qido_url="https://p.example")
+        response = self.post(server, cors_mode="dimse_proxy")
+        assert response.status_code == 200
+        self.assertContains(response, "needs the proxy&#x27;s settings")
+        self.assertContains(response, "on the server&#x27;s own page")
+        server.refresh_from_db()
+        assert server.cors_mode == "direct"
+
+    def test_moving_off_the_proxy_clears_the_settings(self) -> None:
+        server = proxied_server()
+        response = self.post(
+            server,
+            cors_mode="reverse_proxy",
+            qido_url="https://pacs.example/dw",
+            wado_url="https://pacs.example/dw",
+        )
+        assert response.status_code == 302
+        server.refresh_from_db()
+        assert (server.cors_mode, server.pacsbin_proxy) == ("reverse_proxy", None)

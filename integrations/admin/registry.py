@@ -26,7 +26,7 @@ from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.forms import (
     AccessLookupForm,
     DicomWebServerAdminForm,
-    InlineConstraintsForm,
+    DicomWebServerInlineForm,
 )
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
@@ -135,7 +135,7 @@ class AuditedAdmin(StrictNumberLookupsMixin, SimpleHistoryAdmin):
 
 class DicomWebServerInline(admin.TabularInline):
     model = DicomWebServer
-    form = InlineConstraintsForm
+    form = DicomWebServerInlineForm
     fields = ["name", "status", "cors_mode", "qido_url", "wado_url"]
     extra = 0
     show_change_link = True

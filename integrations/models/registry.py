@@ -301,7 +301,9 @@ def check_pacsbin_proxy(
                 "settings: how it reaches the archive (DIMSE: the archive's AE "
                 "title, host and port, the proxy's AE title and DIMSE port; or "
                 "DICOMweb: the forwarding URLs).",
-                code="required",
+                # Not "required": a form would swap in its own "This field is
+                # required." for the field this error lands on.
+                code="proxy_settings_required",
             )
         ]
     elif not proxied and settings is not None and not errors:
