@@ -161,11 +161,14 @@ class TheModelRule(TestCase):
         with self.assertRaisesMessage(ValidationError, "must be the QIDO URL"):
             server.full_clean()
 
-    def test_other_modes_keep_no_settings(self) -> None:
+    def test_other_modes_check_the_settings_then_keep_none(self) -> None:
         server = make_server(make_institution(), pacsbin_proxy=dict(DIMSE))
+        server.full_clean()
+        assert server.pacsbin_proxy is None
+        server.pacsbin_proxy = {**DIMSE, "archive_port": 0}
         with self.assertRaises(ValidationError) as caught:
             server.full_clean()
-        assert "“direct”" in caught.exception.message_dict["pacsbin_proxy"][0]
+        assert "0 is not a port" in caught.exception.message_dict["pacsbin_proxy"][0]
 
 
 class TheApi(TestCase):
@@ -226,21 +229,35 @@ class TheApi(TestCase):
                 assert named in " ".join(response.json()["pacsbin_proxy"])
         assert not DicomWebServer.objects.exists()
 
-    def test_moving_off_the_proxy_clears_and_a_conflict_is_refused(self) -> None:
+    def test_moving_off_the_proxy_clears_the_settings(self) -> None:
         server = proxied_server()
         url = f"/api/v1/servers/{server.pk}/"
-        refused = self.send(
-            "patch", url, {"cors_mode": "direct", "pacsbin_proxy": DIMSE}
-        )
-        assert refused.status_code == 400
-        assert "dimse_proxy" in refused.json()["pacsbin_proxy"][0]
-        cleared = self.send(
+        bad = self.send(
             "patch",
             url,
-            {"cors_mode": "reverse_proxy", "qido_url": "https://pacs.example/dw"},
+            {"cors_mode": "direct", "pacsbin_proxy": {**DIMSE, "archive_port": -1}},
         )
-        assert cleared.status_code == 200, cleared.json()
-        assert cleared.json()["pacsbin_proxy"] is None
+        assert bad.status_code == 400  # checked even when not kept
+        assert "-1 is not a port" in bad.json()["pacsbin_proxy"][0]
+        for body in (
+            {"cors_mode": "reverse_proxy", "qido_url": "https://pacs.example/dw"},
+            {"cors_mode": "direct", "pacsbin_proxy": DIMSE},
+        ):
+            with self.subTest(body=body):
+                server = proxied_server()
+                response = self.send(
+                    "patch",
+                    f"/api/v1/servers/{server.pk}/",
+                    {
+                        "wado_url": "https://pacs.example/dw",
+                        "qido_url": "https://pacs.example/dw",
+                        **body,
+                    },
+                )
+                assert response.status_code == 200, response.json()
+                assert response.json()["pacsbin_proxy"] is None
+                server.refresh_from_db()
+                assert server.pacsbin_proxy is None
 
     def test_odd_input_is_never_a_500(self) -> None:
         server = proxied_server()

@@ -103,15 +103,33 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+# Patterns as close to the rule as a regular expression gets (the rule,
+# validators.normalize_pacsbin_proxy, has the last word and names the value).
 _AE_TITLE = {
     "type": "string",
     "minLength": 1,
     "maxLength": 16,
+    "pattern": r"^[ -\[\]-~]*[!-\[\]-~][ -\[\]-~]*$",
     "description": "1-16 printable ASCII characters, no backslash, not all spaces.",
 }
-_HOST = {"type": "string", "description": "A DNS name or an IP address."}
+# Supersets of the stored forms (lower-case DNS names, IPv4, IPv6 without
+# brackets in a host, with brackets in a URL), so answers always match.
+_DNS = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+_HOST = {
+    "type": "string",
+    "maxLength": 253,
+    "pattern": rf"^({_DNS}|[0-9a-f:.]+)$",
+    "description": "A DNS name or an IP address (private ones are normal here).",
+}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
-_URL = {"type": "string", "description": "A DICOMweb URL (the URL rule)."}
+_URL = {
+    "type": "string",
+    "maxLength": 2000,
+    "pattern": rf"^https?://({_DNS}|\[[0-9a-f:.]+\])(:[0-9]{{1,5}})?"
+    r"(/[A-Za-z0-9._~!&()*+,=:@%-]*)*$",
+    "description": "A DICOMweb URL (the URL rule); the dicomweb mode needs the "
+    "archive's DICOMweb root at / (no path) for a configuration.",
+}
 PACSBIN_PROXY_SCHEMA = {
     "oneOf": [
         {
@@ -146,8 +164,8 @@ PACSBIN_PROXY_SCHEMA = {
     ],
     "nullable": True,
     "description": "Pacsbin's proxy settings: required when cors_mode is "
-    "dimse_proxy, null otherwise (a change of cors_mode away from dimse_proxy "
-    "that does not send pacsbin_proxy clears them).",
+    "dimse_proxy (then qido_url and wado_url are the proxy's origin, no path); "
+    "for any other cors_mode they are checked, then not kept (null).",
 }
 
 

@@ -279,7 +279,8 @@ def check_pacsbin_proxy(
     cors_mode: str, qido_url: str, wado_url: str, settings: Any
 ) -> dict[str, Any] | None:
     """The proxy settings a server (or a request for one) keeps, normalised:
-    required when CORS is met by Pacsbin's proxy, refused otherwise. Then the
+    required when CORS is met by Pacsbin's proxy; otherwise checked by the
+    rule all the same, then not kept (None). Behind the proxy the
     QIDO and WADO URLs are the proxy's public origin (its routes are at the
     root): one origin, no path. ValidationError keyed by field, naming the
     value. The one rule for every path in (admin, API, form, import,
@@ -306,21 +307,13 @@ def check_pacsbin_proxy(
                 code="proxy_settings_required",
             )
         ]
-    elif not proxied and settings is not None and not errors:
-        errors["pacsbin_proxy"] = [
-            ValidationError(
-                "Pacsbin's proxy settings are kept only for a server whose CORS "
-                "is met by Pacsbin's proxy (cors_mode “dimse_proxy”); this one's "
-                "is “%(mode)s”. Choose dimse_proxy, or clear the settings (null).",
-                code="not_proxied",
-                params={"mode": cors_mode},
-            )
-        ]
     if proxied:
         errors.update(_proxy_origin_errors(qido_url, wado_url))
     if errors:
         raise ValidationError(errors)
-    return normal
+    # Valid settings on a server not behind the proxy are not kept: they
+    # apply only there (history keeps what was before).
+    return normal if proxied else None
 
 
 def _proxy_origin_errors(qido_url: str, wado_url: str) -> dict[str, list[Any]]:
