@@ -102,7 +102,42 @@ def check_stored_urls(
             "OnboardingRequest",
             "integrations.W003",
         ),
+        *_unproxied_servers(),
     ]
+
+
+def _unproxied_servers() -> list[Warning]:
+    """Servers whose Pacsbin's proxy settings break the rule: above all rows
+    marked "dimse_proxy" before the settings existed (then the mode meant the
+    proxy's dicomweb mode, with the archive's own URLs). Their config.jsonc is
+    refused until a staffer gives the settings and the proxy's URLs."""
+    from django.core.exceptions import ValidationError
+    from django.db.models import Q
+
+    from integrations.models import DicomWebServer, check_pacsbin_proxy
+
+    rows = DicomWebServer.objects.filter(
+        Q(cors_mode=DicomWebServer.CorsMode.DIMSE_PROXY)
+        | Q(pacsbin_proxy__isnull=False)
+    ).order_by("pk")
+    problems = []
+    for pk, name, cors_mode, qido, wado, proxy in rows.values_list(
+        "pk", "name", "cors_mode", "qido_url", "wado_url", "pacsbin_proxy"
+    ).iterator():
+        try:
+            check_pacsbin_proxy(cors_mode, qido, wado, proxy)
+        except ValidationError as exc:
+            problems.append(
+                Warning(
+                    f"DICOMweb server {pk} ({name}): " + " ".join(exc.messages),
+                    hint="Give Pacsbin's proxy settings (the server's admin page, "
+                    "section “Pacsbin's proxy”) and the proxy's public origin as "
+                    "QIDO and WADO URL, or choose another way CORS is met.",
+                    obj=f"DicomWebServer {pk}",
+                    id="integrations.W004",
+                )
+            )
+    return problems
 
 
 def _bad_urls(

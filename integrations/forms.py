@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 
 from integrations.models import DicomWebServer
-from integrations.validators import parse_email_list
+from integrations.validators import (
+    PROXY_KEYS,
+    PROXY_MODE_DICOMWEB,
+    PROXY_MODE_DIMSE,
+    normalize_pacsbin_proxy,
+    parse_email_list,
+)
 
 PASTE_HELP = (
     "One address per line, or separated by commas or semicolons. Duplicates are "
@@ -34,16 +42,157 @@ class EmailPasteField(forms.CharField):
         return parsed.emails
 
 
-class DicomWebServerAdminForm(forms.ModelForm):
+# The settings of Pacsbin's proxy as one input each (never a raw JSON box):
+# the form field of each key of validators.PROXY_KEYS.
+PROXY_FIELDS = {
+    "mode": "proxy_mode",
+    "archive_ae_title": "archive_ae_title",
+    "archive_host": "archive_host",
+    "archive_port": "archive_port",
+    "proxy_ae_title": "proxy_ae_title",
+    "proxy_dimse_port": "proxy_dimse_port",
+    "forward_qido_url": "forward_qido_url",
+    "forward_wado_url": "forward_wado_url",
+}
+
+
+def _text(label: str, help_text: str, size: int = 20, **attrs: str) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=False,
+        max_length=2000,
+        help_text=help_text,
+        widget=forms.TextInput(attrs={"size": size, "spellcheck": "false", **attrs}),
+    )
+
+
+class ProxyFieldsForm(forms.Form):
+    """The per-setting inputs, all optional: which are needed depends on the
+    mode, and the one rule (normalize_pacsbin_proxy) says so by name. Mixed
+    into the admin's server form and the public onboarding forms."""
+
+    proxy_mode = forms.ChoiceField(
+        label="Proxy mode",
+        required=False,
+        choices=[
+            ("", "— (not behind Pacsbin's proxy)"),
+            (PROXY_MODE_DIMSE, "dimse: the archive speaks only DIMSE"),
+            (
+                PROXY_MODE_DICOMWEB,
+                "dicomweb: forwards to the archive's DICOMweb (root at /)",
+            ),
+        ],
+        help_text="Only when CORS is met by Pacsbin's proxy; then required.",
+    )
+    archive_ae_title = _text(
+        "Archive AE title", "dimse: the archive's AE title, e.g. PACS_SERVER."
+    )
+    archive_host = _text(
+        "Archive host", "dimse: the archive's host name or IP address.", 40
+    )
+    archive_port = _text(
+        "Archive DIMSE port",
+        "dimse: the archive's DICOM port (1-65535), e.g. 11112.",
+        8,
+        inputmode="numeric",
+    )
+    proxy_ae_title = _text(
+        "Proxy AE title",
+        "dimse: the proxy's own AE title, which the archive must know, "
+        "e.g. PACSBIN_PROXY.",
+    )
+    proxy_dimse_port = _text(
+        "Proxy DIMSE port",
+        "dimse: the proxy's DICOM port (for C-MOVE answers), e.g. 8888.",
+        8,
+        inputmode="numeric",
+    )
+    forward_qido_url = _text(
+        "Forwarding QIDO URL",
+        "dicomweb: the archive's own DICOMweb URL the proxy forwards to.",
+        80,
+    )
+    forward_wado_url = _text(
+        "Forwarding WADO URL",
+        "dicomweb: the archive's own WADO URL (often the same).",
+        80,
+    )
+
+
+def proxy_initial(settings: Any) -> dict[str, Any]:
+    """A stored pacsbin_proxy as the inputs' initial values."""
+    if not isinstance(settings, dict):
+        return {}
+    return {
+        PROXY_FIELDS[key]: value
+        for key, value in settings.items()
+        if key in PROXY_FIELDS
+    }
+
+
+def compose_proxy(form: forms.BaseForm, *, wanted: bool) -> dict[str, Any] | None:
+    """The proxy settings the inputs describe, normalised by the one rule,
+    errors put under the input they are about; None when not ``wanted`` (a
+    server not behind the proxy keeps none) or an input is wrong."""
+    data = form.cleaned_data
+    mode = data.get("proxy_mode") or ""
+    if not wanted:
+        return None
+    if not mode:
+        form.add_error(
+            "proxy_mode",
+            ValidationError(
+                "Choose how Pacsbin's proxy reaches the archive: dimse or dicomweb.",
+                code="required",
+            ),
+        )
+        return None
+    settings: dict[str, Any] = {"mode": mode}
+    for key in PROXY_KEYS.get(mode, ())[1:]:
+        value = data.get(PROXY_FIELDS[key])
+        settings[key] = value.strip() if isinstance(value, str) else value
+    try:
+        return normalize_pacsbin_proxy(settings)
+    except ValidationError as exc:
+        for key, errors in exc.error_dict.items():
+            form.add_error(PROXY_FIELDS.get(key), errors)
+        return None
+
+
+class DicomWebServerAdminForm(ProxyFieldsForm, forms.ModelForm):
     add_emails = EmailPasteField(label="Approve emails")
 
     class Meta:
         model = DicomWebServer
-        fields = ["institution", *DicomWebServer.EDITABLE_FIELDS]
+        fields = [
+            "institution",
+            *(f for f in DicomWebServer.EDITABLE_FIELDS if f != "pacsbin_proxy"),
+        ]
         widgets = {
             "qido_url": forms.URLInput(attrs={"size": 80}),
             "wado_url": forms.URLInput(attrs={"size": 80}),
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            for name, value in proxy_initial(self.instance.pacsbin_proxy).items():
+                self.initial.setdefault(name, value)
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
+        wanted = data.get("cors_mode") == DicomWebServer.CorsMode.DIMSE_PROXY
+        # Set before the model's clean(), which checks it with the URLs.
+        self.instance.pacsbin_proxy = compose_proxy(self, wanted=wanted)
+        return data
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        # The model names its JSON field; this form shows it as inputs.
+        if hasattr(errors, "error_dict") and "pacsbin_proxy" in errors.error_dict:
+            moved = errors.error_dict.pop("pacsbin_proxy")
+            errors.error_dict.setdefault("proxy_mode", []).extend(moved)
+        super()._update_errors(errors)  # type: ignore[misc]
 
 
 class InlineConstraintsForm(forms.ModelForm):
@@ -61,6 +210,32 @@ class InlineConstraintsForm(forms.ModelForm):
             )
         except ValidationError as exc:
             self._update_errors(exc)  # type: ignore[attr-defined]
+
+
+class DicomWebServerInlineForm(InlineConstraintsForm):
+    """A server in its institution's page: no inputs for Pacsbin's proxy
+    there, so moving it off the proxy clears them (as the API does), and
+    moving it onto the proxy is refused with a pointer to the server's page
+    (never a 500 for an error about a field the row does not show)."""
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        if self.cleaned_data.get("cors_mode") != DicomWebServer.CorsMode.DIMSE_PROXY:
+            self.instance.pacsbin_proxy = None
+        return self.cleaned_data
+
+    def _update_errors(self, errors: ValidationError) -> None:
+        if hasattr(errors, "error_dict") and "pacsbin_proxy" in errors.error_dict:
+            moved = errors.error_dict.pop("pacsbin_proxy")
+            errors.error_dict.setdefault("cors_mode", []).extend(
+                [
+                    *moved,
+                    ValidationError(
+                        "Give Pacsbin's proxy settings on the server's own page."
+                    ),
+                ]
+            )
+        super()._update_errors(errors)  # type: ignore[misc]
 
 
 class AccessLookupForm(forms.Form):

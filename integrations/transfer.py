@@ -53,6 +53,8 @@ SERVER_FIELDS = [
     "updated_at",
 ]
 APPROVED_USER_FIELDS = ["id", "server_id", "email", "created_at"]
+# Fields an export made before they existed lacks, and their value then.
+SERVER_FIELDS_ADDED = {"pacsbin_proxy": None}
 CSV_COLUMNS = ["server_id", "institution", "server", "email", "created_at"]
 STREAM_CHUNK = 10_000
 
@@ -183,13 +185,18 @@ def _keeping_timestamps(*models_: type[models.Model]) -> Iterator[None]:
 
 
 def _parse_rows(
-    document: dict[str, Any], name: str, fields: list[str]
+    document: dict[str, Any],
+    name: str,
+    fields: list[str],
+    added: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     rows = document.get(name)
     if not isinstance(rows, list):
         raise TransferError(f"“{name}” is missing or not a list.")
     parsed = []
     for number, row in enumerate(rows, start=1):
+        if isinstance(row, dict) and added:
+            row = {**added, **row}
         if not isinstance(row, dict) or set(row) != set(fields):
             raise TransferError(
                 f"{name} #{number}: expected exactly the fields {', '.join(fields)}."
@@ -235,7 +242,10 @@ def import_json(stream: IO[str]) -> ImportResult:
         for row in _parse_rows(document, "institutions", INSTITUTION_FIELDS)
     ]
     servers = [
-        DicomWebServer(**row) for row in _parse_rows(document, "servers", SERVER_FIELDS)
+        DicomWebServer(**row)
+        for row in _parse_rows(
+            document, "servers", SERVER_FIELDS, added=SERVER_FIELDS_ADDED
+        )
     ]
     errors = _check_institutions(institutions) + _check_servers(
         servers, {institution.pk for institution in institutions}

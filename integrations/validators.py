@@ -7,6 +7,7 @@ the rules cannot drift apart.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import string
 import unicodedata
@@ -502,3 +503,246 @@ def one_line(value: Any) -> str:
             " " if unicodedata.category(c) in _NOT_ONE_LINE else c for c in text
         ).split()
     )
+
+
+# --- Pacsbin's proxy ---------------------------------------------------------
+#
+# A server whose CORS is met by Pacsbin's own proxy (cors_mode "dimse_proxy")
+# carries the proxy's settings (DESIGN.md, "Pacsbin's proxy", **contract**):
+#   {"mode": "dimse", "archive_ae_title", "archive_host", "archive_port",
+#    "proxy_ae_title", "proxy_dimse_port"}
+#   {"mode": "dicomweb", "forward_qido_url", "forward_wado_url"}
+# ``normalize_pacsbin_proxy`` is the one rule for those settings; the model,
+# the admin, the public form, the API, the import and the approval all reach
+# it (through DicomWebServer.clean or the forms that compose the object).
+
+PROXY_MODE_DIMSE = "dimse"
+PROXY_MODE_DICOMWEB = "dicomweb"
+PROXY_MODES = (PROXY_MODE_DIMSE, PROXY_MODE_DICOMWEB)
+PROXY_KEYS = {
+    PROXY_MODE_DIMSE: (
+        "mode",
+        "archive_ae_title",
+        "archive_host",
+        "archive_port",
+        "proxy_ae_title",
+        "proxy_dimse_port",
+    ),
+    PROXY_MODE_DICOMWEB: ("mode", "forward_qido_url", "forward_wado_url"),
+}
+MAX_AE_TITLE_LENGTH = 16
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value of any JSON type as a message shows it."""
+    if isinstance(value, str):
+        return f"“{printable(value, limit)}”"
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return printable(text, limit)
+
+
+def normalize_ae_title(value: Any) -> str:
+    """A DICOM application entity title: 1-16 characters of printable ASCII
+    without a backslash, not all spaces. Surrounding spaces are not part of
+    it (DICOM pads AE titles with spaces) and are removed."""
+    if not isinstance(value, str):
+        raise ValidationError(
+            "%(value)s is not an AE title: give text such as PACS_SERVER.",
+            code="invalid_ae_title",
+            params={"value": _shown(value)},
+        )
+    title = value.strip(" ")
+    if not title:
+        raise ValidationError(
+            "“%(value)s” is not an AE title: it is empty or only spaces."
+            if value
+            else "Enter an AE title (1-16 characters, such as PACS_SERVER).",
+            code="invalid_ae_title" if value else "required",
+            params={"value": printable(value, 40)},
+        )
+    for ch in title:
+        if ch == "\\" or not " " <= ch <= "~":
+            raise ValidationError(
+                "“%(value)s” is not an AE title: it contains %(what)s (allowed: "
+                "printable ASCII letters, digits, spaces and punctuation, no "
+                "backslash).",
+                code="invalid_ae_title",
+                params={"value": printable(value, 40), "what": describe_character(ch)},
+            )
+    if len(title) > MAX_AE_TITLE_LENGTH:
+        raise ValidationError(
+            "“%(value)s” is not an AE title: it has %(length)s characters, at "
+            "most 16 are allowed.",
+            code="invalid_ae_title",
+            params={"value": printable(value, 40), "length": len(title)},
+        )
+    return title
+
+
+def normalize_host(value: Any) -> str:
+    """A DNS name (stored in its ASCII/IDNA form, lower case) or an IP
+    address (IPv6 without brackets), for a DIMSE peer. Private addresses are
+    normal here: the registry never connects to them."""
+    raw = value.strip() if isinstance(value, str) else value
+    if not isinstance(raw, str) or not raw:
+        if isinstance(raw, str):
+            raise ValidationError(
+                "Enter a host name or an IP address.", code="required"
+            )
+        raise ValidationError(
+            "%(value)s is not a host name or IP address.",
+            code="invalid_host",
+            params={"value": _shown(value)},
+        )
+
+    def invalid(reason: str) -> ValidationError:
+        return ValidationError(
+            "“%(value)s” is not a host name or IP address: %(reason)s",
+            code="invalid_host",
+            params={"value": printable(raw, 80), "reason": reason},
+        )
+
+    literal = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    if ":" in literal:
+        try:
+            address = ipaddress.IPv6Address(literal)
+            if address.scope_id is not None:
+                raise ValueError
+        except ValueError:
+            raise invalid(
+                "it is not an IPv6 address (and a name has no “:”)."
+            ) from None
+        return address.compressed
+    return _hostname(raw, invalid)
+
+
+def normalize_port(value: Any) -> int:
+    """A TCP port: a whole number from 1 to 65535 (a JSON number, or digits
+    as a form or a CSV file gives them)."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        text = value.strip()
+        number = int(text) if len(text) <= 6 else 0
+    if number is None or not 1 <= number <= 65535:
+        raise ValidationError(
+            "%(value)s is not a port: give a whole number from 1 to 65535.",
+            code="invalid_port",
+            params={"value": _shown(value)},
+        )
+    return number
+
+
+def normalize_pacsbin_proxy(value: Any) -> dict[str, Any] | None:
+    """The settings of Pacsbin's proxy in their normal form, or None.
+
+    Raises ValidationError keyed by setting ("mode", "archive_port", ...,
+    "__all__" for the object as a whole), each message naming the value."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValidationError(
+            {
+                "__all__": ValidationError(
+                    "%(value)s is not the proxy's settings: give an object with "
+                    "a “mode” (“dimse” or “dicomweb”), or null.",
+                    code="invalid",
+                    params={"value": _shown(value)},
+                )
+            }
+        )
+    mode = value.get("mode")
+    if mode not in PROXY_MODES:
+        raise ValidationError(
+            {
+                "mode": ValidationError(
+                    "%(value)s is not a mode of Pacsbin's proxy: use “dimse” (the "
+                    "archive speaks only DIMSE) or “dicomweb” (it has DICOMweb).",
+                    code="invalid" if "mode" in value else "required",
+                    params={"value": _shown(mode)},
+                )
+            }
+        )
+    keys = PROXY_KEYS[mode]
+    errors: dict[str, list[ValidationError]] = {}
+    unknown = [key for key in value if key not in keys]
+    if unknown:
+        errors["__all__"] = [
+            ValidationError(
+                "%(keys)s %(verb)s not a setting of the %(mode)s mode (it has: "
+                "%(known)s).",
+                code="unknown_key",
+                params={
+                    "keys": ", ".join(_shown(key, 40) for key in unknown[:10]),
+                    "verb": "is" if len(unknown) == 1 else "are",
+                    "mode": mode,
+                    "known": ", ".join(keys),
+                },
+            )
+        ]
+    rules: dict[str, Callable[[Any], Any]] = {
+        "archive_ae_title": normalize_ae_title,
+        "archive_host": normalize_host,
+        "archive_port": normalize_port,
+        "proxy_ae_title": normalize_ae_title,
+        "proxy_dimse_port": normalize_port,
+        "forward_qido_url": normalize_dicomweb_url,
+        "forward_wado_url": normalize_dicomweb_url,
+    }
+    normal: dict[str, Any] = {"mode": mode}
+    for key in keys[1:]:
+        if key not in value or value[key] in (None, ""):
+            errors[key] = [
+                ValidationError(
+                    "The %(mode)s mode needs %(key)s.",
+                    code="required",
+                    params={"mode": mode, "key": key},
+                )
+            ]
+            continue
+        try:
+            normal[key] = rules[key](value[key])
+        except ValidationError as exc:
+            errors[key] = exc.error_list
+    if errors:
+        raise ValidationError(errors)
+    return normal
+
+
+def proxy_error_messages(exc: ValidationError) -> list[str]:
+    """``normalize_pacsbin_proxy``'s errors as flat messages, each starting
+    with the setting it is about: for a single JSON field (model, API)."""
+    if not hasattr(exc, "error_dict"):
+        return list(exc.messages)
+    return [
+        message if key == "__all__" else f"{key}: {message}"
+        for key, errors in exc.error_dict.items()
+        for message in ValidationError(errors).messages
+    ]
+
+
+def describe_pacsbin_proxy(settings: Any) -> str:
+    """Proxy settings in words, for a reviewer or a summary: one line."""
+    if settings is None:
+        return "—"
+    if not isinstance(settings, dict):
+        return printable(str(settings), 200)
+    if settings.get("mode") == PROXY_MODE_DIMSE:
+        return printable(
+            f"dimse: archive {settings.get('archive_ae_title')} at "
+            f"{settings.get('archive_host')}, port {settings.get('archive_port')}; "
+            f"proxy AE title {settings.get('proxy_ae_title')}, DIMSE port "
+            f"{settings.get('proxy_dimse_port')}",
+            300,
+        )
+    if settings.get("mode") == PROXY_MODE_DICOMWEB:
+        return printable(
+            f"dicomweb: forwards QIDO to {settings.get('forward_qido_url')}, WADO "
+            f"to {settings.get('forward_wado_url')}",
+            300,
+        )
+    return printable(json.dumps(settings, ensure_ascii=True), 300)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,19 @@ def _no_remembered_keys() -> Iterator[None]:
     forget_keys()
     yield
     forget_keys()
+
+
+@pytest.fixture(scope="session")
+def orthanc_dimse(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[peers.Orthanc]:
+    """An Orthanc whose DIMSE port is open (and DICOMweb too), for Pacsbin's
+    proxy in dimse mode; it answers only the modalities a test registers."""
+    with peers.orthanc(tmp_path_factory.mktemp("orthanc-dimse"), dicom=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def pacsbin_proxy_entry() -> Path:
+    """Pacsbin's proxy built once (its build.sh, into a cache folder)."""
+    return peers.build_pacsbin_proxy()

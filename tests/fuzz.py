@@ -84,6 +84,57 @@ def read_report(path: Path) -> tuple[dict[str, int], list[str], list[str]]:
     return operations, sorted(set(failures)), sorted(set(server_errors))
 
 
+# Servers behind Pacsbin's proxy, in both modes, beside the plain one the
+# served instance holds: the fuzzed operations (proxy-config/pacsbin, PATCH,
+# checks) then meet proxy settings too, not only null.
+PROXIED_SERVERS = [
+    {
+        "name": "County PACS (DIMSE)",
+        "qido_url": "https://pacs-proxy.county.example",
+        "wado_url": "https://pacs-proxy.county.example",
+        "cors_mode": "dimse_proxy",
+        "pacsbin_proxy": {
+            "mode": "dimse",
+            "archive_ae_title": "PACS_SERVER",
+            "archive_host": "10.1.2.3",
+            "archive_port": 11112,
+            "proxy_ae_title": "PACSBIN_PROXY",
+            "proxy_dimse_port": 8888,
+        },
+    },
+    {
+        "name": "County VNA (forwarded)",
+        "qido_url": "https://vna-proxy.county.example",
+        "wado_url": "https://vna-proxy.county.example",
+        "cors_mode": "dimse_proxy",
+        "pacsbin_proxy": {
+            "mode": "dicomweb",
+            "forward_qido_url": "http://10.1.2.4:8042",
+            "forward_wado_url": "http://10.1.2.4:8042",
+        },
+    },
+]
+
+
+def add_proxied_servers(url: str, key: str) -> None:
+    """Create PROXIED_SERVERS through the API, in the served instance's
+    institution (id 1)."""
+    import urllib.request
+
+    for server in PROXIED_SERVERS:
+        request = urllib.request.Request(
+            f"{url}/api/v1/servers/",
+            data=json.dumps({"institution": 1, **server}).encode(),
+            headers={
+                "Authorization": f"Api-Key {key}",
+                "Content-Type": "application/json",
+            },
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 201, answer.read()
+
+
 def fuzz(
     tmp: Path, max_examples: int, postgres_url: str | None, seed: int = 1
 ) -> Summary:
@@ -98,6 +149,7 @@ def fuzz(
         gunicorn_args=("--limit-request-line", "0"),
         ACCESS_THROTTLE_RATE="off",
     ) as instance:
+        add_proxied_servers(instance.url, instance.key)
         report = tmp / "fuzz-events.ndjson"
         command = [
             *[str(Path(sys.executable).with_name("schemathesis")), "run"],

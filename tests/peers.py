@@ -31,6 +31,13 @@ APACHE = "/usr/sbin/apache2"
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
 CADDY = "/usr/bin/caddy"
 CHROMIUM = "/usr/bin/chromium"
+NODE = "/usr/bin/node"
+NPM = "/usr/bin/npm"
+# Pacsbin's proxy, as published (../shared/peers from the project root; never
+# copied into the project). Built once per source version into a cache folder.
+PACSBIN_PROXY_SOURCE = (
+    Path(__file__).resolve().parent.parent / ".." / "shared" / "peers"
+) / "pacsbin-dicomweb-proxy"
 
 
 def require(*paths: str) -> None:
@@ -92,9 +99,11 @@ def _tail(log: Path) -> str:
 
 
 @contextmanager
-def running(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.Popen]:
+def running(
+    args: list[str], log: Path, ready_url: str, cwd: Path | None = None
+) -> Iterator[subprocess.Popen]:
     with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
     try:
         wait_for(ready_url, process, log)
         yield process
@@ -111,10 +120,33 @@ def running(args: list[str], log: Path, ready_url: str) -> Iterator[subprocess.P
 class Orthanc:
     url: str  # http://127.0.0.1:PORT
     study_uids: list[str]
+    dicom_port: int | None = None  # its DIMSE port, when opened
+    aet: str = "ORTHANC"
 
     @property
     def dicomweb(self) -> str:
         return f"{self.url}/dicom-web"
+
+    def register_modality(self, name: str, aet: str, host: str, port: int) -> None:
+        """Let a DICOM node (Pacsbin's proxy) query and retrieve:
+        ``PUT /modalities/NAME``, as an archive's administrator would."""
+        body = json.dumps({"AET": aet, "Host": host, "Port": port}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/modalities/{name}", data=body, method="PUT"
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+
+    def unregister_modality(self, name: str) -> None:
+        request = urllib.request.Request(
+            f"{self.url}/modalities/{name}", method="DELETE"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise
 
 
 def dicom_instance(study_uid: str, series_uid: str, number: int) -> bytes:
@@ -155,18 +187,33 @@ def dicom_instance(study_uid: str, series_uid: str, number: int) -> bytes:
 
 
 @contextmanager
-def orthanc(tmp: Path) -> Iterator[Orthanc]:
-    """Orthanc with DICOMweb on a free port, holding two small studies."""
+def orthanc(tmp: Path, *, dicom: bool = False) -> Iterator[Orthanc]:
+    """Orthanc with DICOMweb on a free port, holding two small studies; with
+    ``dicom``, its DIMSE port open too (on a free port, AE title ORTHANC),
+    answering only the modalities registered with ``register_modality``."""
     require(ORTHANC, DICOMWEB_PLUGIN)
     from pydicom.uid import generate_uid
 
     port = free_port()
+    dicom_port = free_port() if dicom else None
     (tmp / "storage").mkdir()
     config = {
         "Name": "pacsbin-test",
         "HttpPort": port,
         "HttpBindAddress": "127.0.0.1",  # not every Orthanc knows it; harmless
-        "DicomServerEnabled": False,
+        "DicomServerEnabled": dicom,
+        **(
+            {
+                "DicomPort": dicom_port,
+                "DicomAet": "ORTHANC",
+                "DicomModalities": {},
+                # Modalities added over REST are kept in the index (1.10 does
+                # it anyway; older ones need this).
+                "DicomModalitiesInDatabase": True,
+            }
+            if dicom
+            else {}
+        ),
         "RemoteAccessAllowed": True,
         "AuthenticationEnabled": False,
         "StorageDirectory": str(tmp / "storage"),
@@ -191,7 +238,120 @@ def orthanc(tmp: Path) -> Iterator[Orthanc]:
                 )
                 with urllib.request.urlopen(request, timeout=10) as answer:
                     assert answer.status == 200
-        yield Orthanc(url=url, study_uids=study_uids)
+        yield Orthanc(url=url, study_uids=study_uids, dicom_port=dicom_port)
+
+
+def require_node() -> None:
+    """node and npm build and run Pacsbin's proxy: missing, the test skips
+    (fails under CI)."""
+    require(NODE, NPM, str(PACSBIN_PROXY_SOURCE / "build.sh"))
+
+
+def build_pacsbin_proxy(cache: Path | None = None) -> Path:
+    """Build Pacsbin's proxy with its own build.sh (once per source version:
+    the output folder is named after a hash of the sources, and a lock keeps
+    parallel runs from building into it at once); the entry point."""
+    import fcntl
+    import hashlib
+
+    require_node()
+    digest = hashlib.sha256()
+    for path in sorted(PACSBIN_PROXY_SOURCE.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(PACSBIN_PROXY_SOURCE)).encode())
+            digest.update(path.read_bytes())
+    base = (
+        cache
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "pacsbin-integrations-tests"
+    )
+    base.mkdir(parents=True, exist_ok=True)
+    out = base / f"pacsbin-dicomweb-proxy-{digest.hexdigest()[:16]}"
+    with (base / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        built = subprocess.run(
+            [str(PACSBIN_PROXY_SOURCE / "build.sh"), str(out)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    assert built.returncode == 0, built.stderr[-3000:]
+    entry = Path(built.stdout.strip().splitlines()[-1])
+    assert entry.is_file(), built.stdout
+    return entry
+
+
+def patch_pacsbin_config(
+    config: str, *, web_port: int, storage: Path, dimse_port: int | None = None
+) -> str:
+    """The generated config.jsonc with only the ports, the storage folder
+    and TLS changed, for a loopback test (plain HTTP on ``web_port``)."""
+    config, found = re.subn(
+        r'"webserverPort": \d+,', f'"webserverPort": {web_port},', config
+    )
+    assert found == 1, config
+    config, found = re.subn(
+        r'"storagePath": "[^"\n]*",',
+        f'"storagePath": {json.dumps(str(storage))},',
+        config,
+    )
+    assert found == 1, config
+    config = config.replace('"enabled": true,', '"enabled": false,')
+    config = config.replace('"redirectHttp": true', '"redirectHttp": false')
+    if dimse_port is not None:
+        config = re.sub(
+            r'("proxyServer": \{[^}]*"port": )\d+', rf"\g<1>{dimse_port}", config
+        )
+    return config
+
+
+def pacsbin_config_check(entry: Path, config: str, tmp: Path) -> dict[str, Any]:
+    """The proxy's own loader (JSONC parser and validator) on ``config``: the
+    settings it would run with, or AssertionError with its message."""
+    path = tmp / "check-config.jsonc"
+    path.write_text(config)
+    loader = entry.parent / "config" / "config.js"
+    script = (
+        f"const {{ConfigManager}} = require({json.dumps(str(loader))});"
+        f"const m = new ConfigManager({json.dumps(str(path))});"
+        "process.stdout.write(JSON.stringify(m.getConfig()));"
+    )
+    checked = subprocess.run(
+        [NODE, "-e", script], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    return json.loads(checked.stdout)
+
+
+@contextmanager
+def pacsbin_proxy(
+    entry: Path,
+    tmp: Path,
+    config: str,
+    *,
+    port: int | None = None,
+    dimse_port: int | None = None,
+    unchanged: bool = False,
+) -> Iterator[str]:
+    """Pacsbin's proxy running the (patched) generated config on ``port`` (a
+    free loopback port by default); yields its base URL. ``unchanged``: the
+    config exactly as given (its origin must then be http://127.0.0.1:port),
+    run from ``tmp`` as an operator would."""
+    port = port or free_port()
+    (tmp / "proxy-data").mkdir(exist_ok=True)
+    path = tmp / "config.jsonc"
+    path.write_text(
+        config
+        if unchanged
+        else patch_pacsbin_config(
+            config, web_port=port, storage=tmp / "proxy-data", dimse_port=dimse_port
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    with running(
+        [NODE, str(entry), str(path)], tmp / "proxy.log", f"{url}/ping", cwd=tmp
+    ):
+        yield url
 
 
 def self_signed_certificate(tmp: Path, name: str = "localhost") -> tuple[Path, Path]:

@@ -290,6 +290,7 @@ class ServerApiTests(ManagementTestCase):
                 "status": "active",
                 "cors_mode": "direct",
                 "needs_credentials": False,
+                "pacsbin_proxy": None,
                 "notes": "",
             },
         )

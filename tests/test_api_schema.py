@@ -81,7 +81,7 @@ class SchemaDocumentTests(TestCase):
             parameter("/api/v1/servers/{server_id}/proxy-config/{kind}", "kind")[
                 "schema"
             ]["enum"],
-            sorted(proxyconfig.KINDS),
+            sorted(proxyconfig.ALL_KINDS),
         )
         ohif = paths["/api/v1/access"]["get"]["responses"]["200"]["content"][
             "application/json"

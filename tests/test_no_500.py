@@ -27,6 +27,8 @@ from integrations.models import (
     ConnectivityCheck,
     DicomWebServer,
     Institution,
+    OnboardingRequest,
+    check_pacsbin_proxy,
 )
 from tests.api_helpers import (
     key_header,
@@ -40,6 +42,7 @@ from tests.factories import (
 )
 from tests.onboarding_helpers import (
     FreshRateLimit,
+    form_data,
 )
 from tests.test_onboarding_browser_check import record_url, status_url
 
@@ -527,3 +530,89 @@ class ImportingApprovedUsersFromCsv(TestCase):
         self.assertIn(f"Line 3: “{HUGE}” is not a server id.", message)
         self.assertIn(f"Line 4: “{ARABIC_ONE}” is not a server id.", message)
         self.assertFalse(ApprovedUser.objects.exists())
+
+
+# (A lone surrogate cannot travel in a form body: test_pacsbin_proxy sends
+# one to the API as a JSON escape.)
+ODD_PROXY_VALUES = [
+    "\x00",
+    HUGE,
+    SUPERSCRIPT_TWO,
+    "-1",
+    "1e9",
+    " ",
+    "x" * 5000,
+    "\u202e\u2028",
+    "[::1%eth0]",
+]
+
+
+class PacsbinProxyInputs(FreshRateLimit, TestCase):
+    """Every input of Pacsbin's proxy settings, on the admin's server page and
+    the public form, with odd values: a page naming the problem, never a 500,
+    nothing written."""
+
+    FIELDS = [
+        "archive_ae_title",
+        "archive_host",
+        "archive_port",
+        "proxy_ae_title",
+        "proxy_dimse_port",
+    ]
+
+    def test_the_admin_server_form(self) -> None:
+        server = make_server(
+            make_institution(),
+            qido_url="https://proxy.example",
+            cors_mode="dimse_proxy",
+            pacsbin_proxy={
+                "mode": "dimse",
+                "archive_ae_title": "PACS",
+                "archive_host": "10.0.0.1",
+                "archive_port": 104,
+                "proxy_ae_title": "PROXY",
+                "proxy_dimse_port": 8888,
+            },
+        )
+        self.client.force_login(make_admin())
+        base = {
+            "institution": server.institution_id,
+            "name": server.name,
+            "qido_url": server.qido_url,
+            "wado_url": server.wado_url,
+            "status": "active",
+            "cors_mode": "dimse_proxy",
+            "proxy_mode": "dimse",
+            "archive_ae_title": "PACS",
+            "archive_host": "10.0.0.1",
+            "archive_port": "104",
+            "proxy_ae_title": "PROXY",
+            "proxy_dimse_port": "8888",
+        }
+        url = reverse("admin:integrations_dicomwebserver_change", args=[server.pk])
+        for field in [*self.FIELDS, "forward_qido_url", "proxy_mode"]:
+            for value in ODD_PROXY_VALUES:
+                with self.subTest(field=field, value=value[:20]):
+                    response = self.client.post(url, {**base, field: value})
+                    # Refused with the page naming it (200), or a value the
+                    # rule takes ("-1" is an AE title) saved (302).
+                    self.assertIn(response.status_code, (200, 302))
+                    server.refresh_from_db()
+                    server.full_clean()  # whatever was saved passes the rule
+
+    def test_the_public_form(self) -> None:
+        base = form_data(
+            archive_speaks="dimse",
+            proxy_url="https://proxy.example",
+            **dict.fromkeys(self.FIELDS, "1"),
+        )
+        for field in [*self.FIELDS, "proxy_url", "archive_speaks"]:
+            for value in ODD_PROXY_VALUES:
+                with self.subTest(field=field, value=value[:20]):
+                    with self.settings(ONBOARDING_SUBMISSIONS_PER_HOUR=10_000):
+                        response = self.client.post(
+                            "/onboarding/", {**base, field: value}
+                        )
+                    self.assertIn(response.status_code, (302, 400))
+        for r in OnboardingRequest.objects.all():  # what was taken passes
+            check_pacsbin_proxy(r.cors_mode, r.qido_url, r.wado_url, r.pacsbin_proxy)

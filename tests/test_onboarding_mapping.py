@@ -27,6 +27,7 @@ class LiveFieldsTests(TestCase):
             "wado_url": self.server.wado_url,
             "cors_mode": "reverse_proxy",
             "needs_credentials": True,
+            "pacsbin_proxy": None,
         }
         assert request.institution_values() == {
             "contact_name": "Ann Lee",
@@ -50,5 +51,6 @@ class LiveFieldsTests(TestCase):
             "WADO URL",
             "How CORS is met",
             "Needs browser credentials",
+            "Pacsbin's proxy settings",
         ]
         assert [(d.row, d.field) for d in rows if d.changed] == [("server", "name")]

@@ -6,6 +6,7 @@ refused (409 in the API, a message on the admin and status pages)."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -483,3 +484,110 @@ class RowsStoredBeforeTheRule(TestCase):
         assert "proxy_pass" not in page
         # The page's connect-src gets no origin from the broken URL.
         assert "$http_x_target" not in response["Content-Security-Policy"]
+
+
+# --- Pacsbin's proxy: config.jsonc ---------------------------------------------
+# Every value is a JSON string written by json.dumps (ASCII, escaped), every
+# comment a // line made printable: a name or an AE title (printable ASCII,
+# quotes and slashes allowed by DICOM) never changes the document's shape.
+
+HOSTILE_AE_TITLES = [
+    '"}],"x":{"',
+    "//*/ /*",
+    "A'B\"C",
+    "*",
+    "}]}",
+]
+PROXY_ORIGIN = "https://pacs-proxy.hospital.example"
+
+
+def proxied_server_for(
+    name: str = PLAIN_NAME, ae_title: str = "PACS_SERVER", **settings: object
+) -> DicomWebServer:
+    """An unsaved server behind Pacsbin's proxy (dimse mode)."""
+    return DicomWebServer(
+        pk=13,
+        institution=Institution(name=name),
+        name=name,
+        qido_url=PROXY_ORIGIN,
+        wado_url=PROXY_ORIGIN,
+        cors_mode=DicomWebServer.CorsMode.DIMSE_PROXY,
+        pacsbin_proxy={
+            "mode": "dimse",
+            "archive_ae_title": ae_title,
+            "archive_host": "10.1.2.3",
+            "archive_port": 11112,
+            "proxy_ae_title": ae_title,
+            "proxy_dimse_port": 8888,
+            **settings,
+        },
+    )
+
+
+def jsonc_values(text: str) -> object:
+    return json.loads(
+        "\n".join(
+            line for line in text.splitlines() if not line.lstrip().startswith("//")
+        )
+    )
+
+
+class TestPacsbinConfig:
+    @pytest.mark.parametrize("name", HOSTILE_NAMES)
+    def test_a_hostile_name_stays_in_its_comment_lines(self, name: str) -> None:
+        plain = proxyconfig.render(proxied_server_for(), "pacsbin")
+        text = proxyconfig.render(proxied_server_for(name), "pacsbin")
+        assert jsonc_values(text) == jsonc_values(plain)
+        assert len(text.splitlines()) == len(plain.splitlines())
+
+    @pytest.mark.parametrize("title", HOSTILE_AE_TITLES)
+    def test_a_hostile_ae_title_is_one_json_string(self, title: str) -> None:
+        values = jsonc_values(
+            proxyconfig.render(proxied_server_for(ae_title=title), "pacsbin")
+        )
+        assert values["dimseProxySettings"]["peers"][0]["aet"] == title  # type: ignore[index]
+        assert values["proxyMode"] == "dimse"  # type: ignore[index]
+
+    @pytest.mark.parametrize(
+        ("stored", "named"),
+        [
+            ({"archive_ae_title": "A\nB"}, "U+000A"),
+            ({"archive_host": 'evil","x'}, "archive_host"),
+            ({"archive_port": "1; rm"}, "archive_port"),
+            ({"mode": "dimse", "extra": "\x00"}, "“extra”"),
+        ],
+    )
+    def test_settings_stored_around_the_rule_are_refused_naming_them(
+        self, stored: dict[str, object], named: str
+    ) -> None:
+        with pytest.raises(proxyconfig.ConfigRefused) as refused:
+            proxyconfig.render(proxied_server_for(**stored), "pacsbin")
+        assert named in str(refused.value)
+
+    def test_a_wildcard_origin_is_refused(self, settings) -> None:  # type: ignore[no-untyped-def]
+        settings.UPLOADER_ORIGINS = ["https://*.pacsbin.com"]
+        with pytest.raises(proxyconfig.ConfigRefused, match="wildcard"):
+            proxyconfig.render(proxied_server_for(), "pacsbin")
+
+    @pytest.mark.peers
+    def test_the_proxys_own_loader_reads_every_hostile_one_as_written(
+        self, pacsbin_proxy_entry: Path, tmp_path: Path
+    ) -> None:
+        plain = peers.pacsbin_config_check(
+            pacsbin_proxy_entry,
+            proxyconfig.render(proxied_server_for(), "pacsbin"),
+            tmp_path,
+        )
+        for name in HOSTILE_NAMES:
+            text = proxyconfig.render(proxied_server_for(name), "pacsbin")
+            assert (
+                peers.pacsbin_config_check(pacsbin_proxy_entry, text, tmp_path) == plain
+            )
+        for title in HOSTILE_AE_TITLES:
+            text = proxyconfig.render(proxied_server_for(ae_title=title), "pacsbin")
+            loaded = peers.pacsbin_config_check(pacsbin_proxy_entry, text, tmp_path)
+            assert loaded["dimseProxySettings"]["peers"][0]["aet"] == title
+            assert loaded["dimseProxySettings"]["proxyServer"]["aet"] == title
+            assert {k: v for k, v in loaded.items() if k != "dimseProxySettings"} == {
+                k: v for k, v in plain.items() if k != "dimseProxySettings"
+            }

@@ -32,3 +32,14 @@ class SeedDemoTests(TestCase):
         first = snapshot()
         call_command("seed_demo", stdout=StringIO())
         assert snapshot() == first
+
+    def test_it_includes_a_dimse_archive_behind_pacsbins_proxy(self) -> None:
+        from integrations.connectivity import proxyconfig
+
+        call_command("seed_demo", stdout=StringIO())
+        proxied = DicomWebServer.objects.filter(cors_mode="dimse_proxy")
+        assert [s.pacsbin_proxy["mode"] for s in proxied] == ["dimse"]
+        for server in DicomWebServer.objects.all():
+            server.full_clean()  # every demo row passes the rules
+        config = proxyconfig.render(proxied.get(), "pacsbin")
+        assert '"proxyMode": "dimse"' in config

@@ -163,6 +163,17 @@ class ConnectivityAdminMixin:
     def fixit_configs(self, server: DicomWebServer) -> str:
         if not server.pk:
             return "Save the server first."
+        if proxyconfig.behind_pacsbin_proxy(server):
+            return render_to_string(
+                "admin/integrations/connectivity/pacsbin_proxy.html",
+                {
+                    "proxy": proxyconfig.pacsbin_view(server),
+                    "origins": proxyconfig.allowed_origins(),
+                    "config_url": reverse(
+                        "api:proxy-config", args=[server.pk, "pacsbin"]
+                    ),
+                },
+            )
         configs, refused = proxyconfig.render_all(server)
         return render_to_string(
             "admin/integrations/connectivity/fixit_configs.html",

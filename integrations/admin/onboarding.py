@@ -17,10 +17,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from integrations.adminlookups import StrictNumberLookupsMixin
+from integrations.connectivity import proxyconfig
 from integrations.inputs import escaped, parse_id
 from integrations.models import Institution, OnboardingRequest
 from integrations.onboarding import cors, lifecycle, status_checks
 from integrations.onboarding.views import site_url
+from integrations.validators import describe_pacsbin_proxy
 
 
 class ReviewStatusFilter(admin.SimpleListFilter):
@@ -178,6 +180,9 @@ class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
             "existing_institution": existing_institution,
             "guidance": cors.guidance_for(r.cors_mode, r.needs_credentials),
             "checks": status_checks.recent_checks(r),
+            "proxy_described": describe_pacsbin_proxy(r.pacsbin_proxy),
+            "pacsbin": status_checks.pacsbin_view(r),
+            "origins": proxyconfig.allowed_origins(),
         }
         return TemplateResponse(
             request, "admin/integrations/onboardingrequest/review.html", context

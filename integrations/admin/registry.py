@@ -26,7 +26,7 @@ from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.forms import (
     AccessLookupForm,
     DicomWebServerAdminForm,
-    InlineConstraintsForm,
+    DicomWebServerInlineForm,
 )
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
@@ -135,7 +135,7 @@ class AuditedAdmin(StrictNumberLookupsMixin, SimpleHistoryAdmin):
 
 class DicomWebServerInline(admin.TabularInline):
     model = DicomWebServer
-    form = InlineConstraintsForm
+    form = DicomWebServerInlineForm
     fields = ["name", "status", "cors_mode", "qido_url", "wado_url"]
     extra = 0
     show_change_link = True
@@ -153,6 +153,9 @@ class InstitutionAdmin(AuditedAdmin):
     @admin.display(description="servers", ordering="server_count")
     def server_count(self, institution: Institution) -> int:
         return institution.server_count  # type: ignore[attr-defined]
+
+
+PROXY_FIELDSET = "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)"
 
 
 @admin.register(DicomWebServer)
@@ -176,11 +179,46 @@ class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedA
         (None, {"fields": ["institution", "name", "status"]}),
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
         ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
+        (
+            PROXY_FIELDSET,
+            {
+                # One per line: the admin opens a collapsed fieldset when
+                # one of its fields has an error, matching names one by one.
+                "fields": [
+                    "proxy_mode",
+                    "archive_ae_title",
+                    "archive_host",
+                    "archive_port",
+                    "proxy_ae_title",
+                    "proxy_dimse_port",
+                    "forward_qido_url",
+                    "forward_wado_url",
+                ],
+                "description": "For the dimse mode, the QIDO and WADO URLs above "
+                "are the proxy's public origin (no path): its routes are at the "
+                "root. The dicomweb mode forwards to an archive whose DICOMweb "
+                "root is at / (the proxy drops any path).",
+            },
+        ),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
         ("Monitoring", {"fields": MonitoringAdminMixin.monitoring_fields}),
         ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]
+
+    def get_fieldsets(
+        self, request: HttpRequest, obj: DicomWebServer | None = None
+    ) -> Any:
+        """The proxy's inputs folded away unless the server is behind it."""
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY:
+            return fieldsets
+        return [
+            (name, {**options, "classes": ["collapse"]})
+            if name == PROXY_FIELDSET
+            else (name, options)
+            for name, options in fieldsets
+        ]
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[DicomWebServer], search_term: str

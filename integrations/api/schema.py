@@ -310,6 +310,7 @@ _SERVER = {
     "status": DicomWebServer.Status.ACTIVE.value,
     "cors_mode": DicomWebServer.CorsMode.REVERSE_PROXY.value,
     "needs_credentials": False,
+    "pacsbin_proxy": None,
     "notes": "",
 }
 
@@ -519,9 +520,13 @@ def proxy_config(view: Any) -> Any:
     return extend_schema_view(
         get=extend_schema(
             summary="The fix-it reverse-proxy configuration, ready to paste",
-            description=f"`kind` is {_one_of(proxyconfig.KINDS)}. A reverse proxy to "
-            "the archive that answers preflights and adds the CORS headers for "
-            "the uploader's origins, on error answers too.",
+            description=f"`kind` is {_one_of(proxyconfig.ALL_KINDS)}. For nginx, "
+            "apache and caddy: a reverse proxy to the archive that answers "
+            "preflights and adds the CORS headers for the uploader's origins, on "
+            "error answers too. For pacsbin: a `config.jsonc` for Pacsbin's own "
+            "proxy, from the server's `pacsbin_proxy` settings (409 naming what "
+            "is missing when it has none, or when its dicomweb mode cannot reach "
+            "an archive whose DICOMweb root has a path).",
             tags=["connectivity"],
             parameters=[
                 _SERVER_ID,
@@ -529,7 +534,7 @@ def proxy_config(view: Any) -> Any:
                     "kind",
                     str,
                     location=OpenApiParameter.PATH,
-                    enum=list(proxyconfig.KINDS),
+                    enum=list(proxyconfig.ALL_KINDS),
                     description="The proxy software.",
                 ),
             ],
@@ -541,7 +546,9 @@ def proxy_config(view: Any) -> Any:
                 409: _error(
                     "A URL of the server was stored before the URL rule and "
                     "breaks it: no configuration is written until it is "
-                    "corrected.",
+                    "corrected. For pacsbin: the server has no pacsbin_proxy "
+                    "settings (the message names what is missing), or the "
+                    "proxy cannot reach the archive as configured.",
                     {
                         "detail": "No configuration for “Main PACS”: its QIDO "
                         "URL breaks the URL rule. “http://pacs/dicom;web” is "

@@ -26,7 +26,7 @@ from integrations.models import (
     ServerHealth,
 )
 from integrations.monitoring import health
-from integrations.validators import MAX_EMAIL_LENGTH, normalize_email
+from integrations.validators import MAX_EMAIL_LENGTH, PROXY_KEYS, normalize_email
 
 # One request may carry a whole institution (issue 6: 100,000 in under 20 s).
 MAX_BULK_EMAILS = 100_000
@@ -103,7 +103,83 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+# Patterns as close to the rule as a regular expression gets (the rule,
+# validators.normalize_pacsbin_proxy, has the last word and names the value).
+_AE_TITLE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 16,
+    "pattern": r"^[ -\[\]-~]*[!-\[\]-~][ -\[\]-~]*$",
+    "description": "1-16 printable ASCII characters, no backslash, not all spaces.",
+}
+# Supersets of the stored forms (lower-case DNS names, IPv4, IPv6 without
+# brackets in a host, with brackets in a URL), so answers always match.
+_DNS = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+_HOST = {
+    "type": "string",
+    "maxLength": 253,
+    "pattern": rf"^({_DNS}|[0-9a-f:.]+)$",
+    "description": "A DNS name or an IP address (private ones are normal here).",
+}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_URL = {
+    "type": "string",
+    "maxLength": 2000,
+    "pattern": rf"^https?://({_DNS}|\[[0-9a-f:.]+\])(:[0-9]{{1,5}})?"
+    r"(/[A-Za-z0-9._~!&()*+,=:@%-]*)*$",
+    "description": "A DICOMweb URL (the URL rule); the dicomweb mode needs the "
+    "archive's DICOMweb root at / (no path) for a configuration.",
+}
+PACSBIN_PROXY_SCHEMA = {
+    "oneOf": [
+        {
+            "type": "object",
+            "title": "dimse",
+            "description": "The archive speaks only DIMSE: the proxy serves "
+            "DICOMweb and asks the archive by C-FIND and C-GET/C-MOVE.",
+            "properties": {
+                "mode": {"type": "string", "enum": ["dimse"]},
+                "archive_ae_title": _AE_TITLE,
+                "archive_host": _HOST,
+                "archive_port": _PORT,
+                "proxy_ae_title": _AE_TITLE,
+                "proxy_dimse_port": _PORT,
+            },
+            "required": list(PROXY_KEYS["dimse"]),
+            "additionalProperties": False,
+        },
+        {
+            "type": "object",
+            "title": "dicomweb",
+            "description": "The archive has DICOMweb at the root of its "
+            "address: the proxy forwards to it and adds the CORS headers.",
+            "properties": {
+                "mode": {"type": "string", "enum": ["dicomweb"]},
+                "forward_qido_url": _URL,
+                "forward_wado_url": _URL,
+            },
+            "required": list(PROXY_KEYS["dicomweb"]),
+            "additionalProperties": False,
+        },
+    ],
+    "nullable": True,
+    "description": "Pacsbin's proxy settings: required when cors_mode is "
+    "dimse_proxy (then qido_url and wado_url are the proxy's origin, no path); "
+    "for any other cors_mode they are checked, then not kept (null).",
+}
+
+
+@extend_schema_field(PACSBIN_PROXY_SCHEMA)
+class PacsbinProxyField(serializers.JSONField):
+    """Any JSON value: the one rule (validators.normalize_pacsbin_proxy, run
+    by the model's clean) judges it and names what is wrong."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_null=True, required=False, **kwargs)
+
+
 class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
+    pacsbin_proxy = PacsbinProxyField()
     institution = InstitutionIdField(
         queryset=Institution.objects.all(), help_text="The institution's id."
     )
@@ -118,6 +194,17 @@ class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
         model = DicomWebServer
         fields = ["id", "institution", *DicomWebServer.EDITABLE_FIELDS]
         validators: list[Any] = []
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Moving a server off Pacsbin's proxy clears its settings, unless the
+        # request says what they should be (then the model's rule answers).
+        if (
+            "cors_mode" in attrs
+            and attrs["cors_mode"] != DicomWebServer.CorsMode.DIMSE_PROXY
+            and "pacsbin_proxy" not in attrs
+        ):
+            attrs["pacsbin_proxy"] = None
+        return super().validate(attrs)
 
 
 class ApprovedUserSerializer(serializers.ModelSerializer):

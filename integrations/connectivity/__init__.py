@@ -6,7 +6,9 @@ allowed to talk to an archive, and if not, exactly what to change.
 - ``record_browser_check(server, origin, outcome, findings, user=None)`` records
   what someone's browser saw;
 - ``proxyconfig.render(server, kind)``: the fix-it nginx / apache / caddy
-  configuration, for ``proxyconfig.allowed_origins()``;
+  configuration, or for ``pacsbin`` the config.jsonc of Pacsbin's own proxy
+  (``pacsbinproxy``; ``proxyconfig.pacsbin_view`` adds the archive's sheet),
+  each for ``proxyconfig.allowed_origins()``;
 - ``capabilities``: what an archive does (includefield, fuzzy matching,
   wildcards, its no-match answer, /rendered, /thumbnail), learnt after an ok
   server-side check, stored on ServerHealth and used by ``?format=ohif``;

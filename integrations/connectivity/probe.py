@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,8 +43,9 @@ ERROR_PROBE_PATH = "/pacsbin-connectivity-check-404"
 FIX = (
     "Fix: make the archive send the header, or put a reverse proxy in front of "
     "it (the fix-it configurations for nginx, Apache and Caddy on the server's "
-    "page do exactly this), or use Pacsbin's DIMSE proxy with "
-    '"proxyMode": "dicomweb".'
+    "page do exactly this), or run Pacsbin's own proxy in front of it (how "
+    "CORS is met: Pacsbin's proxy; the server's page then gives its "
+    "config.jsonc)."
 )
 
 _TRANSPORT_OUTCOMES = {
@@ -119,8 +120,15 @@ def probe(
     needs_credentials: bool = False,
     fetch: Fetch = client.fetch,
     limits: client.Limits | None = None,
+    pacsbin_proxy: Mapping[str, Any] | None = None,
 ) -> ProbeResult:
-    """Probe one archive for one origin, as the uploader's browser would."""
+    """Probe one archive for one origin, as the uploader's browser would.
+
+    ``pacsbin_proxy``: the server's proxy settings when the URLs are Pacsbin's
+    proxy. The proxy has no /metadata route, so the retrieve step then fetches
+    one instance found by QIDO (series, then instances); and a search that
+    fails while the proxy itself answers means the archive refused the proxy,
+    said in its own finding."""
     result = ProbeResult(origin=origin)
 
     def get(url: str, **kwargs: Any) -> client.Response | None:
@@ -141,12 +149,35 @@ def probe(
         return result
     check_preflight(result, preflight, origin, needs_credentials, "QIDO search")
 
-    search = get(
-        method="GET",
-        url=f"{studies}?limit=1",
-        headers={"Origin": origin, "Accept": DICOM_JSON},
-        follow_redirects=True,
-    )
+    search_kwargs: dict[str, Any] = {
+        "method": "GET",
+        "url": f"{studies}?limit=1",
+        "headers": {"Origin": origin, "Accept": DICOM_JSON},
+        "follow_redirects": True,
+    }
+    search: client.Response | None
+    if pacsbin_proxy is not None:
+        try:
+            search = fetch(limits=limits, **search_kwargs)
+        except client.FetchError as exc:
+            if exc.kind != "timeout":
+                _transport_finding(result, studies, exc)
+                return result
+            # The proxy answered its preflight, then waits on the archive
+            # for ever: what it does when the archive aborts its C-FIND.
+            _archive_refused_proxy(result, pacsbin_proxy, qido_url, exc.message)
+            return result
+        if search.status >= 500:
+            _archive_refused_proxy(
+                result,
+                pacsbin_proxy,
+                qido_url,
+                f"The search answered HTTP {search.status}" + _error_text(search) + ".",
+            )
+            check_cors(result, search, origin, needs_credentials, "qido", "search")
+            return result
+    else:
+        search = get(**search_kwargs)
     if search is None:
         return result
     if search.redirects:
@@ -186,6 +217,11 @@ def probe(
                 "has a study.",
             )
         return result
+    if pacsbin_proxy is not None:
+        _retrieve_one_instance(
+            result, get, qido_url, wado_url, study_uid, origin, needs_credentials
+        )
+        return result
     metadata_url = f"{wado_url}/studies/{quote(study_uid, safe='')}/metadata"
     if wado_url != qido_url:
         wado_preflight = get(
@@ -214,6 +250,141 @@ def probe(
             f"({len(instances)} instance(s)), readable from {origin}.",
         )
     return result
+
+
+DICOM_MULTIPART = 'multipart/related; type="application/dicom"'
+
+
+def _retrieve_one_instance(
+    result: ProbeResult,
+    get: Callable[..., client.Response | None],
+    qido_url: str,
+    wado_url: str,
+    study_uid: str,
+    origin: str,
+    needs_credentials: bool,
+) -> None:
+    """The retrieve step through Pacsbin's proxy, which has no /metadata
+    route: find one instance by QIDO (the study's series, then the series'
+    instances) and retrieve it by WADO-RS, as the uploader does."""
+    headers = {"Origin": origin, "Accept": DICOM_JSON}
+    study = f"studies/{quote(study_uid, safe='')}"
+    series = get(method="GET", url=f"{qido_url}/{study}/series", headers=headers)
+    if series is None:
+        return
+    found = check_dicomweb(result, series, "wado_series", "QIDO series search")
+    series_uid = _first_uid(found, "0020000E")
+    if series_uid is None:
+        if found is not None:
+            result.add(
+                "wado_not_tested",
+                f"The series search of study {study_uid} found no series, so no "
+                "instance was retrieved.",
+            )
+        return
+    series_path = f"{study}/series/{quote(series_uid, safe='')}"
+    instances = get(
+        method="GET", url=f"{qido_url}/{series_path}/instances", headers=headers
+    )
+    if instances is None:
+        return
+    found = check_dicomweb(result, instances, "wado_instances", "QIDO instance search")
+    sop_uid = _first_uid(found, "00080018")
+    if sop_uid is None:
+        if found is not None:
+            result.add(
+                "wado_not_tested",
+                f"The instance search of series {series_uid} found no instance, "
+                "so none was retrieved.",
+            )
+        return
+    url = f"{wado_url}/{series_path}/instances/{quote(sop_uid, safe='')}"
+    if wado_url != qido_url:
+        preflight = get(method="OPTIONS", headers=_preflight_headers(origin), url=url)
+        if preflight is None:
+            return
+        check_preflight(
+            result, preflight, origin, needs_credentials, "WADO request", "wado_"
+        )
+    instance = get(
+        method="GET", url=url, headers={"Origin": origin, "Accept": DICOM_MULTIPART}
+    )
+    if instance is None:
+        return
+    content_type = (instance.header("content-type") or "").split(";")[0].strip()
+    if instance.status != 200 or content_type.lower() not in (
+        "multipart/related",
+        "application/dicom",
+    ):
+        result.add(
+            "wado_instance_failed",
+            f"The instance retrieve ({url}) answered HTTP {instance.status}"
+            f"{_error_text(instance)}, not 200 with DICOM. The proxy found the "
+            "instance by C-FIND but could not retrieve it: check that the archive "
+            "allows the proxy's AE title to retrieve (C-GET, or C-MOVE with "
+            "useCget false).",
+            CheckOutcome.NOT_DICOMWEB,
+        )
+        check_cors(result, instance, origin, needs_credentials, "wado", "WADO")
+        return
+    if check_cors(result, instance, origin, needs_credentials, "wado", "WADO"):
+        result.add(
+            "wado_ok",
+            f"Pacsbin's proxy has no WADO-RS metadata route, so the registry "
+            f"retrieved one instance instead ({sop_uid}, found by QIDO): it came "
+            f"back ({instance.status}, {content_type}), readable from {origin}.",
+        )
+
+
+def _archive_refused_proxy(
+    result: ProbeResult, settings: Mapping[str, Any], qido_url: str, what: str
+) -> None:
+    """The proxy answers, but its C-FIND to the archive fails: almost always
+    the archive does not know the proxy's AE title."""
+    if settings.get("mode") == "dicomweb":
+        result.add(
+            "proxy_forward_failed",
+            f"Pacsbin's proxy at {qido_url} answers, but its search of the archive "
+            f"failed. {what} Check that the proxy reaches the forwarding URL "
+            f"({settings.get('forward_qido_url', '?')}) and that the archive's "
+            "DICOMweb root is at / there.",
+            CheckOutcome.UNREACHABLE,
+        )
+        return
+    aet = settings.get("proxy_ae_title", "?")
+    port = settings.get("proxy_dimse_port", "?")
+    archive = (
+        f"{settings.get('archive_ae_title', '?')} at "
+        f"{settings.get('archive_host', '?')}, port {settings.get('archive_port', '?')}"
+    )
+    result.add(
+        "proxy_archive_refused",
+        f"Pacsbin's proxy at {qido_url} answers, but the archive did not answer "
+        f"its search (C-FIND). {what} Almost always the archive refuses the "
+        f"proxy because it does not know it. Fix: on the archive ({archive}), "
+        f"register the proxy's AE title {aet} with the proxy's host and DIMSE "
+        f"port {port}, allowed to query and retrieve (see the sheet for the "
+        "archive's administrators). Then check that the archive's AE title, "
+        "host and port in the proxy's config.jsonc are right.",
+        CheckOutcome.UNREACHABLE,
+    )
+
+
+def _error_text(response: client.Response) -> str:
+    """A proxy's JSON error message, short, for a finding."""
+    try:
+        error = json.loads(response.body or b"null").get("error")
+    except (ValueError, AttributeError, RecursionError):
+        return ""
+    return f" (“{str(error)[:200]}”)" if isinstance(error, str) and error else ""
+
+
+def _first_uid(found: list[Any] | None, tag: str) -> str | None:
+    try:
+        uid = found[0][tag]["Value"][0]  # type: ignore[index]
+    except (TypeError, KeyError, IndexError):
+        return None
+    return uid if isinstance(uid, str) and _UID.fullmatch(uid) else None
 
 
 def check_certificate_expiry(
@@ -486,8 +657,4 @@ def check_error_headers(
 
 
 def _first_study_uid(found: list[Any] | None) -> str | None:
-    try:
-        uid = found[0]["0020000D"]["Value"][0]  # type: ignore[index]
-    except (TypeError, KeyError, IndexError):
-        return None
-    return uid if isinstance(uid, str) and _UID.fullmatch(uid) else None
+    return _first_uid(found, "0020000D")

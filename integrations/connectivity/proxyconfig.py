@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from integrations.connectivity import pacsbinproxy
+from integrations.connectivity.pacsbinproxy import PacsbinProxyView
 from integrations.validators import (
     dicomweb_url_problem,
     escape_path,
@@ -28,7 +30,9 @@ from integrations.validators import (
 if TYPE_CHECKING:
     from integrations.models import DicomWebServer
 
+# The reverse proxies; ALL_KINDS adds Pacsbin's own proxy (config.jsonc).
 KINDS = ("nginx", "apache", "caddy")
+ALL_KINDS = (*KINDS, pacsbinproxy.KIND)
 PROXY_NAME = "dicomweb-proxy.example.org"
 ALLOW_METHODS = "GET, HEAD, OPTIONS"
 ALLOW_HEADERS = "Authorization, Accept, Content-Type, Range, If-None-Match"
@@ -48,7 +52,7 @@ ARCHIVE_CORS_HEADERS = (
 class UnknownKind(ValueError):
     def __init__(self, kind: str) -> None:
         super().__init__(
-            f"“{kind}” is not a configuration kind: use one of {', '.join(KINDS)}."
+            f"“{kind}” is not a configuration kind: use one of {', '.join(ALL_KINDS)}."
         )
 
 
@@ -122,11 +126,17 @@ def routes(qido_url: str, wado_url: str) -> list[Route]:
 
 
 def render(server: DicomWebServer, kind: str) -> str:
-    """The configuration text for ``kind`` (nginx, apache or caddy).
+    """The configuration text for ``kind`` (nginx, apache, caddy or pacsbin).
 
     Raises UnknownKind, or ConfigRefused when a stored URL breaks the URL rule
     (a row from before the rule): such a row gets a message, never a
-    configuration."""
+    configuration. For ``pacsbin``, also when the server has no (usable)
+    proxy settings, or the proxy's dicomweb mode cannot reach the archive."""
+    if kind == pacsbinproxy.KIND:
+        try:
+            return pacsbinproxy.render(server, allowed_origins())
+        except pacsbinproxy.ProxyConfigRefused as exc:
+            raise ConfigRefused(str(exc)) from None
     if kind not in _RENDERERS:
         raise UnknownKind(kind)
     problem = refusal(server)
@@ -150,12 +160,48 @@ def refusal(server: DicomWebServer) -> str | None:
 
 
 def render_all(server: DicomWebServer) -> tuple[list[tuple[str, str]], str]:
-    """Every kind's configuration, or none and the message saying why: what
-    the admin's server page and the contact's status page show."""
+    """Every reverse proxy's configuration, or none and the message saying
+    why: what the admin's server page and the contact's status page show for
+    a server that is not behind Pacsbin's proxy (see ``pacsbin_view``)."""
+    return render_reverse_proxies(server)
+
+
+def render_reverse_proxies(
+    server: DicomWebServer,
+) -> tuple[list[tuple[str, str]], str]:
     try:
         return [(kind, render(server, kind)) for kind in KINDS], ""
     except ConfigRefused as exc:
         return [], str(exc)
+
+
+def behind_pacsbin_proxy(server: DicomWebServer) -> bool:
+    return server.cors_mode == "dimse_proxy"
+
+
+def pacsbin_view(server: DicomWebServer) -> PacsbinProxyView:
+    """What a page shows for a server behind Pacsbin's proxy: its
+    config.jsonc (or why none), the archive's sheet, and reverse-proxy
+    configurations to use instead when the dicomweb mode cannot work."""
+    sheet = pacsbinproxy.archive_sheet(server)
+    try:
+        config = pacsbinproxy.render(server, allowed_origins())
+        return PacsbinProxyView(config=config, sheet=sheet)
+    except pacsbinproxy.ProxyConfigRefused as exc:
+        refused = str(exc)
+    alternatives: list[tuple[str, str]] = []
+    if pacsbinproxy.dicomweb_path_refusal(server):
+        settings = server.pacsbin_proxy or {}
+        archive = type(server)(
+            pk=server.pk,
+            name=server.name,
+            institution=server.institution,
+            qido_url=settings.get("forward_qido_url", ""),
+            wado_url=settings.get("forward_wado_url", ""),
+            needs_credentials=server.needs_credentials,
+        )
+        alternatives, _refused = render_reverse_proxies(archive)
+    return PacsbinProxyView(refused=refused, sheet=sheet, alternatives=alternatives)
 
 
 def compose(server: DicomWebServer, kind: str) -> str:

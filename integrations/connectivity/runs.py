@@ -49,6 +49,9 @@ def run_check(
         origin,
         needs_credentials=server.needs_credentials,
         limits=limits,
+        pacsbin_proxy=server.pacsbin_proxy
+        if server.cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY
+        else None,
     )
     # The archive wrote part of these findings: stored escaped and capped.
     check = ConnectivityCheck.objects.record(

@@ -25,6 +25,7 @@ from integrations.models.registry import (
     DicomWebServer,
     DicomWebServerQuerySet,
     Institution,
+    check_pacsbin_proxy,
     duplicate_error,
     integrity_error_as_validation,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Institution",
     "OnboardingRequest",
     "OnboardingRequestQuerySet",
+    "check_pacsbin_proxy",
     "duplicate_error",
     "integrity_error_as_validation",
     "storable_findings",

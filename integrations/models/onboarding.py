@@ -14,6 +14,7 @@ from integrations.models.registry import DicomWebServer, Institution
 from integrations.validators import (
     MAX_EMAIL_LENGTH,
     MAX_URL_LENGTH,
+    describe_pacsbin_proxy,
     dicomweb_url_validator,
     validate_single_line,
 )
@@ -130,6 +131,9 @@ class OnboardingRequest(models.Model):
         default=DicomWebServer.CorsMode.DIRECT,
     )
     needs_credentials = models.BooleanField("needs browser credentials", default=False)
+    pacsbin_proxy = models.JSONField(
+        "Pacsbin's proxy settings", null=True, blank=True, default=None
+    )
     notes = models.TextField(blank=True)
     emails_to_add = models.JSONField(default=list, blank=True)
     emails_to_remove = models.JSONField(default=list, blank=True)
@@ -169,6 +173,7 @@ class OnboardingRequest(models.Model):
         "wado_url": ("server", "wado_url"),
         "cors_mode": ("server", "cors_mode"),
         "needs_credentials": ("server", "needs_credentials"),
+        "pacsbin_proxy": ("server", "pacsbin_proxy"),
     }
 
     def live_values(self, row: str) -> dict[str, Any]:
@@ -202,6 +207,10 @@ class OnboardingRequest(models.Model):
         if not isinstance(model_field, models.Field):
             raise TypeError(f"{field!r} is not a concrete field of {cls.__name__}.")
         return capfirst(str(model_field.verbose_name))
+
+    @property
+    def pacsbin_proxy_described(self) -> str:
+        return describe_pacsbin_proxy(self.pacsbin_proxy)
 
     @property
     def is_open(self) -> bool:

@@ -20,6 +20,10 @@ from integrations.validators import (
     email_key,
     normalize_dicomweb_url,
     normalize_email,
+    normalize_pacsbin_proxy,
+    printable,
+    proxy_error_messages,
+    split_dicomweb_url,
     validate_single_line,
 )
 
@@ -167,7 +171,10 @@ class DicomWebServer(models.Model):
     class CorsMode(models.TextChoices):
         DIRECT = "direct", "The archive sends CORS headers itself"
         REVERSE_PROXY = "reverse_proxy", "A reverse proxy adds CORS headers"
-        DIMSE_PROXY = "dimse_proxy", "Pacsbin's DIMSE proxy (proxyMode dicomweb)"
+        DIMSE_PROXY = (
+            "dimse_proxy",
+            "Pacsbin's proxy (for a DIMSE-only archive, or in front of a DICOMweb one)",
+        )
 
     institution = models.ForeignKey(
         Institution, on_delete=models.PROTECT, related_name="servers"
@@ -200,6 +207,17 @@ class DicomWebServer(models.Model):
         "'Access-Control-Allow-Origin: *' is not enough; the origin must be "
         "echoed with 'Access-Control-Allow-Credentials: true'.",
     )
+    # Only with cors_mode "dimse_proxy", and then required (see
+    # ``check_pacsbin_proxy``); the shape is validators.normalize_pacsbin_proxy.
+    pacsbin_proxy = models.JSONField(
+        "Pacsbin's proxy settings",
+        null=True,
+        blank=True,
+        default=None,
+        help_text="How Pacsbin's proxy reaches the archive: DIMSE (archive AE "
+        "title, host, port; the proxy's AE title and DIMSE port) or DICOMweb "
+        "(forwarding URLs). Only for servers whose CORS is met by Pacsbin's proxy.",
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -215,6 +233,7 @@ class DicomWebServer(models.Model):
         "status",
         "cors_mode",
         "needs_credentials",
+        "pacsbin_proxy",
         "notes",
     )
     history = _history()
@@ -242,12 +261,101 @@ class DicomWebServer(models.Model):
                 setattr(self, field, normalize_dicomweb_url(getattr(self, field)))
             except ValidationError as exc:
                 errors[field] = exc.error_list
+        try:
+            self.pacsbin_proxy = check_pacsbin_proxy(
+                self.cors_mode, self.qido_url, self.wado_url, self.pacsbin_proxy
+            )
+        except ValidationError as exc:
+            errors = exc.update_error_dict(errors)
         if errors:
             raise ValidationError(errors)
 
     def validate_constraints(self, exclude: Collection[str] | None = None) -> None:
         with duplicates_named(self):
             super().validate_constraints(exclude=exclude)
+
+
+def check_pacsbin_proxy(
+    cors_mode: str, qido_url: str, wado_url: str, settings: Any
+) -> dict[str, Any] | None:
+    """The proxy settings a server (or a request for one) keeps, normalised:
+    required when CORS is met by Pacsbin's proxy; otherwise checked by the
+    rule all the same, then not kept (None). Behind the proxy the
+    QIDO and WADO URLs are the proxy's public origin (its routes are at the
+    root): one origin, no path. ValidationError keyed by field, naming the
+    value. The one rule for every path in (admin, API, form, import,
+    approval)."""
+    proxied = cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY
+    errors: dict[str, list[ValidationError]] = {}
+    normal = None
+    try:
+        normal = normalize_pacsbin_proxy(settings)
+    except ValidationError as exc:
+        errors["pacsbin_proxy"] = [
+            ValidationError(message, code="invalid")
+            for message in proxy_error_messages(exc)
+        ]
+    if proxied and settings is None:
+        errors["pacsbin_proxy"] = [
+            ValidationError(
+                "A server whose CORS is met by Pacsbin's proxy needs the proxy's "
+                "settings: how it reaches the archive (DIMSE: the archive's AE "
+                "title, host and port, the proxy's AE title and DIMSE port; or "
+                "DICOMweb: the forwarding URLs).",
+                # Not "required": a form would swap in its own "This field is
+                # required." for the field this error lands on.
+                code="proxy_settings_required",
+            )
+        ]
+    if proxied:
+        errors.update(_proxy_origin_errors(qido_url, wado_url))
+    if errors:
+        raise ValidationError(errors)
+    # Valid settings on a server not behind the proxy are not kept: they
+    # apply only there (history keeps what was before).
+    return normal if proxied else None
+
+
+def _proxy_origin_errors(qido_url: str, wado_url: str) -> dict[str, list[Any]]:
+    """With Pacsbin's proxy, the uploader's URLs are the proxy's origin."""
+    errors: dict[str, list[Any]] = {}
+    for field, label, url in (
+        ("qido_url", "QIDO URL", qido_url),
+        ("wado_url", "WADO URL", wado_url),
+    ):
+        try:
+            parts = split_dicomweb_url(url)
+        except ValidationError:
+            continue  # the URL rule has said why
+        if parts.path:
+            errors[field] = [
+                ValidationError(
+                    "Pacsbin's proxy answers at the root of its address, so the "
+                    "%(label)s is the proxy's public origin, %(origin)s, without "
+                    "“%(path)s”.",
+                    code="proxy_path",
+                    params={
+                        "label": label,
+                        "origin": parts.origin,
+                        "path": printable(parts.path, 80),
+                    },
+                )
+            ]
+    if not errors:
+        try:
+            same = normalize_dicomweb_url(qido_url) == normalize_dicomweb_url(wado_url)
+        except ValidationError:
+            same = True
+        if not same:
+            errors["wado_url"] = [
+                ValidationError(
+                    "Pacsbin's proxy answers searches and retrievals at one "
+                    "address: the WADO URL must be the QIDO URL (%(qido)s).",
+                    code="proxy_origin",
+                    params={"qido": printable(qido_url, 80)},
+                )
+            ]
+    return errors
 
 
 class ApprovedUserQuerySet(models.QuerySet["ApprovedUser"]):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from integrations.connectivity import proxyconfig
+from integrations.connectivity import pacsbinproxy, proxyconfig
 from integrations.models import DicomWebServer
 
 CorsMode = DicomWebServer.CorsMode
@@ -34,9 +34,11 @@ def guidance_for(
         CorsMode.DIRECT: "Your archive itself must send these headers.",
         CorsMode.REVERSE_PROXY: "The reverse proxy in front of your archive "
         "(nginx, Apache httpd, Caddy, …) must add these headers.",
-        CorsMode.DIMSE_PROXY: "Pacsbin's DIMSE proxy, run with "
-        '"proxyMode": "dicomweb", sends these headers for you: the QIDO and '
-        "WADO URLs you give us must be the proxy's, not the archive's.",
+        CorsMode.DIMSE_PROXY: "Pacsbin's proxy (in its dimse mode for an "
+        'archive that speaks only DIMSE, or with "proxyMode": "dicomweb" in '
+        "front of a DICOMweb archive) sends these headers for you, from the "
+        "config.jsonc below: the QIDO and WADO URLs you give us must be the "
+        "proxy's, not the archive's.",
     }
     where = answers.get(cors_mode, "Your archive must send these headers.")
     notes = []
@@ -58,6 +60,15 @@ def guidance_for(
             "the request when it is one of the origins below, together with "
             "“Access-Control-Allow-Credentials: true”."
         )
+    elif cors_mode == CorsMode.DIMSE_PROXY:
+        # Pacsbin's proxy echoes exactly the origins its config.jsonc lists
+        # (never *): say what it will send, so the page and the file agree.
+        allow = [f"Access-Control-Allow-Origin: {origin}" for origin in origins]
+        notes.append(
+            "Pacsbin's proxy sends back the request's origin when it is one of "
+            "the origins below (the config.jsonc lists exactly these), never "
+            "“*”. You change nothing on the archive for CORS."
+        )
     else:
         allow = ["Access-Control-Allow-Origin: *"]
         notes.append(
@@ -65,6 +76,13 @@ def guidance_for(
             "the origin, send back the request's origin when it is one of the "
             "origins below, with “Vary: Origin”."
         )
+    if cors_mode == CorsMode.DIMSE_PROXY:
+        # What Pacsbin's proxy sends with its generated config.jsonc.
+        other = [
+            *(["Access-Control-Allow-Credentials: true"] if needs_credentials else []),
+            f"Access-Control-Allow-Methods: {', '.join(pacsbinproxy.METHODS)}",
+            "Access-Control-Allow-Headers: " + ", ".join(pacsbinproxy.ALLOWED_HEADERS),
+        ]
     if len(origins) > 1 and needs_credentials:
         notes.append(
             "Only one origin may be sent per answer: echo the request's Origin "

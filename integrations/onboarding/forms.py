@@ -9,14 +9,25 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from integrations.forms import EmailPasteField
-from integrations.models import DicomWebServer, OnboardingRequest
+from integrations.forms import (
+    PROXY_FIELDS,
+    EmailPasteField,
+    ProxyFieldsForm,
+    proxy_initial,
+)
+from integrations.models import DicomWebServer, OnboardingRequest, check_pacsbin_proxy
 from integrations.onboarding.abuse import MAX_EMAILS
 from integrations.validators import (
+    PROXY_KEYS,
+    PROXY_MODE_DICOMWEB,
+    PROXY_MODE_DIMSE,
     count_email_entries,
     email_key,
     normalize_dicomweb_url,
     normalize_email,
+    normalize_pacsbin_proxy,
+    printable,
+    split_dicomweb_url,
     validate_single_line,
 )
 
@@ -31,7 +42,8 @@ CORS_CHOICES = [
     ),
     (
         DicomWebServer.CorsMode.DIMSE_PROXY,
-        'We use Pacsbin\'s DIMSE proxy with "proxyMode": "dicomweb"',
+        "Pacsbin's own proxy in front of the archive's DICOMweb "
+        '("proxyMode": "dicomweb")',
     ),
     ("unsure", "I don't know yet: please help me choose"),
 ]
@@ -54,8 +66,42 @@ class CappedEmailPasteField(EmailPasteField):
         return super().to_python(value)
 
 
-class ServerDetailsForm(forms.Form):
+ARCHIVE_SPEAKS_CHOICES = [
+    (
+        PROXY_MODE_DICOMWEB,
+        "DICOMweb: it answers QIDO-RS and WADO-RS at a web address",
+    ),
+    (
+        PROXY_MODE_DIMSE,
+        "Only DIMSE (C-FIND, C-GET or C-MOVE): Pacsbin's proxy will translate for it",
+    ),
+]
+
+
+class ServerDetailsForm(ProxyFieldsForm):
     """The fields a new server and a change to one have in common."""
+
+    archive_speaks = forms.ChoiceField(
+        label="How does your archive speak?",
+        choices=ARCHIVE_SPEAKS_CHOICES,
+        initial=PROXY_MODE_DICOMWEB,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="Pacsbin's uploader speaks DICOMweb. Many archives (PACS) "
+        "speak only the older DICOM network protocol, DIMSE: then Pacsbin's "
+        "proxy, run inside your network, answers the uploader in DICOMweb and "
+        "asks your archive in DIMSE.",
+    )
+    proxy_url = forms.CharField(
+        label="Where will Pacsbin's proxy answer? (its public address)",
+        max_length=2000,
+        required=False,
+        help_text="The https address at which your radiologists' browsers will "
+        "reach the proxy, for example https://pacs-proxy.hospital.example. The "
+        "proxy answers at the root of that address (no path after the host): "
+        "this is the QIDO and WADO URL the uploader will use.",
+        widget=forms.URLInput(attrs={"inputmode": "url", "spellcheck": "false"}),
+    )
 
     contact_name = forms.CharField(
         label="Your name",
@@ -80,6 +126,7 @@ class ServerDetailsForm(forms.Form):
     qido_url = forms.CharField(
         label="QIDO-RS URL (search)",
         max_length=2000,
+        required=False,
         help_text="The DICOMweb address the uploader searches for studies, "
         "for example https://pacs.example.edu/dicomweb. We add /studies "
         "ourselves. No user name or password in the address.",
@@ -103,6 +150,9 @@ class ServerDetailsForm(forms.Form):
         label="How will the browser be allowed to read from the archive?",
         choices=CORS_CHOICES,
         initial=DicomWebServer.CorsMode.DIRECT,
+        # Required for a DICOMweb archive (see clean); a DIMSE-only one is
+        # always behind Pacsbin's proxy.
+        required=False,
         widget=forms.RadioSelect,
         help_text="The uploader runs in the radiologist's browser on "
         "pacsbin.com. Browsers only let it read your archive's answers when the "
@@ -133,8 +183,48 @@ class ServerDetailsForm(forms.Form):
     def clean_contact_email(self) -> str:
         return normalize_email(self.cleaned_data["contact_email"])
 
-    def clean_qido_url(self) -> str:
-        return normalize_dicomweb_url(self.cleaned_data["qido_url"])
+    # Labels for the contact (the admin's are terser).
+    PROXY_LABELS = {
+        "archive_ae_title": (
+            "The archive's AE title",
+            "Its DICOM application entity title, as your PACS administrators "
+            "know it, for example PACS_SERVER (1-16 characters).",
+        ),
+        "archive_host": (
+            "The archive's host name or IP address",
+            "As the proxy will reach it inside your network, for example "
+            "10.1.2.3 or pacs.hospital.local.",
+        ),
+        "archive_port": (
+            "The archive's DICOM port",
+            "Often 104 or 11112.",
+        ),
+        "proxy_ae_title": (
+            "The proxy's AE title",
+            "The name your archive will know the proxy by; your PACS "
+            "administrators register it (we give them a short sheet).",
+        ),
+        "proxy_dimse_port": (
+            "The proxy's DICOM port",
+            "Where the proxy listens for DICOM (used when the archive sends "
+            "images by C-MOVE), for example 8888.",
+        ),
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The mode and the forwarding URLs follow from the answers above.
+        for name in ("proxy_mode", "forward_qido_url", "forward_wado_url"):
+            del self.fields[name]
+        for name, (label, help_text) in self.PROXY_LABELS.items():
+            self.fields[name].label = label
+            self.fields[name].help_text = help_text
+        self.fields["proxy_ae_title"].initial = "PACSBIN_PROXY"
+        self.fields["proxy_dimse_port"].initial = "8888"
+
+    @property
+    def speaks_dimse(self) -> bool:
+        return (self.cleaned_data.get("archive_speaks") or "") == PROXY_MODE_DIMSE
 
     def clean_server_name(self) -> str:
         return " ".join(self.cleaned_data["server_name"].split())
@@ -142,25 +232,156 @@ class ServerDetailsForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data  # what Form.clean() answers, never None
+        data["pacsbin_proxy"] = None
+        if self.speaks_dimse:
+            self._clean_dimse(data)
+            return data
+        if not data.get("cors_mode") and not self.has_error("cors_mode"):
+            self.add_error(
+                "cors_mode",
+                ValidationError("This field is required.", code="required"),
+            )
+        self._clean_archive_urls(data)
+        if data.get("cors_mode") == DicomWebServer.CorsMode.DIMSE_PROXY:
+            self._clean_dicomweb_proxy(data)
+        return data
+
+    def _clean_archive_urls(self, data: dict[str, Any]) -> None:
+        raw = data.get("qido_url", "")
+        if not raw.strip():
+            self.add_error(
+                "qido_url",
+                ValidationError("Enter the archive's QIDO-RS URL.", code="required"),
+            )
+        else:
+            try:
+                data["qido_url"] = normalize_dicomweb_url(raw)
+            except ValidationError as exc:
+                self.add_error("qido_url", exc)
         if data.get("wado_same"):
             if "qido_url" in data:
                 data["wado_url"] = data["qido_url"]
-        else:
-            raw = data.get("wado_url", "")
-            if not raw.strip():
+            return
+        raw = data.get("wado_url", "")
+        if not raw.strip():
+            self.add_error(
+                "wado_url",
+                ValidationError(
+                    "Enter the WADO-RS URL, or tick “same address as QIDO-RS”.",
+                    code="required",
+                ),
+            )
+            return
+        try:
+            data["wado_url"] = normalize_dicomweb_url(raw)
+        except ValidationError as exc:
+            self.add_error("wado_url", exc)
+
+    def _proxy_origin(self, data: dict[str, Any]) -> str | None:
+        raw = data.get("proxy_url", "")
+        if not raw.strip():
+            self.add_error(
+                "proxy_url",
+                ValidationError(
+                    "Enter the address where Pacsbin's proxy will answer, for "
+                    "example https://pacs-proxy.hospital.example.",
+                    code="required",
+                ),
+            )
+            return None
+        try:
+            url = normalize_dicomweb_url(raw)
+        except ValidationError as exc:
+            self.add_error("proxy_url", exc)
+            return None
+        path = split_dicomweb_url(url).path
+        if path:
+            self.add_error(
+                "proxy_url",
+                ValidationError(
+                    "“%(value)s”: Pacsbin's proxy answers at the root of its "
+                    "address, so give it without “%(path)s” (%(origin)s).",
+                    code="proxy_path",
+                    params={
+                        "value": printable(raw, 120),
+                        "path": printable(path, 80),
+                        "origin": url[: len(url) - len(path)],
+                    },
+                ),
+            )
+            return None
+        return url
+
+    def _clean_dimse(self, data: dict[str, Any]) -> None:
+        """A DIMSE-only archive: Pacsbin's proxy in dimse mode; the uploader's
+        URLs are the proxy's origin."""
+        data["cors_mode"] = DicomWebServer.CorsMode.DIMSE_PROXY
+        origin = self._proxy_origin(data)
+        settings: dict[str, Any] = {"mode": PROXY_MODE_DIMSE}
+        for key in PROXY_KEYS[PROXY_MODE_DIMSE][1:]:
+            value = data.get(PROXY_FIELDS[key], "")
+            settings[key] = value.strip() if isinstance(value, str) else value
+        try:
+            data["pacsbin_proxy"] = normalize_pacsbin_proxy(settings)
+        except ValidationError as exc:
+            for key, errors in exc.error_dict.items():
+                self.add_error(PROXY_FIELDS.get(key), errors)
+        if origin is not None:
+            data["qido_url"] = data["wado_url"] = origin
+            self._cross_check(data)
+
+    def _clean_dicomweb_proxy(self, data: dict[str, Any]) -> None:
+        """A DICOMweb archive behind Pacsbin's proxy (dicomweb mode): the
+        typed URLs are where the proxy forwards; the uploader's are the
+        proxy's origin. The proxy drops the forwarding URL's path, so an
+        archive whose DICOMweb root has one is refused in plain words."""
+        origin = self._proxy_origin(data)
+        if self.has_error("qido_url") or self.has_error("wado_url"):
+            return
+        forward = {"qido": data.get("qido_url", ""), "wado": data.get("wado_url", "")}
+        for url in forward.values():
+            path = split_dicomweb_url(url).path
+            if path:
                 self.add_error(
-                    "wado_url",
+                    "cors_mode",
                     ValidationError(
-                        "Enter the WADO-RS URL, or tick “same address as QIDO-RS”.",
-                        code="required",
+                        "Pacsbin's proxy cannot forward to %(url)s: in its dicomweb "
+                        "mode it drops the path (“%(path)s”) and would ask "
+                        "%(origin)s/studies, which your archive does not answer. "
+                        "Choose instead: “Only DIMSE” above, if the archive also "
+                        "speaks DIMSE; or a reverse proxy (nginx, Apache, Caddy), "
+                        "whose ready-made configuration keeps the path.",
+                        code="proxy_drops_path",
+                        params={
+                            "url": printable(url, 120),
+                            "path": printable(path, 80),
+                            "origin": url[: len(url) - len(path)],
+                        },
                     ),
                 )
-                return data
-            try:
-                data["wado_url"] = normalize_dicomweb_url(raw)
-            except ValidationError as exc:
-                self.add_error("wado_url", exc)
-        return data
+                return
+        data["pacsbin_proxy"] = {
+            "mode": PROXY_MODE_DICOMWEB,
+            "forward_qido_url": forward["qido"],
+            "forward_wado_url": forward["wado"],
+        }
+        if origin is not None:
+            data["qido_url"] = data["wado_url"] = origin
+            self._cross_check(data)
+
+    def _cross_check(self, data: dict[str, Any]) -> None:
+        """The model's own rule, as approval will apply it."""
+        try:
+            data["pacsbin_proxy"] = check_pacsbin_proxy(
+                data["cors_mode"],
+                data["qido_url"],
+                data["wado_url"],
+                data["pacsbin_proxy"],
+            )
+        except ValidationError as exc:
+            for field, errors in exc.error_dict.items():
+                target = {"qido_url": "proxy_url", "wado_url": "proxy_url"}.get(field)
+                self.add_error(target, errors)
 
     @property
     def error_count(self) -> int:
@@ -181,6 +402,7 @@ class ServerDetailsForm(forms.Form):
             notes = ("[Contact is unsure how CORS is met.] " + notes).strip()
         return {
             **{name: data[name] for name in OnboardingRequest.LIVE_FIELDS},
+            "pacsbin_proxy": data.get("pacsbin_proxy"),
             "contact_name": data["contact_name"].strip(),
             "cors_mode": cors_mode,
             "notes": notes,
@@ -209,6 +431,13 @@ class NewServerForm(ServerDetailsForm):
         "contact_name",
         "contact_email",
         "server_name",
+        "archive_speaks",
+        "archive_ae_title",
+        "archive_host",
+        "archive_port",
+        "proxy_url",
+        "proxy_ae_title",
+        "proxy_dimse_port",
         "qido_url",
         "wado_same",
         "wado_url",
@@ -247,6 +476,13 @@ class UpdateServerForm(ServerDetailsForm):
         "contact_name",
         "contact_email",
         "server_name",
+        "archive_speaks",
+        "archive_ae_title",
+        "archive_host",
+        "archive_port",
+        "proxy_url",
+        "proxy_ae_title",
+        "proxy_dimse_port",
         "qido_url",
         "wado_same",
         "wado_url",
@@ -268,10 +504,23 @@ class UpdateServerForm(ServerDetailsForm):
 
     @classmethod
     def initial_for(cls, server: DicomWebServer) -> dict[str, Any]:
-        return {
+        initial = {
             **OnboardingRequest.values_describing(server),
             "wado_same": server.wado_url == server.qido_url,
+            "archive_speaks": PROXY_MODE_DICOMWEB,
         }
+        settings = server.pacsbin_proxy
+        if isinstance(settings, dict):
+            initial.update(proxy_initial(settings))
+            initial["proxy_url"] = server.qido_url
+            if settings.get("mode") == PROXY_MODE_DIMSE:
+                initial.update(archive_speaks=PROXY_MODE_DIMSE, qido_url="")
+                initial["wado_url"] = ""
+            else:
+                initial["qido_url"] = settings.get("forward_qido_url", "")
+                initial["wado_url"] = settings.get("forward_wado_url", "")
+                initial["wado_same"] = initial["qido_url"] == initial["wado_url"]
+        return initial
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()

@@ -27,7 +27,7 @@ from integrations.models import (
     integrity_error_as_validation,
 )
 from integrations.onboarding import links, notify
-from integrations.validators import email_key
+from integrations.validators import describe_pacsbin_proxy, email_key
 
 
 class ReviewError(Exception):
@@ -490,6 +490,19 @@ class Difference:
     @property
     def changed(self) -> bool:
         return self.live != self.requested
+
+    @property
+    def shown_live(self) -> Any:
+        return _shown(self.field, self.live)
+
+    @property
+    def shown_requested(self) -> Any:
+        return _shown(self.field, self.requested)
+
+
+def _shown(field: str, value: Any) -> Any:
+    """A value as the reviewer reads it (the proxy settings in words)."""
+    return describe_pacsbin_proxy(value) if field == "pacsbin_proxy" else value
 
 
 def differences(onboarding_request: OnboardingRequest) -> list[Difference]:

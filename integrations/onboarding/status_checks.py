@@ -40,8 +40,22 @@ def server_for(onboarding_request: OnboardingRequest) -> DicomWebServer:
 
 
 def fixit_configs(server: DicomWebServer) -> tuple[list[tuple[str, str]], str]:
-    """The configurations, or none and why (a URL stored before the rule)."""
+    """The configurations, or none and why (a URL stored before the rule).
+    None for a server behind Pacsbin's proxy: ``pacsbin_view`` is its fix."""
+    if proxyconfig.behind_pacsbin_proxy(server):
+        return [], ""
     return proxyconfig.render_all(server)
+
+
+def pacsbin_view(
+    onboarding_request: OnboardingRequest,
+) -> proxyconfig.PacsbinProxyView | None:
+    """Pacsbin's proxy's config.jsonc and the archive's sheet for the server
+    this request describes, when it is behind the proxy; else None."""
+    server = server_for(onboarding_request)
+    if not proxyconfig.behind_pacsbin_proxy(server):
+        return None
+    return proxyconfig.pacsbin_view(server)
 
 
 def recent_checks(onboarding_request: OnboardingRequest) -> list[ConnectivityCheck]:

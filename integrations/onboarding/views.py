@@ -221,6 +221,7 @@ def status(request: HttpRequest, link: str) -> HttpResponse:
             "configs": configs,
             "configs_refused": configs_refused,
             "config_origins": proxyconfig.allowed_origins(),
+            "pacsbin": status_checks.pacsbin_view(r),
         },
     )
     # The browser check fetch()es the archive: its origin, and only it, joins

@@ -71,6 +71,9 @@
         headers: { Accept: DICOM_JSON },
       });
     } catch (error) {
+      if (options.pacsbinProxy && await proxyAnswers(qidoUrl)) {
+        return { origin: origin, outcome: "unreachable", findings: [archiveRefusedProxy(url)] };
+      }
       if (await reachable(url)) {
         return { origin: origin, outcome: "cors_missing", findings: [finding("browser_cors_blocked",
           "Your browser reached the archive but was not allowed to read its answer: the " +
@@ -84,9 +87,34 @@
         "does not say which). Check the URL, and that this computer is inside the network " +
         "that reaches the archive.")] };
     }
+    if (options.pacsbinProxy && response.status >= 500) {
+      return { origin: origin, outcome: "unreachable", findings: [archiveRefusedProxy(url)] };
+    }
     var judged = await judge(response, url, origin);
     judged.origin = origin;
     return judged;
+  }
+
+  // Pacsbin's proxy answers /ping itself, with its CORS headers: when that
+  // works but the search does not, the proxy is fine and the archive behind
+  // it did not answer its C-FIND (it waits for ever when the archive aborts).
+  async function proxyAnswers(qidoUrl) {
+    try {
+      var ping = await fetchWithTimeout(qidoUrl.replace(/\/+$/, "") + "/ping",
+        { mode: "cors", credentials: "omit", cache: "no-store" });
+      return ping.ok;
+    } catch (error) {
+      return false;
+    }
+  }
+
+  function archiveRefusedProxy(url) {
+    return finding("browser_proxy_archive_refused",
+      "Pacsbin's proxy answers your browser, but its search of the archive (" + url +
+      ") did not come back: almost always the archive refuses the proxy because it does " +
+      "not know it. Fix: register the proxy's AE title on the archive, with its host and " +
+      "DIMSE port, allowed to query and retrieve (see the sheet for the archive's " +
+      "administrators), then check the archive's AE title, host and port in config.jsonc.");
   }
 
   async function record(recordUrl, result, csrfToken) {
@@ -137,6 +165,7 @@
       try {
         var result = await run(element.dataset.qidoUrl, {
           credentials: element.dataset.credentials === "true",
+          pacsbinProxy: element.dataset.pacsbinProxy === "true",
         });
         var lines = result.findings.map(function (f) { return f.message; });
         lines.push("Origin tested: " + result.origin + ".");

@@ -24,6 +24,7 @@ class DemoServer(TypedDict):
     status: str
     cors_mode: str
     needs_credentials: NotRequired[bool]
+    pacsbin_proxy: NotRequired[dict[str, Any]]
     emails: list[str]
 
 
@@ -72,7 +73,28 @@ DEMO: list[DemoInstitution] = [
                 "qido_url": "https://vna.countygeneral.example/dicom-web",
                 "wado_url": "https://vna.countygeneral.example/dicom-web",
                 "status": Status.ACTIVE,
+                "cors_mode": CorsMode.REVERSE_PROXY,
+                "emails": [
+                    "jane.doe@university.example",
+                    "dr.smith@countygeneral.example",
+                ],
+            },
+            {
+                # An archive that speaks only DIMSE, behind Pacsbin's proxy:
+                # the uploader's URLs are the proxy's origin.
+                "name": "County General PACS (DIMSE)",
+                "qido_url": "https://pacs-proxy.countygeneral.example",
+                "wado_url": "https://pacs-proxy.countygeneral.example",
+                "status": Status.ACTIVE,
                 "cors_mode": CorsMode.DIMSE_PROXY,
+                "pacsbin_proxy": {
+                    "mode": "dimse",
+                    "archive_ae_title": "CG_PACS",
+                    "archive_host": "10.20.0.15",
+                    "archive_port": 11112,
+                    "proxy_ae_title": "PACSBIN_PROXY",
+                    "proxy_dimse_port": 8888,
+                },
                 "emails": [
                     "jane.doe@university.example",
                     "dr.smith@countygeneral.example",
