@@ -157,7 +157,13 @@ else:
             # WAL: readers never wait for a writer nor a writer for readers;
             # synchronous=NORMAL syncs at checkpoints, not at every commit
             # (a power cut may lose the last commits, never corrupts).
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+            # mmap_size: reads come from memory the OS shares between every
+            # worker's connections instead of a 2 MB private cache each
+            # (make bench at 1,000,000 users: see README, Performance).
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                "PRAGMA mmap_size=268435456"
+            ),
         },
         # Reuse each worker thread's connection, as PostgreSQL's does: opening
         # one costs more than an access answer, and its page cache stays warm
