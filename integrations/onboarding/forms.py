@@ -302,11 +302,7 @@ class ServerDetailsForm(ProxyFieldsForm):
                     "“%(value)s”: Pacsbin's proxy answers at the root of its "
                     "address, so give it without “%(path)s” (%(origin)s).",
                     code="proxy_path",
-                    params={
-                        "value": printable(raw, 120),
-                        "path": printable(path, 80),
-                        "origin": url[: len(url) - len(path)],
-                    },
+                    params={"value": printable(raw, 120), **_path_params(url, path)},
                 ),
             )
             return None
@@ -352,11 +348,7 @@ class ServerDetailsForm(ProxyFieldsForm):
                         "speaks DIMSE; or a reverse proxy (nginx, Apache, Caddy), "
                         "whose ready-made configuration keeps the path.",
                         code="proxy_drops_path",
-                        params={
-                            "url": printable(url, 120),
-                            "path": printable(path, 80),
-                            "origin": url[: len(url) - len(path)],
-                        },
+                        params={"url": printable(url, 120), **_path_params(url, path)},
                     ),
                 )
                 return
@@ -547,3 +539,9 @@ class UpdateServerForm(ServerDetailsForm):
             "emails_to_add": self.cleaned_data["emails_to_add"],
             "emails_to_remove": self.cleaned_data["emails_to_remove"],
         }
+
+
+def _path_params(url: str, path: str) -> dict[str, str]:
+    """A message's words for a URL whose path Pacsbin's proxy cannot keep:
+    the path, and the origin the proxy would ask instead."""
+    return {"path": printable(path, 80), "origin": url[: len(url) - len(path)]}
