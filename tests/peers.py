@@ -33,11 +33,38 @@ CADDY = "/usr/bin/caddy"
 CHROMIUM = "/usr/bin/chromium"
 NODE = "/usr/bin/node"
 NPM = "/usr/bin/npm"
-# Pacsbin's proxy, as published (../shared/peers from the project root; never
-# copied into the project). Built once per source version into a cache folder.
-PACSBIN_PROXY_SOURCE = (
-    Path(__file__).resolve().parent.parent / ".." / "shared" / "peers"
-) / "pacsbin-dicomweb-proxy"
+# Pacsbin's proxy, as published: ../shared/peers from the project root (never
+# copied into the project), or PACSBIN_PROXY_SOURCE; a clone made elsewhere
+# looks beside the checkout it was cloned from. Built once per source version
+# into a cache folder.
+_PROXY_FOLDER = Path("shared") / "peers" / "pacsbin-dicomweb-proxy"
+
+
+def _pacsbin_proxy_source() -> Path:
+    given = os.environ.get("PACSBIN_PROXY_SOURCE")
+    if given:
+        return Path(given)
+    root = Path(__file__).resolve().parent.parent
+    beside = root.parent / _PROXY_FOLDER
+    if beside.exists():
+        return beside
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(root), "config", "--get", "remote.origin.url"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and Path(origin).is_dir():
+        cloned_from = Path(origin).resolve().parent / _PROXY_FOLDER
+        if cloned_from.exists():
+            return cloned_from
+    return beside  # missing: require() names it
+
+
+PACSBIN_PROXY_SOURCE = _pacsbin_proxy_source()
 
 
 def require(*paths: str) -> None:
