@@ -50,6 +50,7 @@ class FakeArchives:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.answers: dict[str, probe.ProbeResult] = {}
         self.calls: list[str] = []
+        self.kwargs: dict[str, dict[str, Any]] = {}
         self.learnt: list[str] = []
         monkeypatch.setattr(probe, "probe", self)
         monkeypatch.setattr(capabilities, "learn", self.learn)
@@ -60,6 +61,7 @@ class FakeArchives:
 
     def __call__(self, qido_url: str, *args: Any, **kwargs: Any) -> probe.ProbeResult:
         self.calls.append(qido_url)
+        self.kwargs[qido_url] = kwargs
         return self.answers.get(qido_url, result("ok"))
 
 
@@ -187,6 +189,29 @@ class TestRounds(TestCase):
         for batch in batches:
             rounds.check_batch(batch)
         return claimed
+
+    def test_a_server_behind_pacsbins_proxy_is_probed_as_one(self) -> None:
+        """The proxy has no /metadata: a round probes it with its settings,
+        as a check someone runs does (runs.probe_server), or every such
+        server would be failing."""
+        settings = {
+            "mode": "dimse",
+            "archive_ae_title": "PACS_SERVER",
+            "archive_host": "10.1.2.3",
+            "archive_port": 11112,
+            "proxy_ae_title": "PACSBIN_PROXY",
+            "proxy_dimse_port": 8888,
+        }
+        proxied = make_server(
+            self.institution,
+            "Behind the proxy",
+            qido_url="https://proxy.hospital.example",
+            cors_mode=DicomWebServer.CorsMode.DIMSE_PROXY,
+            pacsbin_proxy=settings,
+        )
+        self.round()
+        assert self.archives.kwargs[proxied.qido_url]["pacsbin_proxy"] == settings
+        assert self.archives.kwargs[self.servers[0].qido_url]["pacsbin_proxy"] is None
 
     def test_a_round_checks_every_active_server_once_and_records_in_bulk(
         self,

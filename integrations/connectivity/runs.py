@@ -24,6 +24,25 @@ MAX_MESSAGE_LENGTH = 1000
 _CODE = re.compile(r"^[a-z0-9_]+$")
 
 
+def probe_server(
+    server: DicomWebServer, origin: str, *, limits: client.Limits | None = None
+) -> probe.ProbeResult:
+    """The server-side probe of ``server`` as it is set up: its URLs, whether
+    it needs credentials, and, behind Pacsbin's proxy, the proxy's settings
+    (no /metadata there: the retrieve step takes an instance). No database.
+    The one way a check someone runs and a monitoring round probe a server."""
+    return probe.probe(
+        server.qido_url,
+        server.wado_url,
+        origin,
+        needs_credentials=server.needs_credentials,
+        limits=limits,
+        pacsbin_proxy=server.pacsbin_proxy
+        if server.cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY
+        else None,
+    )
+
+
 def run_check(
     server: DicomWebServer,
     origin: str | None = None,
@@ -43,16 +62,7 @@ def run_check(
             "with record_browser_check."
         )
     origin = normalize_origin(origin) if origin else settings.UPLOADER_ORIGINS[0]
-    result = probe.probe(
-        server.qido_url,
-        server.wado_url,
-        origin,
-        needs_credentials=server.needs_credentials,
-        limits=limits,
-        pacsbin_proxy=server.pacsbin_proxy
-        if server.cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY
-        else None,
-    )
+    result = probe_server(server, origin, limits=limits)
     # The archive wrote part of these findings: stored escaped and capped.
     check = ConnectivityCheck.objects.record(
         server=server,

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from integrations.connectivity import capabilities, probe
+from integrations.connectivity import capabilities, probe, runs
 from integrations.models import (
     CheckOutcome,
     ConnectivityCheck,
@@ -155,12 +155,7 @@ def _probe(health: ServerHealth, origin: str) -> Checked:
     check someone runs does (connectivity/capabilities.py)."""
     server = health.server
     started = time.monotonic()
-    result = probe.probe(
-        server.qido_url,
-        server.wado_url,
-        origin,
-        needs_credentials=server.needs_credentials,
-    )
+    result = runs.probe_server(server, origin)
     seconds = time.monotonic() - started
     learnt = None
     if result.outcome == CheckOutcome.OK and _relearn(health, timezone.now()):
