@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -409,18 +410,31 @@ def record(server: DicomWebServer, learnt: Capabilities) -> ServerHealth:
     """Store what was learnt on the server's health row: each decided value
     replaces the old one; what this learning could not decide keeps what an
     earlier one learnt (a passing timeout does not forget a capability)."""
-    decided = clean(learnt)
     with transaction.atomic():
         health, _ = ServerHealth.objects.select_for_update().get_or_create(
             server=server
         )
-        health.capabilities = {**clean(health.capabilities), **decided}
         fields = ["capabilities"]
-        if decided:
-            health.capabilities_learnt_at = timezone.now()
+        if merge(health, learnt, timezone.now()):
             fields.append("capabilities_learnt_at")
         health.save(update_fields=fields)
     return health
+
+
+def merge(health: ServerHealth, learnt: Capabilities, when: datetime) -> bool:
+    """Put what was learnt on ``health`` (unsaved): each decided value
+    replaces the old one, the rest keeps what an earlier learning found;
+    True when something was decided (``capabilities_learnt_at`` = ``when``)."""
+    decided = clean(learnt)
+    health.capabilities = {**clean(health.capabilities), **decided}
+    if decided:
+        health.capabilities_learnt_at = when
+    return bool(decided)
+
+
+def due(learnt_at: datetime | None, now: datetime) -> bool:
+    """Whether capabilities learnt at ``learnt_at`` are to be learnt again."""
+    return learnt_at is None or (now - learnt_at).total_seconds() >= RELEARN_SECONDS
 
 
 def learn_and_record(
@@ -447,9 +461,7 @@ def _recently_learnt(server: DicomWebServer) -> bool:
         .values_list("capabilities_learnt_at", flat=True)
         .first()
     )
-    return learnt_at is not None and (
-        (timezone.now() - learnt_at).total_seconds() < RELEARN_SECONDS
-    )
+    return not due(learnt_at, timezone.now())
 
 
 # --- Reading ----------------------------------------------------------------

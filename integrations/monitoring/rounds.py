@@ -142,13 +142,6 @@ class BatchReport:
     seconds: list[float] = field(default_factory=list)
 
 
-def _relearn(health: ServerHealth, now: datetime) -> bool:
-    learnt_at = health.capabilities_learnt_at
-    return learnt_at is None or (now - learnt_at).total_seconds() >= (
-        capabilities.RELEARN_SECONDS
-    )
-
-
 def _probe(health: ServerHealth, origin: str) -> Checked:
     """One check, in a pool thread (no database here). An ok check also
     learns the archive's capabilities, at most every RELEARN_SECONDS, as a
@@ -158,7 +151,9 @@ def _probe(health: ServerHealth, origin: str) -> Checked:
     result = runs.probe_server(server, origin)
     seconds = time.monotonic() - started
     learnt = None
-    if result.outcome == CheckOutcome.OK and _relearn(health, timezone.now()):
+    if result.outcome == CheckOutcome.OK and capabilities.due(
+        health.capabilities_learnt_at, timezone.now()
+    ):
         try:
             learnt = capabilities.learn(server.qido_url, server.wado_url)
         except Exception:
@@ -224,12 +219,9 @@ def record(
         changed.append(health)
         if health.next_check_at != claimed_until:
             sooner.append(health)
-        decided = capabilities.clean(checked.learnt) if checked.learnt else {}
-        if decided:
-            # What this learning could not decide keeps what an earlier one
-            # learnt (as capabilities.record does).
-            health.capabilities = {**capabilities.clean(health.capabilities), **decided}
-            health.capabilities_learnt_at = checked.finished_at
+        if checked.learnt and capabilities.merge(
+            health, checked.learnt, checked.finished_at
+        ):
             learnt.append(health)
         rows.append(
             ConnectivityCheck(
