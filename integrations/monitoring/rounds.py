@@ -3,12 +3,13 @@ dispatchers check one server twice, checking a batch, and writing the results
 in bulk.
 
 The schedule lives on ``ServerHealth.next_check_at`` (no schedule row per
-server): a server is due when it is empty or past. A dispatcher claims a due
-server with a compare-and-set UPDATE that moves ``next_check_at`` one interval
-forward only if it is still due, and counts the rows updated: on PostgreSQL
-the second of two concurrent UPDATEs waits for the first's row lock and then
-finds the row no longer due; on SQLite writers take turns. Either way exactly
-one claimer gets 1.
+server): a server is due when it is empty or past. A dispatcher claims a page
+of due servers in one transaction: it reads which are still due and moves
+their ``next_check_at`` one interval forward, two statements per page. On
+PostgreSQL the read is ``SELECT … FOR UPDATE SKIP LOCKED``: rows another
+dispatcher holds are skipped, and rows it has committed are no longer due; on
+SQLite every transaction takes the write lock when it begins (settings), so
+dispatchers take turns. Either way each due server is claimed once.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -97,15 +98,12 @@ def due_ids(now: datetime, limit: int = DUE_PAGE) -> list[int]:
 def claim(ids: Iterable[int], now: datetime) -> list[int]:
     """The servers of ``ids`` this caller claimed (see the module's doc)."""
     until = now + states.interval()
-    claimed = []
-    # In key order: two claimers lock rows in the same order, never a cycle.
     with transaction.atomic():
-        for pk in sorted(ids):
-            updated = ServerHealth.objects.filter(_due(now), pk=pk).update(
-                next_check_at=until
-            )
-            if updated == 1:
-                claimed.append(pk)
+        due = ServerHealth.objects.filter(_due(now), pk__in=list(ids))
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        claimed = sorted(due.values_list("pk", flat=True))
+        ServerHealth.objects.filter(pk__in=claimed).update(next_check_at=until)
     return claimed
 
 
