@@ -25,6 +25,7 @@ from integrations.admin.monitoring import MonitoringAdminMixin
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.forms import (
     AccessLookupForm,
+    ApiKeyAdminForm,
     DicomWebServerAdminForm,
     DicomWebServerInlineForm,
 )
@@ -360,19 +361,39 @@ class ApprovedUserAdmin(AuditedAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
+    form = ApiKeyAdminForm
     list_display = [
         "name",
         "scope",
         "prefix",
         "state",
+        "created_by",
         "created_at",
         "expires_at",
         "last_used_at",
     ]
     list_filter = ["scope"]
+    list_select_related = ["created_by"]
     search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = [
+        "prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     actions = ["revoke"]
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: ApiKey | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        # The form checks the scope against the permissions of whoever fills it.
+        return type(form.__name__, (form,), {"granting_user": request.user})
 
     def get_fields(
         self, request: HttpRequest, obj: ApiKey | None = None
@@ -391,6 +412,7 @@ class ApiKeyAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
         self, request: HttpRequest, obj: ApiKey, form: Any, change: bool
     ) -> None:
         if not change:
+            obj.created_by = request.user  # type: ignore[assignment]  # staff only here
             # Kept on the request only, for response_add: never in a message,
             # a session or a log.
             request._new_api_key = obj.set_new_key()  # type: ignore[attr-defined]

@@ -43,9 +43,11 @@ from integrations.validators import normalize_email
 
 
 def acting_for(request: Request) -> AbstractContextManager[audit.Actor]:
-    """The audit actor of a change made through the API: the key or the user."""
+    """The audit actor of a change made through the API: the user, or the key
+    together with the staffer who created it (answerable for what it does)."""
     if isinstance(request.user, ApiClient):
-        return audit.acting_as(label=request.user.key.audit_label)
+        key = request.user.key
+        return audit.acting_as(user=key.created_by, label=key.audit_label)
     return audit.acting_as(user=request.user)
 
 
