@@ -108,6 +108,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Idle timeout and maximum age of signed-in sessions.
+    "integrations.adminsession.AdminSessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "integrations.audit.AuditActorMiddleware",
     # Body-size cap and CSP of the public onboarding pages.
@@ -353,6 +355,18 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Staff sessions decide who may see patient images: they end after this long
+# without a request, and this long after signing in whatever the activity
+# (integrations/adminsession.py; the cookie lives no longer either).
+ADMIN_SESSION_IDLE_MINUTES = env.int("ADMIN_SESSION_IDLE_MINUTES", 30, minimum=1)
+ADMIN_SESSION_MAX_HOURS = env.int("ADMIN_SESSION_MAX_HOURS", 12, minimum=1)
+if ADMIN_SESSION_IDLE_MINUTES > ADMIN_SESSION_MAX_HOURS * 60:
+    raise ImproperlyConfigured(
+        f"ADMIN_SESSION_IDLE_MINUTES={ADMIN_SESSION_IDLE_MINUTES} is longer than "
+        f"ADMIN_SESSION_MAX_HOURS={ADMIN_SESSION_MAX_HOURS}: a session never "
+        "idles that long."
+    )
+SESSION_COOKIE_AGE = ADMIN_SESSION_MAX_HOURS * 3600
 _https = not DEBUG and not INSECURE_HTTP
 SECURE_SSL_REDIRECT = _https
 SESSION_COOKIE_SECURE = _https
