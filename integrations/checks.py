@@ -40,6 +40,28 @@ def check_uploader_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]
     return problems
 
 
+# /metrics tells whoever holds the token which archives exist and which are
+# down; with failed attempts limited per client, a token this long is out of
+# reach of guessing.
+METRICS_TOKEN_MIN_LENGTH = 32
+
+
+@register()
+def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    token = settings.METRICS_TOKEN
+    if token and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        return [
+            Error(
+                f"METRICS_TOKEN is {len(token)} characters long; it must be at "
+                f"least {METRICS_TOKEN_MIN_LENGTH}.",
+                hint="Use a long random token, e.g. the output of "
+                "`openssl rand -hex 32`, and give Prometheus the same one.",
+                id="integrations.E020",
+            )
+        ]
+    return []
+
+
 @register()
 def check_onboarding_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from django.core.exceptions import ValidationError
