@@ -96,6 +96,20 @@ class AdminKeyCreationTests(TestCase):
         self.post_add(boss, "manage")
         assert ApiKey.objects.get().created_by == boss
 
+    def test_bad_input_is_a_form_error_never_a_500(self) -> None:
+        boss = get_user_model().objects.create_superuser("boss", "b@example.org")
+        for name, scope in [("bot", "root"), ("bot", ""), ("b\x00t", "access")]:
+            with self.subTest(name=name, scope=scope):
+                response = self.post_add(boss, scope, name=name)
+                assert response.status_code == 200
+                assert response.context["adminform"].form.errors
+        assert not ApiKey.objects.exists()
+
+    def test_without_add_api_key_the_form_is_refused(self) -> None:
+        user = staffer("eve", *MANAGE)
+        assert self.post_add(user, "manage").status_code == 403
+        assert not ApiKey.objects.exists()
+
     def test_the_change_page_and_the_list_name_the_creator(self) -> None:
         user = staffer("alice", "integrations.view_apikey", *ACCESS)
         key, _raw = ApiKey.objects.create_key("bot", "access", created_by=user)
