@@ -21,6 +21,11 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='apikey',
             name='name',
-            field=models.CharField(help_text='Who uses it, e.g. uploader-production. Named in the audit history as api-key:<name>, with the staffer who created the key.', max_length=100, unique=True),
+            field=models.CharField(help_text='Who uses it, e.g. uploader-production. The audit history names changes made with the key as “api-key:” followed by this name, with the staffer who created the key.', max_length=100, unique=True),
+        ),
+        migrations.AlterField(
+            model_name='apikey',
+            name='scope',
+            field=models.CharField(choices=[('access', 'access: may ask the access question'), ('manage', 'manage: may also change the registry')], default='access', max_length=16),
         ),
     ]

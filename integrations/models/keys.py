@@ -84,10 +84,13 @@ class ApiKey(models.Model):
     name = models.CharField(
         max_length=100,
         unique=True,
-        help_text="Who uses it, e.g. uploader-production. Named in the audit "
-        "history as api-key:<name>, with the staffer who created the key.",
+        # Admin help texts are HTML: no angle brackets, or "<name>" vanishes.
+        help_text="Who uses it, e.g. uploader-production. The audit history names "
+        "changes made with the key as “api-key:” followed by this name, with "
+        "the staffer who created the key.",
     )
-    scope = models.CharField(max_length=16, choices=Scope.choices)
+    # The least privilege unless someone picks more.
+    scope = models.CharField(max_length=16, choices=Scope.choices, default="access")
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     hashed_key = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
