@@ -191,10 +191,7 @@ def learn(
     learnt: Capabilities = dict.fromkeys(KEYS)
 
     def search(**params: str) -> list[Any] | int | None:
-        # Escaped as dicomweb-client escapes OHIF's search parameters
-        # (encodeURIComponent): Orthanc's DICOMweb plugin does not unescape
-        # %2A back into a wildcard.
-        query = urlencode({"limit": "1", **params}, safe="!*'()", quote_via=quote)
+        query = search_query(params)
         return _dicom_json(ask.get(f"{qido_url}/studies?{query}", DICOM_JSON))
 
     first = ask.get(f"{qido_url}/studies?limit=1", DICOM_JSON)
@@ -260,6 +257,13 @@ def learn(
                 ohif_image_url(wado_url, key, study_uid, series_uid, sop_uid),
             )
     return learnt
+
+
+def search_query(params: dict[str, str]) -> str:
+    """A ``limit=1`` search's query string, escaped as dicomweb-client
+    escapes OHIF's search parameters (encodeURIComponent): Orthanc's
+    DICOMweb plugin does not unescape %2A back into a wildcard."""
+    return urlencode({"limit": "1", **params}, safe="!*'()", quote_via=quote)
 
 
 def ohif_image_url(
