@@ -14,7 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import urllib3
 from django.core.management import call_command
-from django.test import TestCase, override_settings
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test import TestCase, TransactionTestCase, override_settings
 
 from integrations.connectivity import capabilities as caps
 from integrations.connectivity import client, probe, run_check
@@ -524,6 +526,61 @@ class RecordingTests(TestCase):
         assert len(archive.asked) == asked
         assert caps.learn_and_record(self.server, force=True, fetch=archive.fetch)
         assert len(archive.asked) == 2 * asked
+
+
+class ForgettingThumbnailsLearntWithAnotherForm(TransactionTestCase):
+    """Migration 0014: /rendered and /thumbnail learnt with viewport=256,256
+    (before OHIF's own form) are dropped and relearnt at the next check."""
+
+    before = [("integrations", "0013_pacsbin_proxy_settings")]
+    after = [("integrations", "0014_relearn_ohif_thumbnails")]
+
+    def migrate(self, target: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(target)
+        return executor.loader.project_state(target).apps
+
+    def tearDown(self) -> None:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+        super().tearDown()
+
+    def test_they_are_dropped_and_the_rest_kept(self) -> None:
+        apps = self.migrate(self.before)
+        Institution = apps.get_model("integrations", "Institution")
+        Server = apps.get_model("integrations", "DicomWebServer")
+        Health = apps.get_model("integrations", "ServerHealth")
+        institution = Institution.objects.create(name="K")
+        rows = {}
+        for name, capabilities in (
+            ("old", LEARNT),
+            ("none", {caps.WILDCARD: True}),
+            ("empty", {}),
+        ):
+            server = Server.objects.create(
+                institution=institution, name=name, qido_url=QIDO, wado_url=WADO
+            )
+            rows[name] = Health.objects.create(
+                server=server,
+                capabilities=capabilities,
+                capabilities_learnt_at="2026-12-01T00:00:00Z",
+            )
+        apps = self.migrate(self.after)
+        Health = apps.get_model("integrations", "ServerHealth")
+        old = Health.objects.get(pk=rows["old"].pk)
+        expected = {
+            k: v for k, v in LEARNT.items() if k not in (caps.RENDERED, caps.THUMBNAIL)
+        }
+        assert old.capabilities == expected
+        assert old.capabilities_learnt_at is None  # relearnt at the next check
+        assert caps.ohif_configuration(old.capabilities)["thumbnailRendering"] == (
+            "wadors"
+        )
+        for name in ("none", "empty"):
+            kept = Health.objects.get(pk=rows[name].pk)
+            assert kept.capabilities == rows[name].capabilities
+            assert kept.capabilities_learnt_at is not None
 
 
 def ok_probe(*args: Any, **kwargs: Any) -> probe.ProbeResult:
