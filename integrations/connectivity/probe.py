@@ -55,6 +55,9 @@ _TRANSPORT_OUTCOMES = {
     "timeout": CheckOutcome.UNREACHABLE,
     "broken": CheckOutcome.UNREACHABLE,
     "redirect_loop": CheckOutcome.UNREACHABLE,
+    # Not followed (client.fetch); a browser sending Authorization could not
+    # follow it either: redirects fail a CORS preflight.
+    "redirect_off_origin": CheckOutcome.PREFLIGHT_FAILED,
     "tls": CheckOutcome.TLS_ERROR,
     "too_large": CheckOutcome.NOT_DICOMWEB,
 }
@@ -68,6 +71,9 @@ _TRANSPORT_ADVICE = {
     "network.",
     "broken": " Check that the URL's scheme (http or https) matches the port.",
     "redirect_loop": " Register the final URL instead.",
+    "redirect_off_origin": " Browsers do not follow redirects on a CORS "
+    "preflight either: if that is where the archive now lives, register it as "
+    "the QIDO URL instead.",
     "tls": " Browsers refuse such a connection too: install a certificate "
     "from a public authority that matches the host name.",
     "too_large": " A search with limit=1 should be small: check that this is "
@@ -414,9 +420,12 @@ def _preflight_headers(origin: str) -> dict[str, str]:
 
 def _transport_finding(result: ProbeResult, url: str, exc: client.FetchError) -> None:
     outcome = _TRANSPORT_OUTCOMES.get(exc.kind, CheckOutcome.UNREACHABLE)
-    code = {"blocked": "blocked", "tls": "tls_error", "too_large": "too_large"}.get(
-        exc.kind, f"unreachable_{exc.kind}"
-    )
+    code = {
+        "blocked": "blocked",
+        "tls": "tls_error",
+        "too_large": "too_large",
+        "redirect_off_origin": "qido_redirect_off_origin",
+    }.get(exc.kind, f"unreachable_{exc.kind}")
     result.add(code, exc.message + _TRANSPORT_ADVICE.get(exc.kind, ""), outcome)
 
 
