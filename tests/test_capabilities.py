@@ -532,8 +532,8 @@ class ForgettingThumbnailsLearntWithAnotherForm(TransactionTestCase):
     """Migration 0014: /rendered and /thumbnail learnt with viewport=256,256
     (before OHIF's own form) are dropped and relearnt at the next check."""
 
-    before = [("integrations", "0013_pacsbin_proxy_settings")]
-    after = [("integrations", "0014_relearn_ohif_thumbnails")]
+    before = [("integrations", "0014_api_key_created_by")]
+    after = [("integrations", "0015_relearn_ohif_thumbnails")]
 
     def migrate(self, target: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
         executor = MigrationExecutor(connection)

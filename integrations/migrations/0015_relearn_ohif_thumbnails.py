@@ -41,7 +41,7 @@ def forget(apps: Any, schema_editor: Any) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("integrations", "0013_pacsbin_proxy_settings"),
+        ("integrations", "0014_api_key_created_by"),
     ]
 
     operations = [
