@@ -18,6 +18,7 @@ from django.core.mail import EmailMessage, get_connection
 from django.urls import reverse
 
 from integrations.models import CheckOutcome, OnboardingRequest, ServerHealth
+from integrations.publicurls import public_url
 from integrations.validators import email_key, one_line
 
 if TYPE_CHECKING:
@@ -65,16 +66,7 @@ def confirmed_contact(health: ServerHealth) -> str | None:
 
 def server_page(health: ServerHealth) -> str:
     path = reverse("admin:integrations_dicomwebserver_change", args=[health.pk])
-    return f"{public_origin()}{path}"
-
-
-def public_origin() -> str:
-    """REGISTRY_PUBLIC_ORIGIN; without it, the first allowed host over http."""
-    if settings.REGISTRY_PUBLIC_ORIGIN:
-        return settings.REGISTRY_PUBLIC_ORIGIN
-    hosts = [h for h in settings.ALLOWED_HOSTS if h and h not in ("*",)]
-    host = hosts[0].lstrip(".") if hosts else "localhost"
-    return f"http://{host}"
+    return public_url(path)
 
 
 def _when(health: ServerHealth) -> str:

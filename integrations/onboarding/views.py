@@ -20,6 +20,7 @@ from integrations.onboarding.forms import (
     ServerDetailsForm,
     UpdateServerForm,
 )
+from integrations.publicurls import public_origin, public_url
 
 RATE_LIMITED = (
     "Too many submissions from your network in the last hour. Nothing was "
@@ -29,9 +30,9 @@ RATE_LIMITED = (
 
 
 def site_url(request: HttpRequest) -> str:
-    """The base of links in emails: the configured public origin, else the
-    host this request came to (already checked against ALLOWED_HOSTS)."""
-    return settings.REGISTRY_PUBLIC_ORIGIN or request.build_absolute_uri("/")
+    """The base of links in emails: REGISTRY_PUBLIC_ORIGIN (the request's
+    host only in the debug demo, see ``publicurls``)."""
+    return public_origin(request)
 
 
 def _refused(request: HttpRequest) -> HttpResponse:
@@ -87,8 +88,8 @@ def new_request(request: HttpRequest) -> HttpResponse:
 @never_cache
 def submitted(request: HttpRequest, link: str) -> HttpResponse:
     onboarding_request = links.request_for_link(link)
-    status_url = request.build_absolute_uri(
-        reverse("integrations:onboarding_status", kwargs={"link": link})
+    status_url = public_url(
+        reverse("integrations:onboarding_status", kwargs={"link": link}), request
     )
     return render(
         request,
