@@ -328,3 +328,27 @@ class BecomingTheContact(ChangeTestCase):
         health, _ = ServerHealth.objects.get_or_create(server=self.server)
         health.refresh_from_db()
         self.assertIsNone(alerts.confirmed_contact(health))
+
+
+class OddLinksAndRows(ChangeTestCase):
+    def test_odd_links_are_plain_404s_never_500s(self) -> None:
+        for prefix in ("/onboarding/confirm-contact/", "/onboarding/confirm/"):
+            for bad in ("%00", "%ED%A0%80", "x" * 5000, "a:b:c", "%0A"):
+                for method in (self.client.get, self.client.post):
+                    with self.subTest(prefix=prefix, bad=bad[:10], method=method):
+                        self.assertEqual(method(f"{prefix}{bad}/").status_code, 404)
+
+    def test_other_methods_are_refused(self) -> None:
+        r = self.post_change()
+        self.press(confirmation_path())
+        path = f"/onboarding/confirm-contact/{new_contact_link(r)}/"
+        self.assertEqual(self.client.put(path).status_code, 405)
+        self.assertEqual(self.client.delete(path).status_code, 405)
+        r.refresh_from_db()
+        self.assertIsNone(r.new_contact_confirmed_at)
+
+    def test_a_change_whose_server_was_deleted_still_renders(self) -> None:
+        self.post_change()
+        DicomWebServer.objects.filter(pk=self.server.pk).delete()
+        response = self.client.get(confirmation_path())
+        self.assertContains(response, "No field of the server or the institution")
