@@ -14,9 +14,8 @@ from django.test import RequestFactory, SimpleTestCase, TestCase, override_setti
 from integrations.models import OnboardingRequest, ServerHealth
 from integrations.monitoring import alerts
 from integrations.monitoring.states import Change
-from integrations.onboarding.links import status_link
 from integrations.publicurls import public_origin, public_url
-from tests.factories import make_institution, make_server, submitted_request
+from tests.factories import make_institution, make_server
 from tests.onboarding_helpers import (
     FORM_URL,
     FreshRateLimit,
@@ -77,14 +76,6 @@ class OnboardingMail(FreshRateLimit, TestCase):
                 # Confirmation to the contact, review link to staff, decision.
                 self.assertEqual(len(mail.outbox), 3)
                 self.assert_from_origin()
-
-    def test_the_submitted_page_shows_the_status_link_on_the_origin(self) -> None:
-        r = submitted_request(confirmed=False)
-        response = self.client.get(
-            f"/onboarding/submitted/{status_link(r)}/", HTTP_HOST="localhost:1"
-        )
-        self.assertContains(response, f"{ORIGIN}/onboarding/status/")
-        self.assertNotContains(response, "localhost:1")
 
 
 @override_settings(

@@ -21,7 +21,7 @@ from integrations.onboarding.forms import (
     ServerDetailsForm,
     UpdateServerForm,
 )
-from integrations.publicurls import public_origin, public_url
+from integrations.publicurls import public_origin
 
 RATE_LIMITED = (
     "Too many submissions from your network in the last hour. Nothing was "
@@ -89,8 +89,9 @@ def new_request(request: HttpRequest) -> HttpResponse:
 @never_cache
 def submitted(request: HttpRequest, link: str) -> HttpResponse:
     onboarding_request = links.request_for_link(link)
-    status_url = public_url(
-        reverse("integrations:onboarding_status", kwargs={"link": link}), request
+    # Shown to this visitor on the host they came to (mail uses publicurls).
+    status_url = request.build_absolute_uri(
+        reverse("integrations:onboarding_status", kwargs={"link": link})
     )
     return render(
         request,
