@@ -83,6 +83,42 @@ def check_onboarding_settings(app_configs: Any = None, **kwargs: Any) -> list[An
     return problems
 
 
+COLLECTSTATIC_MISSING = (
+    "The static files manifest is missing: with debug off every HTML page "
+    "would be a 500 (its stylesheets have no hashed name). Run "
+    "`python manage.py collectstatic --no-input` before serving."
+)
+
+
+def static_manifest_missing() -> bool:
+    """True when the hashed-name storage is in use (debug off,
+    DJANGO_STATIC_MANIFEST on) and ``collectstatic`` has not written its
+    manifest: every page that names a static file would fail."""
+    from django.contrib.staticfiles.storage import ManifestFilesMixin
+    from django.core.files.storage import storages
+
+    storage = storages["staticfiles"]
+    if not isinstance(storage, ManifestFilesMixin):
+        return False
+    return storage.read_manifest() is None
+
+
+# Deploy only: `migrate` runs the ordinary checks, and comes before
+# collectstatic in the production steps. The WSGI application refuses to
+# start on the same test (pacsbin_integrations/wsgi.py).
+@register(Tags.staticfiles, deploy=True)
+def check_static_manifest(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    if not static_manifest_missing():
+        return []
+    return [
+        Error(
+            COLLECTSTATIC_MISSING,
+            hint="Run manage.py collectstatic --no-input.",
+            id="integrations.E021",
+        )
+    ]
+
+
 @register(Tags.database)
 def check_stored_urls(
     app_configs: Any = None, databases: Any = None, **kwargs: Any

@@ -43,9 +43,22 @@ def _origins(name: str, default: str) -> list[str]:
 
 
 UPLOADER_ORIGINS = _origins("UPLOADER_ORIGINS", "https://pacsbin.com")
-# The registry's own public origin: the browser-side check on the status page runs
-# from here, so the fix-it configurations allow it too (empty: not allowed).
+# The registry's own public origin: every link in an email is built on it (never
+# on a request's Host, which only has to pass ALLOWED_HOSTS), and the browser-side
+# check on the status page runs from here, so the fix-it configurations allow it.
+# Required with debug off; the local demo (debug on) may leave it unset.
 REGISTRY_PUBLIC_ORIGIN = (_origins("REGISTRY_PUBLIC_ORIGIN", "") or [""])[0]
+if not DEBUG and not REGISTRY_PUBLIC_ORIGIN:
+    raise ImproperlyConfigured(
+        "REGISTRY_PUBLIC_ORIGIN is required when DJANGO_DEBUG is off: the "
+        "registry's own https:// origin, e.g. https://registry.example.org "
+        "(links in emails are built on it, never on a request's Host)."
+    )
+if not DEBUG and not INSECURE_HTTP and not REGISTRY_PUBLIC_ORIGIN.startswith("https:"):
+    raise ImproperlyConfigured(
+        f"REGISTRY_PUBLIC_ORIGIN={REGISTRY_PUBLIC_ORIGIN} must be an https:// "
+        "origin (plain http only with DJANGO_INSECURE_HTTP=1)."
+    )
 UPLOADER_JWT_SECRET = env.secret("UPLOADER_JWT_SECRET")
 # Seconds a Bearer token may live (exp - iat): a leaked token cannot be revoked.
 UPLOADER_JWT_MAX_LIFETIME = env.int("UPLOADER_JWT_MAX_LIFETIME", 86400, minimum=1)

@@ -58,7 +58,14 @@ def base_env(**extra: str) -> dict[str, str]:
         name: value
         for name, value in os.environ.items()
         if not name.startswith(
-            ("DJANGO_", "DATABASE_", "SQLITE_", "CACHE_", "CONNECTIVITY_")
+            (
+                "DJANGO_",
+                "DATABASE_",
+                "SQLITE_",
+                "CACHE_",
+                "CONNECTIVITY_",
+                "REGISTRY_",
+            )
         )
     }
     env.update(
@@ -70,8 +77,10 @@ def base_env(**extra: str) -> dict[str, str]:
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
-        **extra,
+        # Required with debug off; links in its emails point at the server.
+        REGISTRY_PUBLIC_ORIGIN="http://127.0.0.1",
     )
+    env.update(extra)
     return env
 
 

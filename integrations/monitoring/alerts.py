@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage, get_connection
 from django.urls import reverse
 
 from integrations.models import CheckOutcome, OnboardingRequest, ServerHealth
-from integrations.validators import email_key, one_line
+from integrations.publicurls import public_url
+from integrations.validators import one_line
 
 if TYPE_CHECKING:
     from integrations.monitoring.states import Change
@@ -48,33 +48,19 @@ def staff_recipients() -> list[str]:
 
 
 def confirmed_contact(health: ServerHealth) -> str | None:
-    """The institution's contact address, if the contact confirmed it through
-    onboarding (a confirmed request of that institution from that address)."""
-    address = health.server.institution.contact_email
-    if not address:
-        return None
-    confirmed = OnboardingRequest.objects.filter(
-        institution=health.server.institution, confirmed_at__isnull=False
-    ).values_list("contact_email", flat=True)
-    try:
-        key = email_key(address)
-        return address if any(email_key(e) == key for e in confirmed) else None
-    except ValidationError:
-        return None
+    """The institution's contact address, if that address confirmed a link
+    sent to itself through onboarding (what a change merely typed as the
+    contact does not count)."""
+    institution = health.server.institution
+    address = institution.contact_email
+    if OnboardingRequest.objects.address_confirmed(institution, address):
+        return address
+    return None
 
 
 def server_page(health: ServerHealth) -> str:
     path = reverse("admin:integrations_dicomwebserver_change", args=[health.pk])
-    return f"{public_origin()}{path}"
-
-
-def public_origin() -> str:
-    """REGISTRY_PUBLIC_ORIGIN; without it, the first allowed host over http."""
-    if settings.REGISTRY_PUBLIC_ORIGIN:
-        return settings.REGISTRY_PUBLIC_ORIGIN
-    hosts = [h for h in settings.ALLOWED_HOSTS if h and h not in ("*",)]
-    host = hosts[0].lstrip(".") if hosts else "localhost"
-    return f"http://{host}"
+    return public_url(path)
 
 
 def _when(health: ServerHealth) -> str:
