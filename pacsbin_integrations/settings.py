@@ -169,11 +169,14 @@ def _sqlite(path: str) -> dict[str, Any]:
     }
 
 
+_database: dict[str, Any]
 _database_url = env.str("DATABASE_URL")
 if _database_url:
     try:
-        _database = dj_database_url.parse(
-            _database_url, conn_max_age=60, conn_health_checks=True
+        _database = dict(
+            dj_database_url.parse(
+                _database_url, conn_max_age=60, conn_health_checks=True
+            )
         )
     except (ValueError, dj_database_url.UnknownSchemeError) as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
@@ -193,14 +196,26 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _cache_url = env.str("CACHE_URL")
+CACHES: dict[str, dict[str, Any]]
 if not _cache_url:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 elif urlsplit(_cache_url).scheme in ("redis", "rediss", "unix"):
+    # Redis shares throttles and rate limits between workers; it is never a
+    # hard dependency: when it fails the cache answers from per-process memory
+    # (integrations/cache.py). Short socket timeouts, so a frozen Redis costs
+    # a request at most CACHE_SOCKET_TIMEOUT (the client's default is none:
+    # every request stalled), and only once per CACHE_RETRY_SECONDS.
+    _cache_socket_timeout = env.number("CACHE_SOCKET_TIMEOUT", 0.25, minimum=0.01)
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "integrations.cache.FaultTolerantRedisCache",
             "LOCATION": _cache_url,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", "pacsbin"),
+            "RETRY_SECONDS": env.number("CACHE_RETRY_SECONDS", 5.0, minimum=0.1),
+            "OPTIONS": {
+                "socket_connect_timeout": _cache_socket_timeout,
+                "socket_timeout": _cache_socket_timeout,
+            },
         }
     }
 else:
