@@ -113,6 +113,9 @@ MIDDLEWARE = [
     "integrations.audit.AuditActorMiddleware",
     # Body-size cap and CSP of the public onboarding pages.
     "integrations.onboarding.abuse.PublicPagesMiddleware",
+    # JSON (500, or 503 with Retry-After when a backing service is down) for
+    # what a view under /api/ raised, never Django's HTML page.
+    "integrations.api.errors.ApiErrorsMiddleware",
     # Last, as django-axes asks: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
