@@ -359,6 +359,19 @@ CELERY_TASK_DEFAULT_QUEUE = MONITOR_QUEUE
 CELERY_TASK_TIME_LIMIT = MONITOR_TASK_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = MONITOR_TASK_TIME_LIMIT - 30
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A batch is acknowledged once done, not when a worker takes it: a worker
+# process that dies mid-batch (killed, out of memory) hands it back to the
+# queue at once, and one that vanishes whole (its box gone) leaves it with
+# Redis, which hands it out again after MONITOR_REDELIVER_SECONDS (default
+# twice the task's time limit: never while a batch may still run; the
+# broker's own default, an hour, came back several rounds late). Each batch
+# carries its claim, so a late copy skips servers a later round took.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+MONITOR_REDELIVER_SECONDS = env.int(
+    "MONITOR_REDELIVER_SECONDS", 2 * MONITOR_TASK_TIME_LIMIT, minimum=1
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": MONITOR_REDELIVER_SECONDS}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
