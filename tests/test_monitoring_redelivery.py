@@ -73,6 +73,14 @@ class TestRedeliveredBatches(TestCase):
         assert tasks.check_batch.run(again, new_claim) == 3
         assert ConnectivityCheck.objects.count() == 3
 
+    def test_a_copy_of_a_recorded_batch_is_not_checked_twice(self) -> None:
+        """The worker recorded the checks, then died before acknowledging."""
+        ((ids, claim),) = self.sent_round(timezone.now())
+        assert tasks.check_batch.run(ids, claim) == 3
+        with self.assertLogs("integrations.monitoring.rounds", "WARNING"):
+            assert tasks.check_batch.run(ids, claim) == 0
+        assert ConnectivityCheck.objects.count() == 3
+
     def test_a_copy_of_a_recorded_failing_batch_is_not_checked_twice(self) -> None:
         # Now: the failure's sooner re-check is due before the claim ends.
         ((ids, claim),) = self.sent_round(timezone.now())

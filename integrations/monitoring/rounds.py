@@ -174,8 +174,9 @@ def check_batch(ids: list[int], claim: datetime | None = None) -> BatchReport:
 
     ``claim``: the ``claimed_until`` the batch was sent with. A batch the
     broker hands out again (its worker was lost) checks only the servers
-    still under that claim: one a later round claimed again, or whose check
-    was recorded since (a failure's sooner re-check), is not checked twice."""
+    still under that claim and not checked since it was made: one a later
+    round claimed again, or whose check was recorded before the
+    acknowledgement was lost, is not checked twice."""
     healths = {
         health.pk: health
         for health in ServerHealth.objects.select_related(
@@ -183,7 +184,13 @@ def check_batch(ids: list[int], claim: datetime | None = None) -> BatchReport:
         ).filter(pk__in=ids, server__status=DicomWebServer.Status.ACTIVE)
     }
     if claim is not None:
-        stale = [pk for pk, h in healths.items() if h.next_check_at != claim]
+        claimed_at = claim - states.interval()
+        stale = [
+            pk
+            for pk, h in healths.items()
+            if h.next_check_at != claim
+            or (h.last_checked_at is not None and h.last_checked_at >= claimed_at)
+        ]
         if stale:
             logger.warning(
                 "Skipping %d of %d servers of a batch claimed until %s: claimed "
