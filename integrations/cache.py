@@ -85,6 +85,16 @@ class Breaker:
         )
 
 
+_breakers: dict[tuple[str, float], Breaker] = {}
+_breakers_lock = threading.Lock()
+
+
+def _breaker(name: str, pause: float) -> Breaker:
+    """This process's breaker for the cache at ``name``."""
+    with _breakers_lock:
+        return _breakers.setdefault((name, pause), Breaker(name, pause))
+
+
 class FaultTolerantRedisCache(RedisCache):
     """Django's RedisCache that falls back to per-process memory when Redis
     fails (see the module's doc). Settings: the usual ``LOCATION``,
@@ -93,11 +103,13 @@ class FaultTolerantRedisCache(RedisCache):
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
+        # Django makes one cache object per thread: the breaker and the
+        # memory fallback are the process's, shared by its threads, so the
+        # log says it once and the fallback counts once per process.
         pause = float(params.get("RETRY_SECONDS", DEFAULT_RETRY_SECONDS))
-        first = re.split("[;,]", server)[0]
-        self.breaker = Breaker(_safe_name(first), pause)
+        self.breaker = _breaker(_safe_name(re.split("[;,]", server)[0]), pause)
         self.fallback = LocMemCache(
-            f"fallback-{id(self)}",
+            f"pacsbin-fallback:{server}",  # LocMemCache shares one store per name
             {k: v for k, v in params.items() if k in ("TIMEOUT", "KEY_PREFIX")},
         )
 

@@ -59,6 +59,17 @@ class FaultTolerantCacheTests(SimpleTestCase):
         self.assertIn("unavailable", logs.output[0])
         self.assertIn("counted per process", logs.output[0])
 
+    def test_threads_of_one_process_share_the_breaker_and_the_count(self) -> None:
+        """Django makes one cache object per thread (gunicorn's gthread)."""
+        location = f"redis://127.0.0.1:{free_port()}/9"
+        per_thread = [
+            fault_tolerant.FaultTolerantRedisCache(location, {}) for _ in range(4)
+        ]
+        with self.assertLogs("integrations.cache", logging.WARNING) as logs:
+            counts = [ratelimit.count(c, "k", timeout=60) for c in per_thread * 3]
+        self.assertEqual(counts, list(range(1, 13)))
+        self.assertEqual(len(logs.records), 1, logs.output)
+
     def test_the_log_never_shows_the_urls_password(self) -> None:
         cache = fault_tolerant.FaultTolerantRedisCache(
             f"redis://:s3cret-pass@127.0.0.1:{free_port()}/9", {}
