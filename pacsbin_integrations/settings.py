@@ -7,6 +7,7 @@ with operators. Defaults are safe: debug off, SQLite for one machine, HTTPS on.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
@@ -127,6 +128,9 @@ MIDDLEWARE = [
     "integrations.audit.AuditActorMiddleware",
     # Body-size cap and CSP of the public onboarding pages.
     "integrations.onboarding.abuse.PublicPagesMiddleware",
+    # JSON (500, or 503 with Retry-After when a backing service is down) for
+    # what a view under /api/ raised, never Django's HTML page.
+    "integrations.api.errors.ApiErrorsMiddleware",
     # Last, as django-axes asks: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -149,18 +153,14 @@ TEMPLATES = [
     },
 ]
 
-_database_url = env.str("DATABASE_URL")
-if _database_url:
-    try:
-        _database = dj_database_url.parse(
-            _database_url, conn_max_age=60, conn_health_checks=True
-        )
-    except (ValueError, dj_database_url.UnknownSchemeError) as exc:
-        raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
-else:
-    _database = {
+
+def _sqlite(path: str) -> dict[str, Any]:
+    """The embedded database's settings, whether it is named by SQLITE_PATH or
+    by DATABASE_URL=sqlite:///path: without them 8 concurrent writers got
+    hundreds of "database is locked" 500s and lost rows."""
+    return {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env.str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+        "NAME": path,
         "OPTIONS": {
             # Waits up to 20 s for a writer instead of failing at once with
             # "database is locked".
@@ -185,6 +185,23 @@ else:
         # (make bench: 2x the requests per second at 1,000,000 users).
         "CONN_MAX_AGE": 60,
     }
+
+
+_database: dict[str, Any]
+_database_url = env.str("DATABASE_URL")
+if _database_url:
+    try:
+        _database = dict(
+            dj_database_url.parse(
+                _database_url, conn_max_age=60, conn_health_checks=True
+            )
+        )
+    except (ValueError, dj_database_url.UnknownSchemeError) as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
+    if _database["ENGINE"] == "django.db.backends.sqlite3":
+        _database = _sqlite(_database["NAME"])
+else:
+    _database = _sqlite(env.str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")))
 if _database["ENGINE"] == "django.db.backends.postgresql":
     # psycopg binds parameters on the server and prepares a statement once a
     # connection has run it five times: the access question's query is then
@@ -197,14 +214,26 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _cache_url = env.str("CACHE_URL")
+CACHES: dict[str, dict[str, Any]]
 if not _cache_url:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 elif urlsplit(_cache_url).scheme in ("redis", "rediss", "unix"):
+    # Redis shares throttles and rate limits between workers; it is never a
+    # hard dependency: when it fails the cache answers from per-process memory
+    # (integrations/cache.py). Short socket timeouts, so a frozen Redis costs
+    # a request at most CACHE_SOCKET_TIMEOUT (the client's default is none:
+    # every request stalled), and only once per CACHE_RETRY_SECONDS.
+    _cache_socket_timeout = env.number("CACHE_SOCKET_TIMEOUT", 0.25, minimum=0.01)
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "integrations.cache.FaultTolerantRedisCache",
             "LOCATION": _cache_url,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", "pacsbin"),
+            "RETRY_SECONDS": env.number("CACHE_RETRY_SECONDS", 5.0, minimum=0.1),
+            "OPTIONS": {
+                "socket_connect_timeout": _cache_socket_timeout,
+                "socket_timeout": _cache_socket_timeout,
+            },
         }
     }
 else:
@@ -345,6 +374,19 @@ CELERY_TASK_DEFAULT_QUEUE = MONITOR_QUEUE
 CELERY_TASK_TIME_LIMIT = MONITOR_TASK_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = MONITOR_TASK_TIME_LIMIT - 30
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A batch is acknowledged once done, not when a worker takes it: a worker
+# process that dies mid-batch (killed, out of memory) hands it back to the
+# queue at once, and one that vanishes whole (its box gone) leaves it with
+# Redis, which hands it out again after MONITOR_REDELIVER_SECONDS (default
+# twice the task's time limit: never while a batch may still run; the
+# broker's own default, an hour, came back several rounds late). Each batch
+# carries its claim, so a late copy skips servers a later round took.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+MONITOR_REDELIVER_SECONDS = env.int(
+    "MONITOR_REDELIVER_SECONDS", 2 * MONITOR_TASK_TIME_LIMIT, minimum=1
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": MONITOR_REDELIVER_SECONDS}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"

@@ -137,6 +137,26 @@ def test_insecure_http_turns_them_off() -> None:
             {"DJANGO_DEBUG": "1", "REGISTRY_PUBLIC_ORIGIN": "https://r.example/x"},
             "REGISTRY_PUBLIC_ORIGIN: “https://r.example/x” is not an origin",
         ),
+        (
+            {
+                "DJANGO_DEBUG": "1",
+                "CACHE_URL": "redis://127.0.0.1:6379/9",
+                "CACHE_SOCKET_TIMEOUT": "forever",
+            },
+            "CACHE_SOCKET_TIMEOUT='forever' is not a number",
+        ),
+        (
+            {
+                "DJANGO_DEBUG": "1",
+                "CACHE_URL": "redis://127.0.0.1:6379/9",
+                "CACHE_RETRY_SECONDS": "0",
+            },
+            "CACHE_RETRY_SECONDS='0' must be at least 0.1",
+        ),
+        (
+            {"DJANGO_DEBUG": "1", "MONITOR_REDELIVER_SECONDS": "1h"},
+            "MONITOR_REDELIVER_SECONDS",
+        ),
     ],
 )
 def test_a_malformed_value_stops_start_up_naming_the_variable(
@@ -158,6 +178,40 @@ def check_ids() -> list[str]:
     return sorted(
         message.id for message in run_checks() if message.id.startswith("integrations.")
     )
+
+
+PRINT_DATABASE = """
+import django
+django.setup()
+from django.conf import settings as s
+d = s.DATABASES["default"]
+print(d["NAME"], d["CONN_MAX_AGE"], d["OPTIONS"]["timeout"],
+      d["OPTIONS"]["transaction_mode"], d["OPTIONS"]["init_command"])
+"""
+
+
+def test_sqlite_is_hardened_however_it_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite3"
+    answers = []
+    for env in ({"SQLITE_PATH": str(path)}, {"DATABASE_URL": f"sqlite:///{path}"}):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE")}
+        done = subprocess.run(
+            [sys.executable, "-c", PRINT_DATABASE],
+            env={
+                **clean,
+                **env,
+                "DJANGO_DEBUG": "1",
+                "DJANGO_SETTINGS_MODULE": "pacsbin_integrations.settings",
+            },
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        answers.append(done.stdout)
+    assert answers[0] == answers[1]
+    assert answers[0].startswith(f"{path} 60 20 IMMEDIATE PRAGMA journal_mode=WAL;")
 
 
 def test_no_integration_check_fires_on_a_good_configuration() -> None:

@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import connections, router
+from django.db import InterfaceError, OperationalError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 
@@ -266,8 +266,27 @@ def _fetch(
     connection: BaseDatabaseWrapper, sql: str, params: list[Any]
 ) -> list[tuple[Any, ...]]:
     """Run ``sql`` on the driver's own cursor, with the checks and the error
-    translation of Django's cursor."""
+    translation of Django's cursor.
+
+    Django's cursor first checks that a connection kept from an earlier
+    request still works (CONN_HEALTH_CHECKS), a round trip per request; here
+    a kept connection that fails (the database restarted meanwhile: every
+    worker thread's first answer was a 503) is replaced and the read run
+    once more instead, which costs nothing while the connection is fine."""
     connection.validate_no_broken_transaction()
+    kept = connection.connection is not None
+    try:
+        return _run(connection, sql, params)
+    except (OperationalError, InterfaceError):
+        if not kept or connection.in_atomic_block:
+            raise
+        connection.close()
+        return _run(connection, sql, params)
+
+
+def _run(
+    connection: BaseDatabaseWrapper, sql: str, params: list[Any]
+) -> list[tuple[Any, ...]]:
     connection.ensure_connection()
     with connection.wrap_database_errors:
         cursor = connection.connection.cursor()

@@ -274,16 +274,24 @@ health = extend_schema_view(
         responses={
             200: OpenApiResponse(
                 s.HealthSerializer,
-                description="The database answers.",
-                examples=[OpenApiExample("ok", value={"status": "ok"})],
+                description="The database answers. `cache` is the shared "
+                "cache's state (Redis): when it is `unavailable` the registry "
+                "still answers, counting throttles per process.",
+                examples=[
+                    OpenApiExample("ok", value={"status": "ok", "cache": "ok"}),
+                    OpenApiExample(
+                        "cache down",
+                        value={"status": "ok", "cache": "unavailable"},
+                    ),
+                ],
             ),
             503: OpenApiResponse(
                 s.HealthSerializer,
-                description="The database does not answer.",
+                description="The database does not answer (with `Retry-After`).",
                 examples=[
                     OpenApiExample(
                         "unavailable",
-                        value={"status": "unavailable"},
+                        value={"status": "unavailable", "cache": "ok"},
                         status_codes=[503],
                     )
                 ],

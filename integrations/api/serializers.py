@@ -256,6 +256,7 @@ class AccessAnswerSerializer(serializers.Serializer):
 
 class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    cache = serializers.ChoiceField(choices=["ok", "unavailable"])
 
 
 class DetailSerializer(serializers.Serializer):

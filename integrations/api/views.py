@@ -21,10 +21,10 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer, as_serializer_error
 from rest_framework.views import APIView
 
-from integrations import audit, registry
+from integrations import audit, cache, registry
 from integrations.api import access, schema
 from integrations.api.auth import ApiClient
-from integrations.api.errors import Conflict
+from integrations.api.errors import RETRY_AFTER_SECONDS, Conflict
 from integrations.api.serializers import (
     ApprovedUserSerializer,
     BulkAddResultSerializer,
@@ -94,17 +94,20 @@ class HealthView(APIView):
 
     def get(self, request: Request) -> Response:
         headers = {"Cache-Control": "no-store"}
+        # The cache is reported, never failed on: without it the registry
+        # still answers (throttles count per process meanwhile).
+        cache_state = cache.state()
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
                 cursor.fetchone()
         except DatabaseError:
             return Response(
-                {"status": "unavailable"},
+                {"status": "unavailable", "cache": cache_state},
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers=headers,
+                headers={**headers, "Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        return Response({"status": "ok"}, headers=headers)
+        return Response({"status": "ok", "cache": cache_state}, headers=headers)
 
 
 # --- Management ---------------------------------------------------------------

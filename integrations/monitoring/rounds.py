@@ -95,9 +95,16 @@ def due_ids(now: datetime, limit: int = DUE_PAGE) -> list[int]:
     )
 
 
+def claimed_until(now: datetime) -> datetime:
+    """Where a claim made at ``now`` moves ``next_check_at``: the next round.
+    A batch lost with its worker is claimed again then, and the value is the
+    batch's claim token (``check_batch``'s ``claimed_until``)."""
+    return now + states.interval()
+
+
 def claim(ids: Iterable[int], now: datetime) -> list[int]:
     """The servers of ``ids`` this caller claimed (see the module's doc)."""
-    until = now + states.interval()
+    until = claimed_until(now)
     with transaction.atomic():
         due = ServerHealth.objects.filter(_due(now), pk__in=list(ids))
         if connection.features.has_select_for_update_skip_locked:
@@ -159,17 +166,41 @@ def _probe(health: ServerHealth, origin: str) -> Checked:
     return Checked(result, seconds, timezone.now(), learnt)
 
 
-def check_batch(ids: list[int]) -> BatchReport:
+def check_batch(ids: list[int], claim: datetime | None = None) -> BatchReport:
     """Check the claimed servers ``ids`` (MONITOR_CHECK_THREADS at once),
     record every finished check in bulk, send the alerts. On the task's soft
     time limit the finished ones are recorded and the rest wait for their
-    next turn (their next_check_at was moved by the claim)."""
+    next turn (their next_check_at was moved by the claim).
+
+    ``claim``: the ``claimed_until`` the batch was sent with. A batch the
+    broker hands out again (its worker was lost) checks only the servers
+    still under that claim and not checked since it was made: one a later
+    round claimed again, or whose check was recorded before the
+    acknowledgement was lost, is not checked twice."""
     healths = {
         health.pk: health
         for health in ServerHealth.objects.select_related(
             "server", "server__institution"
         ).filter(pk__in=ids, server__status=DicomWebServer.Status.ACTIVE)
     }
+    if claim is not None:
+        claimed_at = claim - states.interval()
+        stale = [
+            pk
+            for pk, h in healths.items()
+            if h.next_check_at != claim
+            or (h.last_checked_at is not None and h.last_checked_at >= claimed_at)
+        ]
+        if stale:
+            logger.warning(
+                "Skipping %d of %d servers of a batch claimed until %s: claimed "
+                "or checked again since.",
+                len(stale),
+                len(healths),
+                claim.isoformat(),
+            )
+            for pk in stale:
+                del healths[pk]
     if not healths:
         return BatchReport()
     origin = settings.UPLOADER_ORIGINS[0]

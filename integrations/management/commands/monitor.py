@@ -45,7 +45,7 @@ class Command(BaseCommand):
 
     def round(self) -> tuple[list[int], float]:
         started = time.monotonic()
-        claimed = rounds.dispatch(send=tasks.check_batch.delay)
+        claimed = tasks.send_round()
         return claimed, time.monotonic() - started
 
     def once(self, wait: float | None) -> None:
