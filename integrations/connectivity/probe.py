@@ -100,6 +100,7 @@ class Finding:
         message = self.message
         for text in sorted(self.archive_text, key=len, reverse=True):
             if text:
+                message = message.replace(f"“{text}”", ARCHIVE_TEXT_POINTER)
                 message = message.replace(text, ARCHIVE_TEXT_POINTER)
         return message
 
