@@ -336,6 +336,16 @@ MONITOR_TICK_SECONDS = env.number(
 )
 # Consecutive failed checks before an ok server becomes failing (and alerts).
 MONITOR_FAILING_AFTER = env.int("MONITOR_FAILING_AFTER", 2, minimum=1)
+# Flap damping: MONITOR_FLAP_CHANGES state changes within
+# MONITOR_FLAP_WINDOW_HOURS make one "flapping" email, then none until the state
+# has held for MONITOR_FLAP_QUIET_INTERVALS intervals (one "settled" email).
+MONITOR_FLAP_CHANGES = env.int("MONITOR_FLAP_CHANGES", 4, minimum=2)
+MONITOR_FLAP_WINDOW_HOURS = env.number("MONITOR_FLAP_WINDOW_HOURS", 2.0, minimum=0.01)
+MONITOR_FLAP_QUIET_INTERVALS = env.int("MONITOR_FLAP_QUIET_INTERVALS", 3, minimum=1)
+# A later TLS expiry replaces the earliest one seen only when every check for
+# this long saw it (two certificates behind one name warn once, not every
+# other check).
+MONITOR_TLS_WINDOW_HOURS = env.number("MONITOR_TLS_WINDOW_HOURS", 24.0, minimum=0.0)
 
 
 def _emails(name: str) -> list[str]:

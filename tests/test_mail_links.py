@@ -87,7 +87,8 @@ class AlertMail(TestCase):
     def test_the_server_page_link_is_on_the_origin(self) -> None:
         server = make_server(make_institution())
         health, _ = ServerHealth.objects.get_or_create(server=server)
-        alerts.send([Change("failing", health, "ok", "cors_missing", "no header")])
+        alerts.queue([Change("failing", health, "ok", "cors_missing", "no header")])
+        alerts.flush()
         (url,) = links_in(mail.outbox)[1:]  # after the QIDO URL
         self.assertEqual(
             url, f"{ORIGIN}/admin/integrations/dicomwebserver/{server.pk}/change/"

@@ -44,13 +44,16 @@ class FetchError(Exception):
 
     ``kind`` is one of ``blocked``, ``dns``, ``refused``, ``timeout``, ``tls``,
     ``broken``, ``too_large``, ``redirect_loop``, ``redirect_off_origin``; the
-    message is plain words.
+    message is plain words. ``said``: what of the message the other side wrote
+    (the reason a TLS library or a connection gave, which may quote the
+    archive's certificate).
     """
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, said: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.said = said
 
 
 @dataclass
@@ -265,21 +268,25 @@ def _connect_error(url: str, exc: Exception) -> FetchError:
     # NewConnectionError subclasses ConnectTimeoutError in urllib3 2.
     if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
         return FetchError("timeout", f"Connecting to {url} timed out.")
-    return FetchError("refused", f"Could not connect to {url}: {_reason(exc)}.")
+    reason = _reason(exc)
+    return FetchError("refused", f"Could not connect to {url}: {reason}.", (reason,))
 
 
 def _transport_error(url: str, exc: HTTPError) -> FetchError:
+    reason = _reason(exc)
     if isinstance(exc, SSLError):
         return FetchError(
-            "tls", f"The TLS handshake with {url} failed: {_reason(exc)}."
+            "tls", f"The TLS handshake with {url} failed: {reason}.", (reason,)
         )
     if isinstance(exc, ReadTimeoutError):
         return FetchError("timeout", f"{url} did not answer in time.")
     if isinstance(exc, (NewConnectionError, ConnectTimeoutError)):
         return _connect_error(url, exc)
     if isinstance(exc, ProtocolError):
-        return FetchError("broken", f"The connection to {url} broke: {_reason(exc)}.")
-    return FetchError("broken", f"The request to {url} failed: {_reason(exc)}.")
+        return FetchError(
+            "broken", f"The connection to {url} broke: {reason}.", (reason,)
+        )
+    return FetchError("broken", f"The request to {url} failed: {reason}.", (reason,))
 
 
 def _reason(exc: BaseException) -> str:

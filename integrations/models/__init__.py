@@ -14,7 +14,7 @@ from integrations.models.connectivity import (
     storable_findings,
 )
 from integrations.models.keys import ApiKey, ApiKeyManager
-from integrations.models.monitoring import ServerHealth
+from integrations.models.monitoring import MonitoringAlert, ServerHealth
 from integrations.models.onboarding import OnboardingRequest, OnboardingRequestQuerySet
 from integrations.models.registry import (
     EMAIL_ONCE_PER_SERVER,
@@ -37,6 +37,7 @@ __all__ = [
     "MAX_STORED_FINDINGS",
     "MAX_STORED_MESSAGE_LENGTH",
     "SERVER_NAME_UNIQUE",
+    "MonitoringAlert",
     "ServerHealth",
     "ApiKey",
     "ApiKeyManager",

@@ -54,6 +54,10 @@ WRITTEN = [
     "consecutive_failures",
     "last_check_seconds",
     "tls_alert_stage",
+    "tls_later_since",
+    "tls_later_expires_at",
+    "recent_changes",
+    "flapping_since",
 ]
 
 
@@ -117,7 +121,13 @@ def claim(ids: Iterable[int], now: datetime) -> list[int]:
 def dispatch(
     send: Callable[[list[int]], object], now: datetime | None = None
 ) -> list[int]:
-    """Claim every due server and ``send`` them on in batches; the claimed ids."""
+    """Claim every due server and ``send`` them on in batches, then mail the
+    alerts that checks recorded (one digest); the claimed ids.
+
+    Embedded, the batches ran inside ``send``: this round's alerts go now.
+    On Celery the workers record them later, and the next tick mails them,
+    once no new one came for a tick (a round's batches finish close
+    together), so a round is one digest rather than one per batch."""
     now = now or timezone.now()
     enroll(now)
     claimed_all: list[int] = []
@@ -128,7 +138,14 @@ def dispatch(
             send(batch)
         claimed_all += claimed
         if len(ids) < DUE_PAGE:
-            return claimed_all
+            break
+    settle = (
+        timedelta(0)
+        if settings.CELERY_TASK_ALWAYS_EAGER
+        else timedelta(seconds=settings.MONITOR_TICK_SECONDS)
+    )
+    alerts.flush(settle=settle)
+    return claimed_all
 
 
 @dataclass
@@ -168,7 +185,8 @@ def _probe(health: ServerHealth, origin: str) -> Checked:
 
 def check_batch(ids: list[int], claim: datetime | None = None) -> BatchReport:
     """Check the claimed servers ``ids`` (MONITOR_CHECK_THREADS at once),
-    record every finished check in bulk, send the alerts. On the task's soft
+    record every finished check and its alerts in bulk (the dispatcher mails
+    the alerts). On the task's soft
     time limit the finished ones are recorded and the rest wait for their
     next turn (their next_check_at was moved by the claim).
 
@@ -273,15 +291,19 @@ def record(
             ServerHealth.objects.bulk_update(
                 learnt, ["capabilities", "capabilities_learnt_at"]
             )
+        # In the same transaction as the states: a worker that dies before
+        # the commit leaves neither, one that dies after leaves both.
+        alerts.queue(report.changes)
     report.checked = len(rows)
-    alerts.send(report.changes)
     return report
 
 
 def prune(now: datetime | None = None) -> int:
     """Delete monitoring's check rows older than MONITOR_KEEP_DAYS (server-side
-    checks that no person ran), a slice at a time; how many went."""
+    checks that no person ran), a slice at a time, and its alert rows; how
+    many checks went."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.MONITOR_KEEP_DAYS)
+    alerts.prune(cutoff)
     old = ConnectivityCheck.objects.filter(
         created_at__lt=cutoff,
         source=ConnectivityCheck.Source.SERVER,
