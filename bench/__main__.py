@@ -195,6 +195,7 @@ def table(report: dict[str, Any]) -> str:
         header = (
             f"{'wrk':<11}{'access/s':>10}{'health/s':>9}{'ratio':>7}{'rounds':>11}"
             f"{'a p50':>7}{'a p99':>7}{'h p50':>7}{'h p99':>7}"
+            f"{'a CPU µs':>9}{'h CPU µs':>9}{'CPU h/a':>8}"
         )
         lines += ["", header, "-" * len(header)]
         for vendor, row in outside_rows.items():
@@ -205,6 +206,12 @@ def table(report: dict[str, Any]) -> str:
                     f"{row['ratio_min']:>6.2f}-{row['ratio_max']:.2f}"
                     f"{row['access_p50_ms']:>7.2f}{row['access_p99_ms']:>7.2f}"
                     f"{row['health_p50_ms']:>7.2f}{row['health_p99_ms']:>7.2f}"
+                    + (
+                        f"{row['access_cpu_us']:>9.0f}{row['health_cpu_us']:>9.0f}"
+                        f"{row['cpu_ratio']:>8.2f}"
+                        if row.get("cpu_ratio")
+                        else ""
+                    )
                 )
     lines.append("")
     for vendor, result in report["databases"].items():

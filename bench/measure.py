@@ -256,9 +256,19 @@ def measure_outside(key: str, users: int, args: Any) -> dict[str, Any] | None:
     emails_file.write_text("\n".join(emails) + "\n", encoding="utf-8")
     port = free_port()
     server = start_gunicorn(port, 400, args.workdir, sync=True)
+    backends = None
+    database_url = os.environ.get("DATABASE_URL")
+    if database_url:  # the backends on the same server, seen from its own
+        base, _, database = database_url.rpartition("/")
+        backends = outside.postgres_backends(f"{base}/postgres", database)
     try:
         rounds = outside.run_rounds(
-            port, key, emails_file, args.outside_duration, args.outside_rounds
+            port,
+            key,
+            emails_file,
+            args.outside_duration,
+            args.outside_rounds,
+            cpu=outside.server_cpu(server.pid, backends),
         )
     finally:
         server.send_signal(signal.SIGTERM)

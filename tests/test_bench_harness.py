@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -149,7 +153,14 @@ class LoadGeneratorTests(SimpleTestCase):
 
 
 def outside_phase(rps: float, p50: float) -> dict[str, object]:
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p50 * 3, "mean_bytes": 10}
+    cpu_us = 1e6 / rps  # CPU-bound: one core's second over the answers
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p50 * 3,
+        "mean_bytes": 10,
+        "cpu_us": cpu_us,
+    }
 
 
 class OutsideSummaryTests(SimpleTestCase):
@@ -168,6 +179,8 @@ class OutsideSummaryTests(SimpleTestCase):
         self.assertEqual(result["health_rps"], 1000)
         self.assertEqual(result["access_p50_ms"], 2.2)
         self.assertEqual(result["health_p99_ms"], 1.8 * 3)
+        self.assertAlmostEqual(result["cpu_ratio"], 0.9)
+        self.assertAlmostEqual(result["access_cpu_us"], 1e6 / 800)
 
     def test_its_emails_are_distinct_approved_users_of_the_seed(self) -> None:
         emails = outside.approved_emails(30_000, 20_000, random.Random(1))
@@ -239,3 +252,32 @@ class WrkTests(SimpleTestCase):
     def test_a_refused_answer_stops_the_run(self) -> None:
         with self.assertRaisesRegex(SystemExit, "status_errors"):
             outside.run_rounds(self.port, "wrong", self.emails, duration=1, rounds=1)
+
+
+class ServerCpuTests(SimpleTestCase):
+    def test_it_counts_the_cpu_of_the_masters_children(self) -> None:
+        sample = outside.server_cpu(os.getpid())
+        before = sample()
+        burner = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time\nt=time.process_time()\n"
+                "while time.process_time() - t < 0.5: pass\ntime.sleep(5)",
+            ]
+        )
+        self.addCleanup(burner.wait)
+        self.addCleanup(burner.kill)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            used = outside.cpu_used(before, sample())
+            if used >= 0.5:
+                break
+            time.sleep(0.1)
+        self.assertGreaterEqual(used, 0.5)
+        self.assertLess(used, 2.0)
+
+    def test_a_process_started_meanwhile_counts_whole(self) -> None:
+        self.assertAlmostEqual(
+            outside.cpu_used({1: 1.0, 2: 5.0}, {1: 1.5, 3: 0.25}), 0.75
+        )
