@@ -43,7 +43,8 @@ lint: $(VENV)/.dev
 	  $(BIN)/python -m mypy
 
 # The access question against its floor and a bare one-query endpoint, on SQLite
-# and PostgreSQL (see README, "Performance"); QUICK=1: 100,000 users, ~3 minutes.
+# and PostgreSQL, then wrk against it and /api/v1/health through 2 sync workers
+# (see README, "Performance"); QUICK=1: 100,000 users, ~4 minutes.
 bench: $(VENV)/.runtime
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
