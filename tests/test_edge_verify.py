@@ -326,9 +326,12 @@ class ForbiddenTests(VerifyTestCase):
         token = signed(claims_for(self.pacs.pk, email="mallory@evil.example"))
         self.assert_forbidden(self.verify(token))
 
-    def test_a_sub_that_is_no_email_is_a_403(self) -> None:
-        token = signed(claims_for(self.pacs.pk, email="not an email \x00"))
-        self.assert_forbidden(self.verify(token))
+    def test_a_sub_that_is_no_email_is_a_401(self) -> None:
+        for sub in ("not an email \x00", "x" * 5000, "jane@"):
+            with self.subTest(sub=sub[:20]):
+                token = signed(claims_for(self.pacs.pk, email=sub))
+                self.assert_unauthorized(self.verify(token))
+        self.assertEqual(usage.flush(), 1)  # counted without the bad value
 
     def test_a_deleted_server_is_refused(self) -> None:
         self.assert_granted(self.verify())

@@ -169,6 +169,10 @@ def _verify_signature(token: str) -> dict[str, Any]:
         ) from None
     if not all(isinstance(claims.get(name), str) for name in ("iss", "sub", "aud")):
         raise _Refusal(401, "The token's claims are malformed.")
+    try:
+        email_key(claims["sub"])
+    except ValidationError:
+        raise _Refusal(401, "The token's subject is not an email.") from None
     if not isinstance(claims.get("exp"), int | float):
         raise _Refusal(401, "The token's claims are malformed.")
     return claims
@@ -199,7 +203,7 @@ def _approval_key(server_id: int, email: str) -> str:
 def email_key_or_raw(email: str) -> str:
     try:
         return email_key(email)
-    except ValidationError:  # a sub we did not write: it matches no approval
+    except ValidationError:  # never for a verified token (_verify_signature)
         return email
 
 

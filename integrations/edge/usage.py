@@ -24,6 +24,8 @@ from django.utils import timezone
 from integrations.models import ApprovedUser, DicomWebServer, EdgeUsage
 
 FLUSH_SECONDS = 30.0
+# Slots kept while the database cannot take them, before new ones are dropped.
+MAX_SLOTS = 200_000
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +45,10 @@ def record(server_id: int, email: str, granted: bool) -> None:
     """Count one decision; flush when the last flush is FLUSH_SECONDS old."""
     now = timezone.now()
     with _lock:
-        count = _counts.setdefault((server_id, email, now.date()), _Count())
+        slot = (server_id, email, now.date())
+        if slot not in _counts and len(_counts) >= MAX_SLOTS:
+            return
+        count = _counts.setdefault(slot, _Count())
         if granted:
             count.granted += 1
             count.last_used_at = now
