@@ -11,7 +11,7 @@ from unittest import mock
 
 import jwt
 from django.core.cache import cache
-from django.test import TestCase, override_settings
+from django.test import TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
 from integrations import registry
@@ -481,3 +481,31 @@ class SharedCacheTests(VerifyTestCase):
         registry.remove_approved_users(self.pacs, [JANE])
         cache.delete(decisions._generation_key(self.pacs.pk))
         self.assert_forbidden(self.verify())
+
+
+@override_settings(REGISTRY_PUBLIC_ORIGIN=ORIGIN)
+class BackgroundFlushTests(TransactionTestCase):
+    """With no later decision, a timer writes the counts (a quiet day's last
+    use is not left in memory)."""
+
+    def test_a_timer_writes_the_counts_without_another_decision(self) -> None:
+        institution = Institution.objects.create(name="University Hospital")
+        pacs = server(institution, "Gated PACS", emails=[JANE])
+        edge_key = registry.replace_edge_key(pacs)
+        token = tokens.token_for(JANE, pacs.pk).value
+        usage._last_flush = time.monotonic()
+        with (
+            mock.patch.object(usage, "FLUSH_SECONDS", 0.3),
+            mock.patch.object(usage, "BACKGROUND_FLUSH", True),
+        ):
+            response = self.client.get(
+                URL, HTTP_X_EDGE_KEY=edge_key, HTTP_AUTHORIZATION=f"Bearer {token}"
+            )
+            self.assertEqual(response.status_code, 204)
+            self.assertEqual(EdgeUsage.objects.count(), 0)
+            deadline = time.monotonic() + 10
+            while not EdgeUsage.objects.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        row = EdgeUsage.objects.get()
+        self.assertEqual((row.server_id, row.email, row.granted), (pacs.pk, JANE, 1))
+        self.assertIsNone(usage._timer)

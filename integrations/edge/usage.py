@@ -1,10 +1,12 @@
 """The gate's use per (server, email, day): granted and refused decisions.
 
 Never a write per decision: each worker counts in memory and adds its counts
-to the database with one upsert at most every FLUSH_SECONDS (on the next
-decision after that, and when the process exits). A worker killed outright
-loses at most that many seconds of counts; a database that is down keeps
-them in memory for the next try (decisions go on from the cache meanwhile).
+to the database with one upsert at most every FLUSH_SECONDS: on the next
+decision after that, from a background timer when no decision comes (so the
+last use of a quiet day is written too), and when the process exits. A
+worker killed outright loses at most that many seconds of counts; a database
+that is down keeps them in memory for the next try (decisions go on from the
+cache meanwhile).
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ class _Count:
 _counts: dict[tuple[int, str, date], _Count] = {}
 _lock = threading.Lock()
 _last_flush = time.monotonic()
+# The background flush (off in tests: a timer started by one test must not
+# take another test's counts).
+BACKGROUND_FLUSH = True
+_timer: threading.Timer | None = None
 
 
 def record(server_id: int, email: str, granted: bool) -> None:
@@ -56,6 +62,33 @@ def record(server_id: int, email: str, granted: bool) -> None:
             count.refused += 1
     if time.monotonic() - _last_flush >= FLUSH_SECONDS:
         flush()
+    else:
+        _schedule()
+
+
+def _schedule() -> None:
+    """A flush FLUSH_SECONDS from now, unless one is pending."""
+    global _timer
+    if not BACKGROUND_FLUSH or _timer is not None:
+        return
+    with _lock:
+        if _timer is not None:
+            return
+        _timer = threading.Timer(FLUSH_SECONDS, _flush_in_background)
+        _timer.daemon = True
+        _timer.start()
+
+
+def _flush_in_background() -> None:
+    global _timer
+    with _lock:
+        _timer = None
+    try:
+        flush()
+    except Exception:  # a thread's error must not vanish nor kill the worker
+        log.exception("Edge usage: the background flush failed.")
+    finally:
+        connection.close()  # this thread's own connection
 
 
 def flush() -> int:
