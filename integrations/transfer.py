@@ -342,13 +342,11 @@ def _check_servers(
                 f"servers #{number}: unknown institution {server.institution_id!r}."
             )
             continue
-        if not (
-            isinstance(server.edge_key_hash, str)
-            and _KEY_HASH.fullmatch(server.edge_key_hash)
-        ):
+        key_hash: object = server.edge_key_hash  # any JSON value, as read
+        if not (isinstance(key_hash, str) and _KEY_HASH.fullmatch(key_hash)):
             errors.append(
                 f"servers #{number}: edge_key_hash is not a SHA-256 in hex "
-                f"({escaped(server.edge_key_hash, 80)})."
+                f"({escaped(key_hash, 80)})."
             )
             continue
         try:
