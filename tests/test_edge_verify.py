@@ -509,3 +509,24 @@ class BackgroundFlushTests(TransactionTestCase):
         row = EdgeUsage.objects.get()
         self.assertEqual((row.server_id, row.email, row.granted), (pacs.pk, JANE, 1))
         self.assertIsNone(usage._timer)
+
+
+@override_settings(
+    REGISTRY_PUBLIC_ORIGIN=ORIGIN,
+    CACHES={
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Nothing listens there: every cache call fails.
+            "LOCATION": "redis://127.0.0.1:1/11",
+        }
+    },
+)
+class CacheDownTests(VerifyTestCase):
+    """A cache that is down: decisions come from the database, writes go on."""
+
+    def test_decisions_and_revocation_work_without_the_cache(self) -> None:
+        with self.assertLogs("integrations.edge.decisions", "WARNING"):
+            self.assert_granted(self.verify())
+            registry.remove_approved_users(self.pacs, [JANE])
+            self.assert_forbidden(self.verify())
+            self.assert_forbidden(self.verify(edge_key=f"{self.pacs.pk}.wrong"))
