@@ -404,6 +404,25 @@ def patch_nginx(config: str, port: int, cert: Path, key: Path, tls: bool) -> str
     return re.sub(r"ssl_certificate_key \S+;", f"ssl_certificate_key {key};", config)
 
 
+def patch_edge_cache(config: str, folder: Path) -> str:
+    """The gate's decision cache in ``folder`` (the generated path is under
+    /var/cache, for a real install): the one line the configuration marks
+    EDIT for it. The folder's parent is opened to nginx's workers (nobody)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for parent in (folder.parent, *folder.parent.parents):
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+    config, found = re.subn(
+        r"^proxy_cache_path \S+ ",
+        f"proxy_cache_path {folder} ",
+        config,
+        flags=re.MULTILINE,
+    )
+    assert found == 1, config
+    return config
+
+
 @contextmanager
 def nginx(tmp: Path, site: str, *, tls: bool = False) -> Iterator[str]:
     """nginx serving the (patched) site configuration; yields its base URL."""
