@@ -52,9 +52,10 @@ SERVER_FIELDS = [
     "created_at",
     "updated_at",
 ]
-APPROVED_USER_FIELDS = ["id", "server_id", "email", "created_at"]
+APPROVED_USER_FIELDS = ["id", "server_id", "email", "created_at", "expires_at"]
 # Fields an export made before they existed lacks, and their value then.
-SERVER_FIELDS_ADDED = {"pacsbin_proxy": None}
+SERVER_FIELDS_ADDED = {"pacsbin_proxy": None, "edge_enforced": False}
+APPROVED_USER_FIELDS_ADDED = {"expires_at": None}
 CSV_COLUMNS = ["server_id", "institution", "server", "email", "created_at"]
 STREAM_CHUNK = 10_000
 
@@ -205,8 +206,8 @@ def _parse_rows(
         for key in ("id", "institution_id", "server_id"):
             if key in row and (type(row[key]) is not int or row[key] < 1):
                 raise TransferError(f"{name} #{number}: bad {key} {row[key]!r}.")
-        for key in ("created_at", "updated_at"):
-            if key in row:
+        for key in ("created_at", "updated_at", "expires_at"):
+            if key in row and not (key == "expires_at" and row[key] is None):
                 when = parse_datetime(str(row[key]))
                 if when is None:
                     raise TransferError(f"{name} #{number}: bad {key} {row[key]!r}.")
@@ -251,7 +252,12 @@ def import_json(stream: IO[str]) -> ImportResult:
         servers, {institution.pk for institution in institutions}
     )
     users, user_errors = _build_approved_users(
-        _parse_rows(document, "approved_users", APPROVED_USER_FIELDS),
+        _parse_rows(
+            document,
+            "approved_users",
+            APPROVED_USER_FIELDS,
+            added=APPROVED_USER_FIELDS_ADDED,
+        ),
         {server.pk for server in servers},
     )
     errors += user_errors
@@ -374,6 +380,7 @@ def _build_approved_users(
                 email=email,
                 email_key=key[1],
                 created_at=row["created_at"],
+                expires_at=row["expires_at"],
             )
         )
     return users, errors

@@ -746,3 +746,35 @@ def describe_pacsbin_proxy(settings: Any) -> str:
             300,
         )
     return printable(json.dumps(settings, ensure_ascii=True), 300)
+
+
+def load_signing_key(pem: str) -> Any:
+    """The ES256 (EC P-256) private key of a PEM text; ValueError saying why
+    not. A PEM pasted into one environment line with ``\\n`` escapes works."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    text = pem.strip()
+    if "\n" not in text and "\\n" in text:
+        text = text.replace("\\n", "\n")
+    try:
+        key = load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise ValueError(
+            "not a PEM private key without a password (expected "
+            "'-----BEGIN PRIVATE KEY-----' or '-----BEGIN EC PRIVATE KEY-----')."
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
+        key.curve, ec.SECP256R1
+    ):
+        raise ValueError("not an EC P-256 key: ES256 tokens need one.")
+    return key
+
+
+def signing_key_problem(pem: str) -> str | None:
+    """Why ``pem`` cannot sign edge tokens, or None (settings' start-up check)."""
+    try:
+        load_signing_key(pem)
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -12,7 +12,11 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from integrations.validators import normalize_email, normalize_origin
+from integrations.validators import (
+    normalize_email,
+    normalize_origin,
+    signing_key_problem,
+)
 from pacsbin_integrations.env import Env
 
 env = Env()
@@ -314,6 +318,26 @@ MONITOR_TASK_TIME_LIMIT = env.int("MONITOR_TASK_TIME_LIMIT", 300, minimum=60)
 MONITOR_QUEUE = env.str("MONITOR_QUEUE", "monitoring")
 # /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
 METRICS_TOKEN = env.secret("METRICS_TOKEN")
+
+# The gate (README "The gate"): seconds an edge token lives (exp - iat); how
+# long an edge may cache a decision (so revocation reaches it within this);
+# how long an edge may serve cached decisions while the registry is
+# unreachable (0: closed at once).
+EDGE_TOKEN_LIFETIME = env.int("EDGE_TOKEN_LIFETIME", 600, minimum=1)
+if EDGE_TOKEN_LIFETIME > 3600:
+    raise ImproperlyConfigured(
+        f"EDGE_TOKEN_LIFETIME={EDGE_TOKEN_LIFETIME} must be at most 3600 (seconds)."
+    )
+EDGE_CACHE_SECONDS = env.int("EDGE_CACHE_SECONDS", 30, minimum=1)
+EDGE_GRACE_SECONDS = env.int("EDGE_GRACE_SECONDS", 300, minimum=0)
+# The ES256 (P-256) private key that signs edge tokens, PEM, or from the file
+# EDGE_SIGNING_KEY_FILE. Unset: the embedded default, a key made on first use
+# and kept in the database (`manage.py rotate_edge_signing_key` replaces it).
+EDGE_SIGNING_KEY = env.secret("EDGE_SIGNING_KEY")
+if EDGE_SIGNING_KEY:
+    _problem = signing_key_problem(EDGE_SIGNING_KEY)
+    if _problem:
+        raise ImproperlyConfigured(f"EDGE_SIGNING_KEY: {_problem}")
 
 # Celery (read by pacsbin_integrations/celery.py, namespace CELERY_).
 _broker = env.str("CELERY_BROKER_URL")

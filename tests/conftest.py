@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from integrations.api.auth import forget_keys
+from integrations.edge import keys as edge_keys
+from integrations.edge import tokens as edge_tokens
 from tests import peers
 
 
@@ -27,8 +29,17 @@ def _no_remembered_keys() -> Iterator[None]:
     """Each test looks its API keys up afresh: workers remember them for a
     few seconds (auth.KEY_CACHE_SECONDS), tests roll the database back."""
     forget_keys()
+    _forget_edge()
     yield
     forget_keys()
+    _forget_edge()
+
+
+def _forget_edge() -> None:
+    """The gate's signing keys and tokens, remembered per worker, came from a
+    database the test rolls back."""
+    edge_keys.forget()
+    edge_tokens.forget()
 
 
 @pytest.fixture(scope="session")

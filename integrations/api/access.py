@@ -35,6 +35,7 @@ from integrations.api.auth import (
 )
 from integrations.api.throttling import AccessThrottle
 from integrations.connectivity import capabilities
+from integrations.edge import tokens
 from integrations.models import DicomWebServer
 from integrations.validators import email_key, normalize_email
 
@@ -232,7 +233,7 @@ def format_asked(request: HttpRequest) -> str:
     return fmt
 
 
-FIELDS = ("id", "name", "institution__name", "qido_url", "wado_url")
+FIELDS = ("id", "name", "institution__name", "qido_url", "wado_url", "edge_enforced")
 
 
 def rows(email: str) -> list[dict[str, Any]]:
@@ -318,10 +319,20 @@ def answer(email: str, fmt: str = "json") -> dict[str, Any]:
             "institution": row["institution__name"],
             "qido_url": row["qido_url"],
             "wado_url": row["wado_url"],
+            **edge_token(email, row),
         }
         for row in rows(email)
     ]
     return {"email": email, "servers": servers}
+
+
+def edge_token(email: str, row: dict[str, Any]) -> dict[str, str]:
+    """For a server whose edge enforces the gate, the token its edge wants
+    (reused while more than half its life is left: edge/tokens.py)."""
+    if not row["edge_enforced"]:
+        return {}
+    token = tokens.token_for(email, row["id"])
+    return {"access_token": token.value, "access_token_expires_at": token.expires_at}
 
 
 def ohif_servers(email: str) -> list[dict[str, Any]]:
@@ -337,6 +348,8 @@ def ohif_servers(email: str) -> list[dict[str, Any]]:
             "qido_url": row["qido_url"],
             "wado_url": row["wado_url"],
             "capabilities": row["health__capabilities"],
+            # Carried into the data source by ohif_answer (OHIF's own way).
+            **edge_token(email, row),
         }
         for row in found
     ]

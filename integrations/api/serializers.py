@@ -189,6 +189,12 @@ class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
         "HTTP auth): CORS must then echo the origin with "
         "Access-Control-Allow-Credentials.",
     )
+    edge_enforced = StrictBooleanField(
+        required=False,
+        help_text="The archive's edge refuses every DICOMweb request without a "
+        "registry token for a user approved here; the access answer then "
+        "carries access_token for this server (see the gate).",
+    )
 
     class Meta:
         model = DicomWebServer
@@ -210,7 +216,7 @@ class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
 class ApprovedUserSerializer(serializers.ModelSerializer):
     class Meta:
         model = ApprovedUser
-        fields = ["id", "email", "created_at"]
+        fields = ["id", "email", "created_at", "expires_at"]
         read_only_fields = fields
 
 

@@ -13,6 +13,7 @@ from integrations.models.connectivity import (
     ConnectivityCheckManager,
     storable_findings,
 )
+from integrations.models.edge import EdgeSigningKey, EdgeUsage
 from integrations.models.keys import ApiKey, ApiKeyManager
 from integrations.models.monitoring import ServerHealth
 from integrations.models.onboarding import OnboardingRequest, OnboardingRequestQuerySet
@@ -47,6 +48,8 @@ __all__ = [
     "ConnectivityCheckManager",
     "DicomWebServer",
     "DicomWebServerQuerySet",
+    "EdgeSigningKey",
+    "EdgeUsage",
     "Institution",
     "OnboardingRequest",
     "OnboardingRequestQuerySet",

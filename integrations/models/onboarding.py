@@ -134,6 +134,7 @@ class OnboardingRequest(models.Model):
     pacsbin_proxy = models.JSONField(
         "Pacsbin's proxy settings", null=True, blank=True, default=None
     )
+    edge_enforced = models.BooleanField("enforced at the archive's edge", default=False)
     notes = models.TextField(blank=True)
     emails_to_add = models.JSONField(default=list, blank=True)
     emails_to_remove = models.JSONField(default=list, blank=True)
@@ -174,6 +175,7 @@ class OnboardingRequest(models.Model):
         "cors_mode": ("server", "cors_mode"),
         "needs_credentials": ("server", "needs_credentials"),
         "pacsbin_proxy": ("server", "pacsbin_proxy"),
+        "edge_enforced": ("server", "edge_enforced"),
     }
 
     def live_values(self, row: str) -> dict[str, Any]:
