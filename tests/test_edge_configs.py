@@ -8,10 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import TestCase
 
 from integrations.connectivity import pacsbinproxy, proxyconfig
 from integrations.models import DicomWebServer, Institution
 from tests import peers
+from tests.api_helpers import key_header
+from tests.factories import api_key, make_institution, make_server
 
 KEY = "12.s3cr3t-edge-KEY_value"
 REGISTRY = "https://registry.example"
@@ -290,3 +294,50 @@ class TestTheToolsAcceptTheGatedConfigurations:
             [peers.APACHE, "-t", "-f", str(main)], capture_output=True, text=True
         )
         assert result.returncode == 0, result.stderr
+
+
+class TestWhatPagesShowForAProxiedServer:
+    def test_the_gates_nginx_and_caddy_are_shown_beside_config_jsonc(self) -> None:
+        view = proxyconfig.pacsbin_view(proxied_server_for())
+        assert view.config and not view.refused
+        assert [kind for kind, _text in view.gate] == ["nginx", "caddy"]
+        for _kind, text in view.gate:
+            assert proxyconfig.EDGE_KEY_PLACEHOLDER in text
+
+    def test_not_enforced_there_is_no_gate(self) -> None:
+        assert proxyconfig.pacsbin_view(proxied_server_for(enforced=False)).gate == []
+
+
+class TheRegistryNeverShowsAKey(TestCase):
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.admin = get_user_model().objects.create_superuser("admin", "a@b.example")
+        cls.key, cls.raw = api_key("deploy-bot", "manage")
+        cls.server = make_server(make_institution(), "Gated PACS")
+        DicomWebServer.objects.filter(pk=cls.server.pk).update(edge_enforced=True)
+
+    def test_the_api_gives_the_gated_configurations_with_the_placeholder(
+        self,
+    ) -> None:
+        for kind, mark in [("nginx", "auth_request"), ("caddy", "forward_auth")]:
+            response = self.client.get(
+                f"/api/v1/servers/{self.server.pk}/proxy-config/{kind}",
+                **key_header(self.raw),
+            )
+            assert response.status_code == 200
+            text = response.content.decode()
+            assert mark in text and proxyconfig.EDGE_KEY_PLACEHOLDER in text
+        apache = self.client.get(
+            f"/api/v1/servers/{self.server.pk}/proxy-config/apache",
+            **key_header(self.raw),
+        )
+        assert apache.status_code == 200
+        assert "cannot enforce" in apache.content.decode()
+
+    def test_the_admin_server_page_shows_the_gate_with_the_placeholder(self) -> None:
+        self.client.force_login(self.admin)
+        page = self.client.get(
+            f"/admin/integrations/dicomwebserver/{self.server.pk}/change/"
+        ).content.decode()
+        assert "auth_request /_pacsbin_edge_verify;" in page
+        assert proxyconfig.EDGE_KEY_PLACEHOLDER in page

@@ -65,6 +65,8 @@ class PacsbinProxyView:
     refused: str = ""
     sheet: list[str] = field(default_factory=list)
     alternatives: list[tuple[str, str]] = field(default_factory=list)
+    # Edge enforcement on: the gate's nginx and Caddy in front of the proxy.
+    gate: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _settings(server: DicomWebServer) -> dict[str, Any]:
@@ -183,7 +185,7 @@ def _write(
 ) -> str:
     w = _Writer()
     mode = settings["mode"]
-    gated = bool(getattr(server, "edge_enforced", False))
+    gated = server.edge_enforced
     tls = public.scheme == "https" and not gated
     public_port = public.port or (443 if tls else 80)
     w.comment(

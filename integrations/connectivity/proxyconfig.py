@@ -193,7 +193,7 @@ class Gate:
 
 
 def is_enforced(server: DicomWebServer) -> bool:
-    return bool(getattr(server, "edge_enforced", False))
+    return bool(server.edge_enforced)
 
 
 def gate_for(server: DicomWebServer, edge_key: str | None) -> Gate:
@@ -287,7 +287,11 @@ def pacsbin_view(server: DicomWebServer) -> PacsbinProxyView:
     sheet = pacsbinproxy.archive_sheet(server)
     try:
         config = pacsbinproxy.render(server, allowed_origins())
-        return PacsbinProxyView(config=config, sheet=sheet)
+        gate: list[tuple[str, str]] = []
+        if is_enforced(server):
+            gate, _refused = render_reverse_proxies(server)
+            gate = [(kind, text) for kind, text in gate if kind != "apache"]
+        return PacsbinProxyView(config=config, sheet=sheet, gate=gate)
     except pacsbinproxy.ProxyConfigRefused as exc:
         refused = str(exc)
     alternatives: list[tuple[str, str]] = []
@@ -300,6 +304,7 @@ def pacsbin_view(server: DicomWebServer) -> PacsbinProxyView:
             qido_url=settings.get("forward_qido_url", ""),
             wado_url=settings.get("forward_wado_url", ""),
             needs_credentials=server.needs_credentials,
+            edge_enforced=server.edge_enforced,
         )
         alternatives, _refused = render_reverse_proxies(archive)
     return PacsbinProxyView(refused=refused, sheet=sheet, alternatives=alternatives)
