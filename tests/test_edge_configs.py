@@ -163,6 +163,14 @@ class TestWhatTheNginxGateSays:
             "No proxy_cache_use_stale here", ""
         )
 
+    def test_the_verify_location_buffers_so_that_nginx_caches_at_all(self) -> None:
+        # The server block's proxy_buffering off turns proxy_cache off.
+        config = proxyconfig.render(server_for(), "nginx")
+        verify = config[config.index("location = /_pacsbin_edge_verify") :]
+        verify = verify[: verify.index("\n    }")]
+        assert "proxy_buffering on;" in verify
+        assert "proxy_cache pacsbin_edge_12;" in verify
+
     def test_the_cache_is_declared_once_at_http_level_where_nginx_can_write(
         self,
     ) -> None:
