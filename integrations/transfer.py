@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_datetime
 from simple_history.utils import bulk_create_with_history
 
 from integrations import audit, registry
+from integrations.edge import decisions
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
     INSTITUTION_NAME_UNIQUE,
@@ -290,6 +291,8 @@ def import_json(stream: IO[str]) -> ImportResult:
                         **history,
                     )
         _reset_sequences()
+        for server in servers:  # ids a wiped registry's cache may still know
+            decisions.invalidate(server.pk)
     return ImportResult(len(institutions), len(servers), len(users))
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 from integrations.api.auth import forget_keys
+from integrations.edge import decisions as edge_decisions
 from integrations.edge import keys as edge_keys
 from integrations.edge import tokens as edge_tokens
+from integrations.edge import usage as edge_usage
 from tests import peers
 
 
@@ -36,10 +38,12 @@ def _no_remembered_keys() -> Iterator[None]:
 
 
 def _forget_edge() -> None:
-    """The gate's signing keys and tokens, remembered per worker, came from a
-    database the test rolls back."""
+    """The gate's signing keys, tokens, verified tokens, cached decisions and
+    usage counts, kept per worker, came from a database the test rolls back."""
     edge_keys.forget()
     edge_tokens.forget()
+    edge_decisions.forget(fresh_cache=True)
+    edge_usage.forget()
 
 
 @pytest.fixture(scope="session")

@@ -438,7 +438,8 @@ class ApprovedUserApiTests(ManagementTestCase):
         body = self.get(self.url()).json()
         self.assertEqual(body["count"], 3)
         self.assertEqual(
-            set(body["results"][0]), {"id", "email", "created_at", "expires_at"}
+            set(body["results"][0]),
+            {"id", "email", "created_at", "expires_at", "last_used_at"},
         )
         found = self.get(self.url(), {"search": "D@Y.EX"}).json()
         self.assertEqual([u["email"] for u in found["results"]], ["c.d@y.example"])

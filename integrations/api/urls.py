@@ -18,6 +18,12 @@ urlpatterns = [
     path("v1/access", views.access_question, name="access"),
     path("v1/health", views.HealthView.as_view(), name="health"),
     path("v1/edge/jwks.json", edge_views.jwks, name="edge-jwks"),
+    path("v1/edge/verify", edge_views.verify, name="edge-verify"),
+    path(
+        "v1/servers/<int:server_id>/edge-key",
+        edge_views.EdgeKeyView.as_view(),
+        name="edge-key",
+    ),
     path(
         "v1/servers/<int:server_id>/approved-users/",
         views.ApprovedUserListView.as_view(),

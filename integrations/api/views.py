@@ -32,6 +32,7 @@ from integrations.api.serializers import (
     DicomWebServerSerializer,
     InstitutionSerializer,
 )
+from integrations.edge import usage
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
     ApprovedUser,
@@ -218,9 +219,9 @@ class ApprovedUserListView(ServerChildMixin, generics.ListAPIView):
     permission_model = ApprovedUser
 
     def get_queryset(self) -> QuerySet[ApprovedUser]:
-        users = ApprovedUser.objects.filter(server=self.get_server()).order_by(
-            "email_key", "pk"
-        )
+        users = usage.with_last_used(
+            ApprovedUser.objects.filter(server=self.get_server())
+        ).order_by("email_key", "pk")
         search = _query_text(self.request, "search")
         if search:
             users = users.filter(email_key__contains=search.lower())
