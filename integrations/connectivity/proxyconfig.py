@@ -830,12 +830,3 @@ def _caddy_archive_credentials(server: DicomWebServer) -> list[str]:
 
 
 _RENDERERS = {"nginx": _nginx, "apache": _apache, "caddy": _caddy}
-
-
-def render_gated(server: DicomWebServer, edge_key: str) -> dict[str, str]:
-    """The nginx and Caddy configurations with the gate and ``edge_key`` in
-    place (what ``POST …/edge-key`` answers).
-
-    TODO(edgecfg): a stand-in until the edge helper's gated configurations
-    are merged (keep theirs): the plain configurations, no gate yet."""
-    return {kind: render(server, kind) for kind in ("nginx", "caddy")}
