@@ -7,12 +7,15 @@ set it fails it, so CI can never pass by skipping.
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -404,18 +407,18 @@ def patch_nginx(config: str, port: int, cert: Path, key: Path, tls: bool) -> str
     return re.sub(r"ssl_certificate_key \S+;", f"ssl_certificate_key {key};", config)
 
 
-def patch_edge_cache(config: str, folder: Path) -> str:
-    """The gate's decision cache in ``folder`` (the generated path is under
-    /var/cache, for a real install): the one line the configuration marks
-    EDIT for it. The folder's parent is opened to nginx's workers (nobody)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for parent in (folder.parent, *folder.parent.parents):
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
+def patch_edge_cache(config: str) -> str:
+    """The gate's decision cache in a folder of its own (the generated path
+    is under /var/cache, for a real install): the one line the configuration
+    marks EDIT for it. Outside pytest's temporary folders: nginx's workers
+    (nobody) must reach it, and every pytest session that starts makes
+    /tmp/pytest-of-<user> private again. Removed when the tests end."""
+    folder = Path(tempfile.mkdtemp(prefix="pacsbin-edge-cache-"))
+    folder.chmod(0o711)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     config, found = re.subn(
         r"^proxy_cache_path \S+ ",
-        f"proxy_cache_path {folder} ",
+        f"proxy_cache_path {folder / 'cache'} ",
         config,
         flags=re.MULTILINE,
     )

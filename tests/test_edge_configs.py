@@ -276,7 +276,7 @@ class TestTheToolsAcceptTheGatedConfigurations:
             proxyconfig.render_gated(server, KEY)["nginx"],
             proxyconfig.render(proxied_server_for(), "nginx"),
         ):
-            site = peers.patch_edge_cache(config, tmp_path / "edge-cache")
+            site = peers.patch_edge_cache(config)
             result = peers.nginx_syntax(tmp_path, site)
             assert result.returncode == 0, result.stderr
 

@@ -481,7 +481,7 @@ class TestHostileGated:
             ]
             for config in configs:
                 if kind == "nginx":
-                    site = peers.patch_edge_cache(config, tmp_path / "edge-cache")
+                    site = peers.patch_edge_cache(config)
                     result = peers.nginx_syntax(tmp_path, site)
                 else:
                     result = peers.caddy_validate(config, tmp_path)
