@@ -30,6 +30,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from integrations.connectivity import pacsbinproxy
 from tests import peers, served
 
 pytestmark = pytest.mark.peers
@@ -561,3 +562,78 @@ class TestSigningKeyRotation:
                 issuer=registry.origin,
             )
             assert claims["sub"] == "old@hospital.example"
+
+
+class TestBehindPacsbinsProxy:
+    def test_the_gates_nginx_in_front_of_the_proxy_enforces_it(
+        self,
+        world: World,
+        orthanc_dimse: peers.Orthanc,
+        pacsbin_proxy_entry: Path,
+        tmp_path: Path,
+    ) -> None:
+        aet, dimse_port = "PXGATE" + secrets.token_hex(3).upper(), peers.free_port()
+        made = world.registry.api(
+            "POST",
+            "/servers/",
+            {
+                "institution": world.registry.institution,
+                "name": "DIMSE PACS behind the gate",
+                "qido_url": "https://pacs-proxy.hospital.example",
+                "wado_url": "https://pacs-proxy.hospital.example",
+                "status": "active",
+                "cors_mode": "dimse_proxy",
+                "edge_enforced": True,
+                "pacsbin_proxy": {
+                    "mode": "dimse",
+                    "archive_ae_title": orthanc_dimse.aet,
+                    "archive_host": "127.0.0.1",
+                    "archive_port": orthanc_dimse.dicom_port,
+                    "proxy_ae_title": aet,
+                    "proxy_dimse_port": dimse_port,
+                },
+            },
+        )
+        assert made.status == 201, made.body
+        server = int(json.loads(made.body)["id"])
+        gate = world.registry.edge_key(server)["configs"]["nginx"]
+        config = world.registry.api("GET", f"/servers/{server}/proxy-config/pacsbin")
+        assert config.status == 200
+        jsonc = config.body.decode()
+        behind = f'"webserverPort": {pacsbinproxy.BEHIND_GATE_PORT},'
+        assert behind in jsonc
+        # Only the ports change: the proxy's and, in nginx, where it points.
+        proxy_port = peers.free_port()
+        upstream = f"http://127.0.0.1:{pacsbinproxy.BEHIND_GATE_PORT}/"
+        assert f'proxy_pass "{upstream}";' in gate
+        gate = gate.replace(upstream, f"http://127.0.0.1:{proxy_port}/")
+        email = "dimse-reader@hospital.example"
+        world.registry.approve(server, email)
+        token = world.registry.token(email, server)
+        orthanc_dimse.register_modality(aet, aet, "127.0.0.1", dimse_port)
+        try:
+            with (
+                peers.pacsbin_proxy(
+                    pacsbin_proxy_entry,
+                    tmp_path,
+                    jsonc,
+                    port=proxy_port,
+                    dimse_port=dimse_port,
+                ),
+                ExitStack() as stack,
+            ):
+                edge = start_nginx(stack, tmp_path / "gate", gate)
+                found = request(f"{edge}/studies?limit=1", headers=bearer(token))
+                assert found.status == 200, found.body[:500]
+                assert found.cors == ORIGIN
+                uid = json.loads(found.body)[0]["0020000D"]["Value"][0]
+                assert uid in orthanc_dimse.study_uids
+                refused = request(f"{edge}/studies?limit=1")
+                assert refused.status == 401 and refused.cors == ORIGIN
+                other = world.registry.token("kid@hospital.example", world.server)
+                assert (
+                    request(f"{edge}/studies?limit=1", headers=bearer(other)).status
+                    == 403
+                )
+        finally:
+            orthanc_dimse.unregister_modality(aet)
