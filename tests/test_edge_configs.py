@@ -246,6 +246,9 @@ class TestBehindPacsbinsProxy:
         )
         assert "auth_request /_pacsbin_edge_verify;" in config
         assert "firewall that port" in config
+        # The registered URLs stay the proxy's public address.
+        assert "(pacs-proxy.hospital.example): use that as the server" in config
+        assert "Register the proxy's URLs" not in config
 
     def test_the_proxy_moves_to_the_port_behind_the_gate_without_tls(self) -> None:
         text = proxyconfig.render(proxied_server_for(), "pacsbin")

@@ -404,9 +404,19 @@ def _header(
         "Pacsbin's uploader needs.",
         f"1. Edit the server name ({PROXY_NAME}), the port and the certificate paths.",
         f"2. {reload}",
-        "3. Register the proxy's URLs for this server in the registry:",
-        f"     QIDO URL: https://{PROXY_NAME}{qido.prefix.rstrip('/')}",
-        f"     WADO URL: https://{PROXY_NAME}{wado.prefix.rstrip('/')}",
+        *(
+            [
+                "3. It takes the address the registry gives for this server "
+                f"({urlsplit(server.qido_url).netloc}): use that as the server "
+                "name, and keep the registered URLs.",
+            ]
+            if gate and behind_pacsbin_proxy(server)
+            else [
+                "3. Register the proxy's URLs for this server in the registry:",
+                f"     QIDO URL: https://{PROXY_NAME}{qido.prefix.rstrip('/')}",
+                f"     WADO URL: https://{PROXY_NAME}{wado.prefix.rstrip('/')}",
+            ]
+        ),
         f"Allowed origins: {', '.join(origins)}.",
         "The archive needs browser credentials: "
         + (
