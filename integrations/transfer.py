@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,12 +51,21 @@ SERVER_FIELDS = [
     "id",
     "institution_id",
     *DicomWebServer.EDITABLE_FIELDS,
+    # The edge key's hash (never the key): a restored registry keeps its
+    # edges working.
+    "edge_key_hash",
+    "edge_key_created_at",
     "created_at",
     "updated_at",
 ]
 APPROVED_USER_FIELDS = ["id", "server_id", "email", "created_at", "expires_at"]
 # Fields an export made before they existed lacks, and their value then.
-SERVER_FIELDS_ADDED = {"pacsbin_proxy": None, "edge_enforced": False}
+SERVER_FIELDS_ADDED = {
+    "pacsbin_proxy": None,
+    "edge_enforced": False,
+    "edge_key_hash": "",
+    "edge_key_created_at": None,
+}
 APPROVED_USER_FIELDS_ADDED = {"expires_at": None}
 CSV_COLUMNS = ["server_id", "institution", "server", "email", "created_at"]
 STREAM_CHUNK = 10_000
@@ -186,6 +196,10 @@ def _keeping_timestamps(*models_: type[models.Model]) -> Iterator[None]:
             field.auto_now, field.auto_now_add = auto_now, auto_now_add
 
 
+_NULLABLE_TIMES = ("expires_at", "edge_key_created_at")
+_KEY_HASH = re.compile(r"([0-9a-f]{64})?")
+
+
 def _parse_rows(
     document: dict[str, Any],
     name: str,
@@ -207,8 +221,8 @@ def _parse_rows(
         for key in ("id", "institution_id", "server_id"):
             if key in row and (type(row[key]) is not int or row[key] < 1):
                 raise TransferError(f"{name} #{number}: bad {key} {row[key]!r}.")
-        for key in ("created_at", "updated_at", "expires_at"):
-            if key in row and not (key == "expires_at" and row[key] is None):
+        for key in ("created_at", "updated_at", *_NULLABLE_TIMES):
+            if key in row and not (key in _NULLABLE_TIMES and row[key] is None):
                 when = parse_datetime(str(row[key]))
                 if when is None:
                     raise TransferError(f"{name} #{number}: bad {key} {row[key]!r}.")
@@ -326,6 +340,13 @@ def _check_servers(
         if server.institution_id not in institution_ids:
             errors.append(
                 f"servers #{number}: unknown institution {server.institution_id!r}."
+            )
+            continue
+        key_hash: object = server.edge_key_hash  # any JSON value, as read
+        if not (isinstance(key_hash, str) and _KEY_HASH.fullmatch(key_hash)):
+            errors.append(
+                f"servers #{number}: edge_key_hash is not a SHA-256 in hex "
+                f"({escaped(key_hash, 80)})."
             )
             continue
         try:

@@ -44,6 +44,7 @@ def _forget_edge() -> None:
     edge_tokens.forget()
     edge_decisions.forget(fresh_cache=True)
     edge_usage.forget()
+    edge_usage.BACKGROUND_FLUSH = False
 
 
 @pytest.fixture(scope="session")

@@ -89,7 +89,11 @@ class AccessTokenTests(TestCase):
         self.assertEqual(claims["aud"], f"pacsbin-edge:{self.gated.pk}")
         self.assertEqual(claims["exp"] - claims["iat"], 600)
         self.assertTrue(claims["jti"])
-        self.assertLessEqual(abs(claims["iat"] - time.time()), 5)
+        # iat is the start of the current window (half a lifetime): the token
+        # has at least half its life left when handed out.
+        self.assertLessEqual(0, time.time() - claims["iat"])
+        self.assertLessEqual(time.time() - claims["iat"], 300 + 1)
+        self.assertGreaterEqual(claims["exp"] - time.time(), 300 - 1)
 
     def test_the_header_names_es256_and_the_rfc_7638_thumbprint(self) -> None:
         token = self.servers()["Gated PACS"]["access_token"]
@@ -137,15 +141,33 @@ class AccessTokenTests(TestCase):
         self,
     ) -> None:
         first = self.ask()
-        tokens.forget()
-        response = self.client.get(
-            URL,
-            {"email": JANE},
-            HTTP_IF_NONE_MATCH=first["ETag"],
-            **key_header(self.raw),
-        )
+        later = time.time() + 301
+        with mock.patch("integrations.edge.tokens.time.time", return_value=later):
+            response = self.ask(HTTP_IF_NONE_MATCH=first["ETag"])
         self.assertEqual(response.status_code, 200)
         self.assertNotEqual(response["ETag"], first["ETag"])
+
+    def test_every_worker_mints_the_same_token_so_the_etag_holds_across_them(
+        self,
+    ) -> None:
+        first = self.ask()
+        tokens.forget()  # another worker: nothing remembered
+        again = self.ask(HTTP_IF_NONE_MATCH=first["ETag"])
+        self.assertEqual(again.status_code, 304)
+        self.assertEqual(again["ETag"], first["ETag"])
+
+    def test_tokens_of_one_window_are_identical_and_of_the_next_differ(self) -> None:
+        key = keys.current()
+        now = 1_800_000_000
+        start = tokens.window_start(now, 600)
+        same = {tokens.mint(JANE, 7, key, start + offset).value for offset in (0, 299)}
+        self.assertEqual(len(same), 1)
+        self.assertNotEqual(tokens.mint(JANE, 7, key, start + 300).value, same.pop())
+        claims = jwt.decode(
+            tokens.mint(JANE, 7, key, start + 10).value,
+            options={"verify_signature": False},
+        )
+        self.assertEqual((claims["iat"], claims["exp"]), (start, start + 600))
 
     def test_each_user_and_server_gets_its_own_token(self) -> None:
         other = "john.roe@university.example"

@@ -11,7 +11,7 @@ from unittest import mock
 
 import jwt
 from django.core.cache import cache
-from django.test import TestCase, override_settings
+from django.test import TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 
 from integrations import registry
@@ -326,9 +326,12 @@ class ForbiddenTests(VerifyTestCase):
         token = signed(claims_for(self.pacs.pk, email="mallory@evil.example"))
         self.assert_forbidden(self.verify(token))
 
-    def test_a_sub_that_is_no_email_is_a_403(self) -> None:
-        token = signed(claims_for(self.pacs.pk, email="not an email \x00"))
-        self.assert_forbidden(self.verify(token))
+    def test_a_sub_that_is_no_email_is_a_401(self) -> None:
+        for sub in ("not an email \x00", "x" * 5000, "jane@"):
+            with self.subTest(sub=sub[:20]):
+                token = signed(claims_for(self.pacs.pk, email=sub))
+                self.assert_unauthorized(self.verify(token))
+        self.assertEqual(usage.flush(), 1)  # counted without the bad value
 
     def test_a_deleted_server_is_refused(self) -> None:
         self.assert_granted(self.verify())
@@ -478,3 +481,52 @@ class SharedCacheTests(VerifyTestCase):
         registry.remove_approved_users(self.pacs, [JANE])
         cache.delete(decisions._generation_key(self.pacs.pk))
         self.assert_forbidden(self.verify())
+
+
+@override_settings(REGISTRY_PUBLIC_ORIGIN=ORIGIN)
+class BackgroundFlushTests(TransactionTestCase):
+    """With no later decision, a timer writes the counts (a quiet day's last
+    use is not left in memory)."""
+
+    def test_a_timer_writes_the_counts_without_another_decision(self) -> None:
+        institution = Institution.objects.create(name="University Hospital")
+        pacs = server(institution, "Gated PACS", emails=[JANE])
+        edge_key = registry.replace_edge_key(pacs)
+        token = tokens.token_for(JANE, pacs.pk).value
+        usage._last_flush = time.monotonic()
+        with (
+            mock.patch.object(usage, "FLUSH_SECONDS", 0.3),
+            mock.patch.object(usage, "BACKGROUND_FLUSH", True),
+        ):
+            response = self.client.get(
+                URL, HTTP_X_EDGE_KEY=edge_key, HTTP_AUTHORIZATION=f"Bearer {token}"
+            )
+            self.assertEqual(response.status_code, 204)
+            self.assertEqual(EdgeUsage.objects.count(), 0)
+            deadline = time.monotonic() + 10
+            while not EdgeUsage.objects.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        row = EdgeUsage.objects.get()
+        self.assertEqual((row.server_id, row.email, row.granted), (pacs.pk, JANE, 1))
+        self.assertIsNone(usage._timer)
+
+
+@override_settings(
+    REGISTRY_PUBLIC_ORIGIN=ORIGIN,
+    CACHES={
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Nothing listens there: every cache call fails.
+            "LOCATION": "redis://127.0.0.1:1/11",
+        }
+    },
+)
+class CacheDownTests(VerifyTestCase):
+    """A cache that is down: decisions come from the database, writes go on."""
+
+    def test_decisions_and_revocation_work_without_the_cache(self) -> None:
+        with self.assertLogs("integrations.edge.decisions", "WARNING"):
+            self.assert_granted(self.verify())
+            registry.remove_approved_users(self.pacs, [JANE])
+            self.assert_forbidden(self.verify())
+            self.assert_forbidden(self.verify(edge_key=f"{self.pacs.pk}.wrong"))

@@ -21,8 +21,10 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
+from integrations.admin.gate import EdgeGateAdminMixin
 from integrations.admin.monitoring import MonitoringAdminMixin
 from integrations.adminlookups import StrictNumberLookupsMixin
+from integrations.edge import usage
 from integrations.forms import (
     AccessLookupForm,
     DicomWebServerAdminForm,
@@ -159,7 +161,9 @@ PROXY_FIELDSET = "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)"
 
 
 @admin.register(DicomWebServer)
-class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin):
+class DicomWebServerAdmin(
+    EdgeGateAdminMixin, MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin
+):
     form = DicomWebServerAdminForm
     list_display = ["name", "institution", "status_badge", "cors_mode", "qido_url"]
     list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
@@ -173,6 +177,7 @@ class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedA
         "updated_at",
         *ConnectivityAdminMixin.connectivity_fields,
         *MonitoringAdminMixin.monitoring_fields,
+        *EdgeGateAdminMixin.gate_fields,
     ]
     actions = ["activate", "suspend", "run_connectivity_check"]
     fieldsets = [
@@ -198,6 +203,15 @@ class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedA
                 "are the proxy's public origin (no path): its routes are at the "
                 "root. The dicomweb mode forwards to an archive whose DICOMweb "
                 "root is at / (the proxy drops any path).",
+            },
+        ),
+        (
+            "The gate",
+            {
+                "fields": ["edge_enforced", *EdgeGateAdminMixin.gate_fields],
+                "description": "With enforcement on, the archive's reverse proxy "
+                "asks the registry about every DICOMweb request and refuses "
+                "anyone not approved here (README, The gate).",
             },
         ),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
@@ -303,7 +317,14 @@ class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedA
 
 @admin.register(ApprovedUser)
 class ApprovedUserAdmin(AuditedAdmin):
-    list_display = ["email", "server", "institution", "created_at"]
+    list_display = [
+        "email",
+        "server",
+        "institution",
+        "created_at",
+        "expires_at",
+        "last_used",
+    ]
     list_select_related = ["server__institution"]
     list_filter = ["server__status", SelectedServerFilter]
     search_fields = ["email_key"]
@@ -325,6 +346,13 @@ class ApprovedUserAdmin(AuditedAdmin):
     @admin.display(description="institution", ordering="server__institution__name")
     def institution(self, approved: ApprovedUser) -> str:
         return approved.server.institution.name
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovedUser]:
+        return usage.with_last_used(super().get_queryset(request))
+
+    @admin.display(description="last used through the edge")
+    def last_used(self, approved: ApprovedUser) -> Any:
+        return getattr(approved, "last_used_at", None)
 
     def get_urls(self) -> list[Any]:
         lookup = path(

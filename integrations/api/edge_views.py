@@ -30,6 +30,7 @@ from integrations.models import DicomWebServer
 JWKS_MAX_AGE = 60
 
 
+@schema.edge_jwks
 @csrf_exempt
 def jwks(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):

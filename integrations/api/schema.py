@@ -678,6 +678,58 @@ _verify_operation = extend_schema_view(
 )
 
 
+class _JwksOperation(APIView):
+    """What drf-spectacular reads to document ``edge_views.jwks``."""
+
+    authentication_classes: list[Any] = []
+
+    def get(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
+_JWK = {
+    "type": "object",
+    "properties": {
+        "kty": {"type": "string", "enum": ["EC"]},
+        "crv": {"type": "string", "enum": ["P-256"]},
+        "x": {"type": "string"},
+        "y": {"type": "string"},
+        "kid": {"type": "string"},
+        "use": {"type": "string", "enum": ["sig"]},
+        "alg": {"type": "string", "enum": ["ES256"]},
+    },
+    "required": ["kty", "crv", "x", "y", "kid", "use", "alg"],
+}
+_jwks_operation = extend_schema_view(
+    get=extend_schema(
+        operation_id="edge_jwks",
+        summary="The public keys of edge tokens (JWKS, no authentication)",
+        description="A JWK Set (RFC 7517) of the keys whose tokens may still be "
+        "alive: the current key and, after a rotation, the old one until its "
+        "last token has expired. `kid` is the key's RFC 7638 thumbprint, as in "
+        "each token's header. May be cached for a minute.",
+        tags=["gate"],
+        auth=[],
+        responses={
+            (200, "application/jwk-set+json"): OpenApiResponse(
+                {
+                    "type": "object",
+                    "properties": {"keys": {"type": "array", "items": _JWK}},
+                    "required": ["keys"],
+                },
+                description="The published keys.",
+            )
+        },
+    )
+)
+
+
+def edge_jwks(view: Callable[..., Any]) -> Callable[..., Any]:
+    view.cls = _jwks_operation(_JwksOperation)  # type: ignore[attr-defined]
+    view.initkwargs = {}  # type: ignore[attr-defined]
+    return view
+
+
 def edge_verify(view: Callable[..., Any]) -> Callable[..., Any]:
     view.cls = _verify_operation(_VerifyOperation)  # type: ignore[attr-defined]
     view.initkwargs = {}  # type: ignore[attr-defined]

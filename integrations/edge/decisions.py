@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -39,6 +40,7 @@ from integrations.validators import email_key
 # reaches the JWT parser).
 MAX_TOKEN_LENGTH = 4096
 LEEWAY_SECONDS = 1
+log = logging.getLogger(__name__)
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "iat", "exp", "jti"]
 # Verified tokens remembered per worker before the memory is emptied.
 MAX_REMEMBERED = 100_000
@@ -82,13 +84,13 @@ def decide(edge_key: str, authorization: str) -> Decision:
         if claims["aud"] != tokens.audience(server_id):
             raise _Refusal(403, "The token is for another server.", email)
     except _Refusal as refusal:
-        found = cache.get_many([gen_key, state_key])
+        found = _cache_get_many([gen_key, state_key])
         state = _state(server_id, found)
         if not _key_matches(state, edge_key):
             return Decision(403, "The edge key is not this server's.")
         return Decision(refusal.status, refusal.reason, server_id, refusal.email)
     approval_key = _approval_key(server_id, email)
-    found = cache.get_many([gen_key, state_key, approval_key])
+    found = _cache_get_many([gen_key, state_key, approval_key])
     state = _state(server_id, found)
     if not _key_matches(state, edge_key):
         return Decision(403, "The edge key is not this server's.")
@@ -169,6 +171,10 @@ def _verify_signature(token: str) -> dict[str, Any]:
         ) from None
     if not all(isinstance(claims.get(name), str) for name in ("iss", "sub", "aud")):
         raise _Refusal(401, "The token's claims are malformed.")
+    try:
+        email_key(claims["sub"])
+    except ValidationError:
+        raise _Refusal(401, "The token's subject is not an email.") from None
     if not isinstance(claims.get("exp"), int | float):
         raise _Refusal(401, "The token's claims are malformed.")
     return claims
@@ -199,7 +205,7 @@ def _approval_key(server_id: int, email: str) -> str:
 def email_key_or_raw(email: str) -> str:
     try:
         return email_key(email)
-    except ValidationError:  # a sub we did not write: it matches no approval
+    except ValidationError:  # never for a verified token (_verify_signature)
         return email
 
 
@@ -212,12 +218,34 @@ def _entry_seconds() -> int:
     )
 
 
+# The cache down (a Redis restarting) must not turn decisions into 500s: they
+# are then read from the database, as on a cold cache.
+def _cache_get_many(names: list[str]) -> dict[str, Any]:
+    try:
+        return cache.get_many(names)
+    except Exception:
+        log.warning("Edge decisions: the cache is unreachable.")
+        return {}
+
+
+def _cache_set(name: str, value: Any) -> None:
+    try:
+        cache.set(name, value, _entry_seconds())
+    except Exception:
+        log.warning("Edge decisions: the cache is unreachable.")
+
+
 def _current_generation(server_id: int, found: dict[str, Any]) -> str:
     generation = found.get(_generation_key(server_id))
     if generation is None:
         # Never set, or evicted: a fresh one, so no older entry can match.
-        cache.add(_generation_key(server_id), secrets.token_hex(8), None)
-        generation = cache.get(_generation_key(server_id))
+        fresh = secrets.token_hex(8)
+        try:
+            cache.add(_generation_key(server_id), fresh, None)
+            generation = cache.get(_generation_key(server_id), fresh)
+        except Exception:  # the cache is down: nothing cached matches
+            log.warning("Edge decisions: the cache is unreachable.")
+            generation = fresh
     return str(generation)
 
 
@@ -236,7 +264,7 @@ def _state(server_id: int, found: dict[str, Any]) -> dict[str, Any]:
         "key_hash": row["edge_key_hash"] if row else "",
         "active": row is not None and row["status"] == DicomWebServer.Status.ACTIVE,
     }
-    cache.set(_state_key(server_id), state, _entry_seconds())
+    _cache_set(_state_key(server_id), state)
     return state
 
 
@@ -259,7 +287,7 @@ def _approved(
             if row and row["expires_at"]
             else None,
         }
-        cache.set(_approval_key(server_id, email), entry, _entry_seconds())
+        _cache_set(_approval_key(server_id, email), entry)
     if not entry["approved"]:
         return False
     return entry["expires"] is None or entry["expires"] > time.time()
@@ -278,7 +306,11 @@ def invalidate(server_id: int) -> None:
 
 
 def _new_generation(server_id: int) -> None:
-    cache.set(_generation_key(server_id), secrets.token_hex(8), None)
+    try:
+        cache.set(_generation_key(server_id), secrets.token_hex(8), None)
+    except Exception:
+        # A write must not fail for it; entries expire within their lifetime.
+        log.warning("Edge decisions: the cache is unreachable; not invalidated.")
 
 
 def forget(*, fresh_cache: bool = False) -> None:

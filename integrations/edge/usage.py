@@ -1,10 +1,12 @@
 """The gate's use per (server, email, day): granted and refused decisions.
 
 Never a write per decision: each worker counts in memory and adds its counts
-to the database with one upsert at most every FLUSH_SECONDS (on the next
-decision after that, and when the process exits). A worker killed outright
-loses at most that many seconds of counts; a database that is down keeps
-them in memory for the next try (decisions go on from the cache meanwhile).
+to the database with one upsert at most every FLUSH_SECONDS: on the next
+decision after that, from a background timer when no decision comes (so the
+last use of a quiet day is written too), and when the process exits. A
+worker killed outright loses at most that many seconds of counts; a database
+that is down keeps them in memory for the next try (decisions go on from the
+cache meanwhile).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from django.utils import timezone
 from integrations.models import ApprovedUser, DicomWebServer, EdgeUsage
 
 FLUSH_SECONDS = 30.0
+# Slots kept while the database cannot take them, before new ones are dropped.
+MAX_SLOTS = 200_000
 log = logging.getLogger(__name__)
 
 
@@ -37,13 +41,20 @@ class _Count:
 _counts: dict[tuple[int, str, date], _Count] = {}
 _lock = threading.Lock()
 _last_flush = time.monotonic()
+# The background flush (off in tests: a timer started by one test must not
+# take another test's counts).
+BACKGROUND_FLUSH = True
+_timer: threading.Timer | None = None
 
 
 def record(server_id: int, email: str, granted: bool) -> None:
     """Count one decision; flush when the last flush is FLUSH_SECONDS old."""
     now = timezone.now()
     with _lock:
-        count = _counts.setdefault((server_id, email, now.date()), _Count())
+        slot = (server_id, email, now.date())
+        if slot not in _counts and len(_counts) >= MAX_SLOTS:
+            return
+        count = _counts.setdefault(slot, _Count())
         if granted:
             count.granted += 1
             count.last_used_at = now
@@ -51,6 +62,33 @@ def record(server_id: int, email: str, granted: bool) -> None:
             count.refused += 1
     if time.monotonic() - _last_flush >= FLUSH_SECONDS:
         flush()
+    else:
+        _schedule()
+
+
+def _schedule() -> None:
+    """A flush FLUSH_SECONDS from now, unless one is pending."""
+    global _timer
+    if not BACKGROUND_FLUSH or _timer is not None:
+        return
+    with _lock:
+        if _timer is not None:
+            return
+        _timer = threading.Timer(FLUSH_SECONDS, _flush_in_background)
+        _timer.daemon = True
+        _timer.start()
+
+
+def _flush_in_background() -> None:
+    global _timer
+    with _lock:
+        _timer = None
+    try:
+        flush()
+    except Exception:  # a thread's error must not vanish nor kill the worker
+        log.exception("Edge usage: the background flush failed.")
+    finally:
+        connection.close()  # this thread's own connection
 
 
 def flush() -> int:
