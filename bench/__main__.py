@@ -9,6 +9,9 @@ URLconf), and rounds of load phases. Writes bench/last.json and prints a table.
 database, wrk then compares the access question with /api/v1/health as an
 outside load test does (bench/outside.py: gunicorn with 2 sync workers).
 
+Then the gate at the edge (bench/edge.py): requests through nginx, gated with
+decisions cached against ungated (``--no-edge`` skips it).
+
 Then the monitoring section (bench/monitoring.py): one round over 10,000
 simulated archives through real Celery workers on Redis. ``--monitoring-only``
 runs just that (writes bench/last-monitoring.json); ``--no-monitoring`` skips it.
@@ -27,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import monitoring
+from bench import edge, monitoring
 from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH, ROOT, base_env
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -219,6 +222,21 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_edge(quick: bool) -> dict[str, Any]:
+    """bench/edge.py in its own process (it sets Django up for itself)."""
+    print("== the gate through nginx", file=sys.stderr)
+    rounds = "6" if quick else "12"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.edge", "--rounds", rounds],
+        cwd=ROOT,
+        env=base_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -226,6 +244,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, help="approved-user rows (override)")
     parser.add_argument("--monitoring-only", action="store_true")
     parser.add_argument("--no-monitoring", action="store_true")
+    parser.add_argument("--no-edge", action="store_true")
     parser.add_argument(
         "--monitoring-servers", type=int, default=10_000, help="simulated archives"
     )
@@ -279,11 +298,16 @@ def main() -> None:
         result["targets_missed"] = [t for t in result["targets"] if t.endswith("✗")]
         report["databases"][vendor] = result
     report["databases"] = {k: v for k, v in report["databases"].items() if v}
+    if not args.no_edge:
+        report["edge"] = run_edge(quick=args.quick)
     if not args.no_monitoring:
         report["monitoring"] = monitoring.run(args.monitoring_servers, workdir=WORKDIR)
     report["seconds"] = round(time.monotonic() - started, 1)
     (BENCH_DIR / "last.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
+    if report.get("edge"):
+        print()
+        print(edge.table(report["edge"]))
     if report.get("monitoring"):
         print()
         print(monitoring.table(report["monitoring"]))

@@ -7,13 +7,16 @@ set it fails it, so CI can never pass by skipping.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import io
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -535,6 +538,25 @@ def patch_nginx(config: str, port: int, cert: Path, key: Path, tls: bool) -> str
     config = re.sub(r"\n\s*listen \[::\]:443 ssl;", "", config)
     config = re.sub(r"ssl_certificate \S+;", f"ssl_certificate {cert};", config)
     return re.sub(r"ssl_certificate_key \S+;", f"ssl_certificate_key {key};", config)
+
+
+def patch_edge_cache(config: str) -> str:
+    """The gate's decision cache in a folder of its own (the generated path
+    is under /var/cache, for a real install): the one line the configuration
+    marks EDIT for it. Outside pytest's temporary folders: nginx's workers
+    (nobody) must reach it, and every pytest session that starts makes
+    /tmp/pytest-of-<user> private again. Removed when the tests end."""
+    folder = Path(tempfile.mkdtemp(prefix="pacsbin-edge-cache-"))
+    folder.chmod(0o711)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    config, found = re.subn(
+        r"^proxy_cache_path \S+ ",
+        f"proxy_cache_path {folder / 'cache'} ",
+        config,
+        flags=re.MULTILINE,
+    )
+    assert found == 1, config
+    return config
 
 
 @contextmanager
