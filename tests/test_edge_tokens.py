@@ -187,6 +187,31 @@ class AccessTokenTests(TestCase):
         self.assertNotIn("access_token", by_name["Open PACS"])
         self.assertEqual(self.ask("ohif").status_code, 200)
 
+    def test_the_ohif_data_source_carries_the_token_the_way_ohif_takes_it(
+        self,
+    ) -> None:
+        from urllib.parse import parse_qs
+
+        from integrations.api import access
+
+        # Pinned: OHIF 3.13.2 reads the bearer token from the viewer URL's
+        # ``token`` parameter (tests/test_capabilities_peers.py pins the package).
+        self.assertEqual(access.OHIF_TOKEN_PARAMETER, "token")
+        sources = {
+            source["configuration"]["name"]: source
+            for source in self.ask("ohif").json()["dataSources"]
+        }
+        gated, open_ = sources["Gated PACS"], sources["Open PACS"]
+        token = self.servers()["Gated PACS"]["access_token"]
+        self.assertEqual(gated["accessToken"], token)
+        self.assertTrue(gated["accessTokenExpiresAt"].endswith("Z"))
+        self.assertEqual(
+            parse_qs(gated["viewerQuery"]),
+            {"datasources": [gated["sourceName"]], "token": [token]},
+        )
+        for key in ("accessToken", "accessTokenExpiresAt", "viewerQuery"):
+            self.assertNotIn(key, open_)
+
     def test_an_expired_approval_leaves_the_answer(self) -> None:
         ApprovedUser.objects.filter(server=self.gated).update(
             expires_at=timezone.now() - timedelta(seconds=1)

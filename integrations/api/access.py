@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -389,6 +389,7 @@ def ohif_answer(email: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
                 "wadoRoot": server["wado_url"],
                 **capabilities.ohif_configuration(server.get("capabilities")),
             },
+            **ohif_gate(f"pacsbin-{server['id']}", server),
         }
         for server in servers
     ]
@@ -396,6 +397,30 @@ def ohif_answer(email: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
         "email": email,
         "defaultDataSourceName": sources[0]["sourceName"] if sources else None,
         "dataSources": sources,
+    }
+
+
+# OHIF Viewer 3.13.2 (@ohif/app, read in its dist/: the mode route's
+# ``lowerCaseSearchParams.get('token')`` -> updateAuthServiceAndCleanUrl ->
+# userAuthenticationService.getAuthorizationHeader, which the DICOMweb data
+# source puts on every QIDO and WADO request) takes a bearer token only as the
+# viewer URL's ``token`` parameter: a data source's JSON cannot carry a header.
+OHIF_TOKEN_PARAMETER = "token"
+
+
+def ohif_gate(source_name: str, server: dict[str, Any]) -> dict[str, str]:
+    """For a server behind the gate: its token, when it expires, and the query
+    to open OHIF on this data source with it (``/viewer?StudyInstanceUIDs=…&``
+    + viewerQuery), so OHIF sends ``Authorization: Bearer <token>``."""
+    token = server.get("access_token")
+    if not token:
+        return {}
+    return {
+        "accessToken": token,
+        "accessTokenExpiresAt": server["access_token_expires_at"],
+        "viewerQuery": urlencode(
+            {"datasources": source_name, OHIF_TOKEN_PARAMETER: token}
+        ),
     }
 
 
