@@ -124,7 +124,7 @@ class RegistryAdminSite(admin.AdminSite):
         today: dict[str, Any] = {}
         if user.has_perm("integrations.view_onboardingrequest"):
             today["waiting_for_review"] = (
-                OnboardingRequest.objects.confirmed()  # type: ignore[attr-defined]
+                OnboardingRequest.objects.confirmed()
                 .filter(status=OnboardingRequest.Status.SUBMITTED)
                 .count()
             )
