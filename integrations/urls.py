@@ -30,6 +30,11 @@ urlpatterns: list = [
         name="onboarding_confirm",
     ),
     path(
+        "onboarding/status/<str:link>/config.jsonc",
+        onboarding.pacsbin_config_download,
+        name="onboarding_pacsbin_config",
+    ),
+    path(
         "onboarding/status/<str:link>/change/",
         onboarding.update_request,
         name="onboarding_update",
