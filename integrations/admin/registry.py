@@ -100,8 +100,6 @@ def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[Approv
 
 
 class AuditedAdmin(StrictNumberLookupsMixin, SimpleHistoryAdmin):
-    history_list_display = ["history_actor"]
-
     def history_view(
         self,
         request: HttpRequest,
