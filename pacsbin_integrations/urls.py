@@ -10,6 +10,9 @@ admin.site.site_header = "Pacsbin Integrations"
 admin.site.site_title = "Pacsbin Integrations"
 admin.site.index_title = "DICOMweb registry"
 
+# JSON under /api/ for what a middleware raised (views: ApiErrorsMiddleware).
+handler500 = "integrations.api.errors.server_error"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("integrations.api.urls")),

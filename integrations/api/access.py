@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import connections, router
+from django.db import InterfaceError, OperationalError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 
@@ -37,6 +37,7 @@ from integrations.api.auth import (
 )
 from integrations.api.throttling import AccessThrottle
 from integrations.connectivity import capabilities
+from integrations.edge import tokens
 from integrations.models import DicomWebServer
 from integrations.validators import email_key, normalize_email
 
@@ -233,7 +234,7 @@ def format_asked(request: HttpRequest) -> str:
     return fmt
 
 
-FIELDS = ("id", "name", "institution__name", "qido_url", "wado_url")
+FIELDS = ("id", "name", "institution__name", "qido_url", "wado_url", "edge_enforced")
 
 
 def rows(email: str) -> list[dict[str, Any]]:
@@ -267,8 +268,27 @@ def _fetch(
     connection: BaseDatabaseWrapper, sql: str, params: list[Any]
 ) -> list[tuple[Any, ...]]:
     """Run ``sql`` on the driver's own cursor, with the checks and the error
-    translation of Django's cursor."""
+    translation of Django's cursor.
+
+    Django's cursor first checks that a connection kept from an earlier
+    request still works (CONN_HEALTH_CHECKS), a round trip per request; here
+    a kept connection that fails (the database restarted meanwhile: every
+    worker thread's first answer was a 503) is replaced and the read run
+    once more instead, which costs nothing while the connection is fine."""
     connection.validate_no_broken_transaction()
+    kept = connection.connection is not None
+    try:
+        return _run(connection, sql, params)
+    except (OperationalError, InterfaceError):
+        if not kept or connection.in_atomic_block:
+            raise
+        connection.close()
+        return _run(connection, sql, params)
+
+
+def _run(
+    connection: BaseDatabaseWrapper, sql: str, params: list[Any]
+) -> list[tuple[Any, ...]]:
     connection.ensure_connection()
     with connection.wrap_database_errors:
         cursor = connection.connection.cursor()
@@ -319,10 +339,20 @@ def answer(email: str, fmt: str = "json") -> dict[str, Any]:
             "institution": row["institution__name"],
             "qido_url": row["qido_url"],
             "wado_url": row["wado_url"],
+            **edge_token(email, row),
         }
         for row in rows(email)
     ]
     return {"email": email, "servers": servers}
+
+
+def edge_token(email: str, row: dict[str, Any]) -> dict[str, str]:
+    """For a server whose edge enforces the gate, the token its edge wants
+    (reused while more than half its life is left: edge/tokens.py)."""
+    if not row["edge_enforced"]:
+        return {}
+    token = tokens.token_for(email, row["id"])
+    return {"access_token": token.value, "access_token_expires_at": token.expires_at}
 
 
 def ohif_servers(email: str) -> list[dict[str, Any]]:
@@ -338,6 +368,8 @@ def ohif_servers(email: str) -> list[dict[str, Any]]:
             "qido_url": row["qido_url"],
             "wado_url": row["wado_url"],
             "capabilities": row["health__capabilities"],
+            # Carried into the data source by ohif_answer (OHIF's own way).
+            **edge_token(email, row),
         }
         for row in found
     ]

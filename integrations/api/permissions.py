@@ -60,7 +60,11 @@ class CanManage(permissions.BasePermission):
         model = getattr(view, "permission_model", None)
         if model is None:
             return False
-        action = _STAFF_PERMISSION.get(request.method or "", "change")
+        # A view may name the permission it needs whatever the method (a POST
+        # that changes an existing row needs "change", not "add").
+        action = getattr(view, "staff_permission", None) or _STAFF_PERMISSION.get(
+            request.method or "", "change"
+        )
         meta = model._meta
         self.message = (
             f"Your account lacks the permission to {action} {meta.verbose_name_plural}."
