@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_ENV := DJANGO_DEBUG=1
+# The demo's settings, kept in .demo.env so that `python manage.py ...` works as
+# the README writes it in this checkout. Loopback archives are allowed: the demo
+# starts one (a small DICOMweb stub) so a healthy server shows beside failing ones.
+DEMO_SETTINGS := DJANGO_DEBUG=1 CONNECTIVITY_ALLOW_PRIVATE=1
+DEMO_ARCHIVE_PORT ?= 8098
 PORT ?= 8000
 
 .PHONY: run test lint check bench bench-monitoring fuzz clean requirements
@@ -21,14 +25,15 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	touch $@
 
 run: $(VENV)/.runtime
-	$(DEMO_ENV) $(BIN)/python manage.py migrate --no-input
-	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
-	@$(DEMO_ENV) $(BIN)/python manage.py demo_admin
-	@echo "Serving the demo at http://127.0.0.1:$(PORT)/admin/ (Ctrl-C stops it)"
-	@echo "Monitoring runs beside it (manage.py monitor, no broker): Admin > Server health"
-	$(DEMO_ENV) $(BIN)/python manage.py monitor & monitor=$$!; \
-	  trap 'kill $$monitor 2>/dev/null' EXIT INT TERM; \
-	  $(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	@printf '%s\n' '# Written by make run: the local demo'"'"'s settings, read by manage.py.' \
+	  $(DEMO_SETTINGS) > .demo.env
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py seed_demo --archive-port $(DEMO_ARCHIVE_PORT)
+	@$(BIN)/python -m bench.stub --port $(DEMO_ARCHIVE_PORT) >/dev/null & stub=$$!; \
+	  $(BIN)/python manage.py monitor & monitor=$$!; \
+	  trap 'kill $$monitor $$stub 2>/dev/null' EXIT INT TERM; \
+	  $(BIN)/python manage.py demo_admin --wait-for 127.0.0.1:$(PORT) --framed & \
+	  $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # Every test, the slow ones included (bare `pytest` leaves them out).
 test: $(VENV)/.dev
@@ -69,4 +74,4 @@ requirements: $(VENV)/.dev
 	  --no-emit-find-links $(if $(UPGRADE),--upgrade) requirements-dev.in -o requirements-dev.txt
 
 clean:
-	rm -rf $(VENV) db.sqlite3 .demo-admin-password staticfiles
+	rm -rf $(VENV) db.sqlite3 .demo-admin-password .demo.env staticfiles

@@ -17,7 +17,8 @@ from integrations.validators import (
 )
 
 PASTE_HELP = (
-    "One address per line, or separated by commas or semicolons. Duplicates are "
+    "One address per line, or separated by commas or semicolons; Name <address> "
+    "as mail programs copy it works too. Duplicates are "
     "folded and already-approved addresses are reported. If any line is bad, "
     "nothing is added and every bad line is listed."
 )

@@ -30,6 +30,11 @@ urlpatterns: list = [
         name="onboarding_confirm",
     ),
     path(
+        "onboarding/status/<str:link>/config.jsonc",
+        onboarding.pacsbin_config_download,
+        name="onboarding_pacsbin_config",
+    ),
+    path(
         "onboarding/confirm-contact/<str:link>/",
         onboarding.confirm_contact,
         name="onboarding_confirm_contact",

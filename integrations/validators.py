@@ -11,7 +11,7 @@ import json
 import re
 import string
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -477,20 +477,51 @@ class EmailList:
         return [f"Line {line}: {message}" for line, _value, message in self.errors]
 
 
-_SEPARATORS = re.compile(r"[,;]")
+_NAMED_ADDRESS = re.compile(r"^[^<>]*<([^<>]*)>$")
+
+
+def _entries(line: str) -> Iterator[str]:
+    """The entries of one pasted line: split at commas and semicolons outside
+    double quotes and angle brackets, so an address book's ``"Doe, Jane"
+    <jane@uni.edu>; John Roe <john@uni.edu>`` gives two entries."""
+    item: list[str] = []
+    quoted = bracketed = False
+    for ch in line:
+        if ch == '"' and not bracketed:
+            quoted = not quoted
+        elif ch == "<" and not quoted:
+            bracketed = True
+        elif ch == ">" and not quoted:
+            bracketed = False
+        elif ch in ",;" and not quoted and not bracketed:
+            if "".join(item).strip():
+                yield "".join(item).strip()
+            item = []
+            continue
+        item.append(ch)
+    if "".join(item).strip():
+        yield "".join(item).strip()
+
+
+def _address(entry: str) -> str:
+    """``Jane Doe <jane@uni.edu>`` (as mail programs copy a recipient) is the
+    address between the brackets; the name is not kept. Anything else is
+    taken as it is, for the email rule to judge."""
+    named = _NAMED_ADDRESS.match(entry)
+    return named.group(1).strip() if named else entry
 
 
 def parse_email_list(text: str) -> EmailList:
-    """Parse pasted emails: one per line, or separated by commas or semicolons.
+    """Parse pasted emails: one per line, or separated by commas or semicolons,
+    bare or as ``Name <address>``.
 
     Duplicates (ignoring case) are folded; empty entries are skipped. Every bad
     entry is reported with its line number; nothing is dropped silently.
     """
     return fold_emails(
-        (number, item.strip())
+        (number, _address(entry))
         for number, line in enumerate(text.splitlines(), start=1)
-        for item in _SEPARATORS.split(line)
-        if item.strip()
+        for entry in _entries(line)
     )
 
 
@@ -519,12 +550,7 @@ def fold_emails(entries: Iterable[tuple[int, Any]]) -> EmailList:
 def count_email_entries(text: str) -> int:
     """How many entries ``parse_email_list`` would look at, without validating
     them: lets a caller refuse an oversized paste before the costly part."""
-    return sum(
-        1
-        for line in text.splitlines()
-        for item in _SEPARATORS.split(line)
-        if item.strip()
-    )
+    return sum(1 for line in text.splitlines() for _entry in _entries(line))
 
 
 def validate_single_line(value: Any) -> None:

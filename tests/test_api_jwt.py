@@ -43,7 +43,8 @@ class BearerTokenTests(TestCase):
         response = self.ask(token)
         self.assertEqual(response.status_code, 401)
         self.assertIn(message, response.json()["detail"])
-        self.assertEqual(response["WWW-Authenticate"], "Api-Key")
+        # A refused user token is challenged as one (RFC 6750), not as a key.
+        self.assertEqual(response["WWW-Authenticate"], 'Bearer error="invalid_token"')
 
     def test_a_valid_token_answers_for_its_own_email(self) -> None:
         response = self.ask(user_token(JANE))

@@ -178,6 +178,7 @@ class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
             else "",
             "emails": lifecycle.email_review(r),
             "existing_institution": existing_institution,
+            "name_clash": lifecycle.name_clash(r) if r.is_open else "",
             "guidance": cors.guidance_for(r.cors_mode, r.needs_credentials),
             "checks": status_checks.recent_checks(r),
             "proxy_described": describe_pacsbin_proxy(r.pacsbin_proxy),
@@ -213,6 +214,7 @@ class OnboardingRequestAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
                 activate=request.POST.get("activate") == "on",
                 site_url=site_url(request),
                 check_permissions=True,
+                server_name=request.POST.get("server_name"),
             )
         except lifecycle.ReviewError as exc:
             self.message_user(request, exc.message, messages.ERROR)

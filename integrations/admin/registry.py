@@ -22,7 +22,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from integrations import registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
 from integrations.admin.gate import EdgeGateAdminMixin
-from integrations.admin.monitoring import MonitoringAdminMixin
+from integrations.admin.monitoring import MonitoringAdminMixin, state_badge
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.edge import usage
 from integrations.forms import (
@@ -103,8 +103,6 @@ def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[Approv
 
 
 class AuditedAdmin(StrictNumberLookupsMixin, SimpleHistoryAdmin):
-    history_list_display = ["history_actor"]
-
     def history_view(
         self,
         request: HttpRequest,
@@ -161,14 +159,32 @@ class InstitutionAdmin(AuditedAdmin):
 PROXY_FIELDSET = "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)"
 
 
+# The server list's short words for how CORS is met (the long ones are the
+# choices' labels, on the server's page and in the filter).
+CORS_SHORT: dict[str, str] = {
+    DicomWebServer.CorsMode.DIRECT: "Archive",
+    DicomWebServer.CorsMode.REVERSE_PROXY: "Reverse proxy",
+    DicomWebServer.CorsMode.DIMSE_PROXY: "Pacsbin's proxy",
+}
+
+
 @admin.register(DicomWebServer)
 class DicomWebServerAdmin(
     EdgeGateAdminMixin, MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin
 ):
     form = DicomWebServerAdminForm
-    list_display = ["name", "institution", "status_badge", "cors_mode", "qido_url"]
+    # What a staffer decides with: who, whether it is on and healthy, how CORS
+    # is met (short), and where it lives; the rest is on the server's page.
+    list_display = [
+        "name",
+        "institution",
+        "status_badge",
+        "health_badge",
+        "cors_short",
+        "qido_url",
+    ]
     list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
-    list_select_related = ["institution"]
+    list_select_related = ["institution", "health"]
     search_fields = ["institution__name", "name", "qido_url", "wado_url"]
     search_help_text = "Institution, server name, URL, or an approved email."
     autocomplete_fields = ["institution"]
@@ -260,6 +276,17 @@ class DicomWebServerAdmin(
             server.status,
             server.get_status_display(),
         )
+
+    @admin.display(description="health", ordering="health__state")
+    def health_badge(self, server: DicomWebServer) -> str:
+        health = getattr(server, "health", None)
+        if health is None:
+            return state_badge("unknown", "Not checked yet")
+        return state_badge(health.state, health.get_state_display())
+
+    @admin.display(description="CORS", ordering="cors_mode")
+    def cors_short(self, server: DicomWebServer) -> str:
+        return CORS_SHORT.get(server.cors_mode, server.cors_mode)
 
     @admin.display(description="approved users")
     def approved_users_link(self, server: DicomWebServer) -> str:

@@ -28,10 +28,12 @@ from django.utils.cache import parse_etags  # type: ignore[attr-defined]
 from rest_framework.exceptions import AuthenticationFailed
 
 from integrations.api.auth import (
+    NOT_PROVIDED,
     ApiClient,
     ApiKeyAuthentication,
     UploaderUser,
     UserTokenAuthentication,
+    challenge,
 )
 from integrations.api.throttling import AccessThrottle
 from integrations.connectivity import capabilities
@@ -98,12 +100,12 @@ def _caller(request: HttpRequest) -> Caller:
         # header means the same caller on every endpoint).
         found = _KEYS.authenticate(request) or _TOKENS.authenticate(request)  # type: ignore[arg-type]
     except AuthenticationFailed as exc:
-        raise _unauthenticated(str(exc.detail)) from None
+        raise _unauthenticated(request, str(exc.detail)) from None
     if found is not None:
         return found[0]
     user = request.user  # the session, from AuthenticationMiddleware
     if not (user.is_authenticated and user.is_active):
-        raise _unauthenticated("Authentication credentials were not provided.")
+        raise _unauthenticated(request, NOT_PROVIDED)
     if not (user.is_staff and user.has_perm(STAFF_PERMISSION)):
         raise Refused(
             403, {"detail": "This credential may not ask the access question."}
@@ -111,9 +113,8 @@ def _caller(request: HttpRequest) -> Caller:
     return user
 
 
-def _unauthenticated(detail: str) -> Refused:
-    # The challenge names the scheme programs use.
-    headers = {"WWW-Authenticate": ApiKeyAuthentication.keyword}
+def _unauthenticated(request: HttpRequest, detail: str) -> Refused:
+    headers = {"WWW-Authenticate": challenge(request)}  # type: ignore[arg-type]
     return Refused(401, {"detail": detail}, headers)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, cast
@@ -104,13 +105,51 @@ def forget_keys() -> None:
     _usable_keys.clear()
 
 
+# What create_api_key prints: a 12-hex-digit prefix, a dot, the secret.
+_KEY_SHAPE = re.compile(r"[0-9a-f]{12}\.[A-Za-z0-9_-]{20,100}")
+
+
+def _api_key(request: Request) -> str | None:
+    """The API key the request sends, as developers send it: ``Authorization:
+    Api-Key <key>``, ``X-Api-Key: <key>``, or the bare key in Authorization
+    (what the API docs' Authorize box sends when the key is pasted alone)."""
+    raw = _credentials(request, ApiKeyAuthentication.keyword)
+    if raw is not None:
+        return raw
+    header = request.META.get("HTTP_X_API_KEY")
+    if header is not None:
+        value = header.strip()
+        if not value or " " in value:
+            raise exceptions.AuthenticationFailed(
+                "Malformed X-Api-Key header: send the key alone."
+            )
+        return value
+    bare = request.META.get("HTTP_AUTHORIZATION", "").strip()
+    return bare if _KEY_SHAPE.fullmatch(bare) else None
+
+
+def challenge(request: Request) -> str:
+    """The WWW-Authenticate of a 401: the scheme the caller tried (a refused
+    user token is told so, RFC 6750), else the one programs use."""
+    sent = request.META.get("HTTP_AUTHORIZATION", "").strip()
+    if sent.partition(" ")[0].lower() == UserTokenAuthentication.keyword.lower():
+        return 'Bearer error="invalid_token"'
+    return ApiKeyAuthentication.keyword
+
+
+NOT_PROVIDED = (
+    "No credentials: send an API key as 'Authorization: Api-Key <key>' (or "
+    "'X-Api-Key: <key>'), or a user token as 'Authorization: Bearer <token>'."
+)
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
-    """``Authorization: Api-Key <key>``."""
+    """``Authorization: Api-Key <key>`` (or ``X-Api-Key``, or the bare key)."""
 
     keyword = "Api-Key"
 
     def authenticate(self, request: Request) -> tuple[ApiClient, ApiKey] | None:
-        raw = _credentials(request, self.keyword)
+        raw = _api_key(request)
         if raw is None:
             return None
         key = usable_key(raw)
@@ -122,7 +161,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return ApiClient(key), key
 
     def authenticate_header(self, request: Request) -> str:
-        return self.keyword
+        # DRF asks the first authentication class for every 401's challenge.
+        return challenge(request)
 
 
 class UserTokenAuthentication(authentication.BaseAuthentication):

@@ -37,12 +37,24 @@ class CanManage(permissions.BasePermission):
     """An API key of scope ``manage``, or a staff session with the model
     permission the method needs (view, add, change, delete)."""
 
-    message = "Changing the registry needs an API key of scope 'manage'."
+    message = "The management API needs an API key of scope 'manage'."
 
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
+        # DRF answers a refusal with this instance's message: one per case.
         if isinstance(user, ApiClient):
+            self.message = (
+                f"This API key has scope '{user.key.scope}': it may only ask the "
+                "access question (GET /api/v1/access). Reading or changing the "
+                "registry needs a key of scope 'manage'."
+            )
             return user.key.scope == ApiKey.Scope.MANAGE
+        if isinstance(user, UploaderUser):
+            self.message = (
+                "A user token may only ask the access question about its own "
+                "email (GET /api/v1/access)."
+            )
+            return False
         if not _is_staff_session(request):
             return False
         model = getattr(view, "permission_model", None)
@@ -54,4 +66,7 @@ class CanManage(permissions.BasePermission):
             request.method or "", "change"
         )
         meta = model._meta
+        self.message = (
+            f"Your account lacks the permission to {action} {meta.verbose_name_plural}."
+        )
         return user.has_perm(f"{meta.app_label}.{action}_{meta.model_name}")

@@ -54,7 +54,9 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Authorization: Api-Key <key>`; create a key with "
+            "description": "Paste the key alone (the Authorize box sends it as "
+            "the Authorization header), or send `Authorization: Api-Key <key>` "
+            "or `X-Api-Key: <key>`; create a key with "
             "`python manage.py create_api_key NAME --scope "
             f"{'|'.join(ApiKey.Scope.values)}`.",
         }
@@ -108,7 +110,11 @@ UNAUTHENTICATED = _error(
 )
 FORBIDDEN = _error(
     "Authenticated, but this credential may not do this (wrong scope).",
-    {"detail": "Changing the registry needs an API key of scope 'manage'."},
+    {
+        "detail": "This API key has scope 'access': it may only ask the access "
+        "question (GET /api/v1/access). Reading or changing the registry needs "
+        "a key of scope 'manage'."
+    },
 )
 NOT_FOUND = _error(
     "No such object (or page).",

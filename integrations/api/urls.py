@@ -16,6 +16,8 @@ router.register("v1/servers", views.DicomWebServerViewSet, basename="server")
 
 urlpatterns = [
     path("v1/access", views.access_question, name="access"),
+    # The same question with a trailing slash, as many clients write it.
+    path("v1/access/", views.access_question_with_slash, name="access-slash"),
     path("v1/health", views.HealthView.as_view(), name="health"),
     path("v1/edge/jwks.json", edge_views.jwks, name="edge-jwks"),
     path("v1/edge/verify", edge_views.verify, name="edge-verify"),

@@ -79,6 +79,14 @@ def access_question(request: HttpRequest, caller: access.Caller) -> HttpResponse
     return access.respond(access.render(content), access.if_none_match(request))
 
 
+@csrf_exempt
+def access_question_with_slash(request: HttpRequest) -> HttpResponse:
+    """``/api/v1/access/``, as many clients write it: the same answer (not a
+    redirect, which would drop the Authorization header in some clients).
+    Left out of the OpenAPI document, which names the one path."""
+    return access_question(request)
+
+
 @csrf_exempt  # changes nothing; a CSRF 403 page would hide the JSON 404
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
@@ -182,27 +190,29 @@ class DicomWebServerViewSet(AuditedSaveMixin, viewsets.ModelViewSet):
         if self.action != "list":
             return servers
         params = self.request.query_params
+        # Every bad filter is reported at once, not the first alone.
+        errors: dict[str, list[str]] = {}
         if "institution" in params:
             raw = params["institution"]
             institution_id = parse_id(raw)
             if institution_id is None:
-                raise ValidationError(
-                    {
-                        "institution": [
-                            f"“{escaped(raw, 50)}” is not an institution id "
-                            "(a whole number of at most 19 digits)."
-                        ]
-                    }
-                )
-            servers = servers.filter(institution_id=institution_id)
+                errors["institution"] = [
+                    f"“{escaped(raw, 50)}” is not an institution id "
+                    "(a whole number of at most 19 digits)."
+                ]
+            else:
+                servers = servers.filter(institution_id=institution_id)
         if "status" in params:
             wanted = params["status"]
             if wanted not in DicomWebServer.Status.values:
                 choices = ", ".join(DicomWebServer.Status.values)
-                raise ValidationError(
-                    {"status": [f"“{wanted}” is not a status: use one of {choices}."]}
-                )
-            servers = servers.filter(status=wanted)
+                errors["status"] = [
+                    f"“{escaped(wanted, 50)}” is not a status: use one of {choices}."
+                ]
+            else:
+                servers = servers.filter(status=wanted)
+        if errors:
+            raise ValidationError(errors)
         return servers
 
     def perform_destroy(self, instance: DicomWebServer) -> None:

@@ -204,3 +204,38 @@ def check_url(url: str, *, allow_private: bool | None = None) -> Target:
 
 class NameNotResolved(Exception):
     """DNS gave no address for the host: the archive is unreachable from here."""
+
+
+# Names that only resolve inside a site's own network (RFC 6762 .local, RFC
+# 8375 home.arpa, ICANN's .internal, and the suffixes hospitals commonly use).
+_INSIDE_SUFFIXES = (
+    ".local",
+    ".localhost",
+    ".internal",
+    ".intranet",
+    ".lan",
+    ".corp",
+    ".home.arpa",
+)
+
+
+def inside_network(url: str) -> str | None:
+    """Why a stored DICOMweb URL can only be reached from inside a network
+    (``"a private address"``, ``"a .local name"`` …), or None. From the URL
+    alone, no DNS: said on the public form and the review page, where the
+    registry cannot tell whether a public name points inside."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    if not host:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost":
+            return "a loopback name"
+        if "." not in host:
+            return "a name without a domain"
+        for suffix in _INSIDE_SUFFIXES:
+            if host.endswith(suffix):
+                return f"a {suffix} name"
+        return None
+    return refusal(address, allow_private=False)

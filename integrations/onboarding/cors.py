@@ -88,14 +88,19 @@ def guidance_for(
             "Only one origin may be sent per answer: echo the request's Origin "
             "header when it is in the list, never all of them at once."
         )
-    notes.append(
-        "Name Authorization in Access-Control-Allow-Headers: a “*” there does "
-        "not cover it. Answer the OPTIONS preflight with these headers too."
-    )
-    notes.append(
-        "Send the headers on error answers (401, 404, 500) as well; otherwise "
-        "the browser reports a CORS failure and hides the real error."
-    )
+    if cors_mode != CorsMode.DIMSE_PROXY:
+        # For headers someone configures by hand; Pacsbin's proxy, from its
+        # generated config.jsonc, already does both.
+        notes.append(
+            "Name Authorization in Access-Control-Allow-Headers: a “*” there "
+            "does not cover it. Answer the OPTIONS preflight with these headers "
+            "too."
+        )
+        notes.append(
+            "Send the headers on error answers (401, 404, 500) as well; "
+            "otherwise the browser reports a CORS failure and hides the real "
+            "error."
+        )
     return CorsGuidance(
         origins=origins,
         where=where,

@@ -231,6 +231,10 @@ class ServerDetailsForm(ProxyFieldsForm):
             self.fields[name].help_text = help_text
         self.fields["proxy_ae_title"].initial = "PACSBIN_PROXY"
         self.fields["proxy_dimse_port"].initial = "8888"
+        # Not required by the form (the other branch leaves them empty) but
+        # required in their own: never labelled "(optional)".
+        for name in ("qido_url", "proxy_url", *self.PROXY_LABELS):
+            self.fields[name].required_in_branch = True  # type: ignore[attr-defined]
 
     @property
     def speaks_dimse(self) -> bool:
@@ -423,7 +427,9 @@ class NewServerForm(ServerDetailsForm):
         required=True,
         error_messages={"required": "Paste at least one Pacsbin account email."},
         help_text="The email addresses of the Pacsbin accounts that may use "
-        "this archive: one per line, or separated by commas or semicolons. "
+        "this archive: one per line, or separated by commas or semicolons; "
+        "a line copied from your mail program (Jane Doe <jane@hospital.org>) "
+        "works too. "
         "Duplicates are folded. Only these accounts will see the server. "
         f"At most {MAX_EMAILS:,} per submission.",
     )

@@ -27,7 +27,12 @@ from integrations.models import (
     integrity_error_as_validation,
 )
 from integrations.onboarding import links, notify
-from integrations.validators import describe_pacsbin_proxy, email_key
+from integrations.validators import (
+    describe_pacsbin_proxy,
+    email_key,
+    printable,
+    validate_single_line,
+)
 
 
 class ReviewError(Exception):
@@ -303,6 +308,41 @@ def institution_named(name: str) -> Institution | None:
     return Institution.objects.filter(name__iexact=name).first()
 
 
+def name_clash(onboarding_request: OnboardingRequest, name: str = "") -> str:
+    """Why a new server's name cannot be used at its institution ('' if it
+    can): said on the review page before Approve, where staff can rename it."""
+    r = onboarding_request
+    name = name or r.server_name
+    institution = institution_named(r.institution_name)
+    if institution is None or r.kind != OnboardingRequest.Kind.NEW:
+        return ""
+    if not institution.servers.filter(name__iexact=name).exists():
+        return ""
+    return (
+        f"{institution.name} already has a server named “{name}”: give this one "
+        "another name before approving (the contact is told the name it got)."
+    )
+
+
+def _renamed(onboarding_request: OnboardingRequest, server_name: str | None) -> None:
+    """Staff's correction of a new server's name, checked as the form checks it."""
+    if server_name is None:
+        return
+    name = " ".join(server_name.split())
+    if not name:
+        raise ReviewError("Give the server a name; nothing was changed.")
+    try:
+        validate_single_line(name)
+    except ValidationError as exc:
+        raise ReviewError(f"{exc.messages[0]} Nothing was changed.") from None
+    if len(name) > 200:
+        raise ReviewError(
+            f"“{printable(name, 60)}” is longer than 200 characters; "
+            "nothing was changed."
+        )
+    onboarding_request.server_name = name
+
+
 def _create_live_rows(
     onboarding_request: OnboardingRequest, activate: bool
 ) -> tuple[Institution, DicomWebServer, bool]:
@@ -452,6 +492,7 @@ def approve_request(
     activate: bool = True,
     site_url: str = "",
     check_permissions: bool = False,
+    server_name: str | None = None,
 ) -> ApprovalResult:
     """Turn a submitted request into live registry rows, all or nothing.
 
@@ -459,10 +500,17 @@ def approve_request(
     ``activate`` is False; an update never changes a server's status. With
     ``check_permissions``, the reviewer must hold every model permission the
     change needs (judged under the lock, against the rows it will write).
+    ``server_name`` is staff's correction of a new server's name (a clash
+    with a server already at the institution, shown on the review page).
     """
     try:
         return _approve(
-            onboarding_request, reviewer, activate, site_url, check_permissions
+            onboarding_request,
+            reviewer,
+            activate,
+            site_url,
+            check_permissions,
+            server_name,
         )
     except IntegrityError as exc:
         # Someone created the same institution or server between our check
@@ -485,9 +533,12 @@ def _approve(
     activate: bool,
     site_url: str,
     check_permissions: bool,
+    server_name: str | None = None,
 ) -> ApprovalResult:
     with transaction.atomic(), audit.acting_as(user=reviewer):
         r = _lock_open(onboarding_request)
+        if r.kind == OnboardingRequest.Kind.NEW:
+            _renamed(r, server_name)
         missing = missing_permissions(r, reviewer) if check_permissions else []
         if missing:
             raise ReviewError(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -316,3 +316,18 @@ def update_request(request: HttpRequest, link: str) -> HttpResponse:
     if request.method == "POST":
         return _submit(request, form, context, server=server, submitted_from=origin)
     return render(request, "onboarding/form.html", context)
+
+
+@never_cache
+@require_http_methods(["GET"])
+def pacsbin_config_download(request: HttpRequest, link: str) -> HttpResponse:
+    """The status page's config.jsonc for Pacsbin's proxy, as a file to save
+    beside the proxy (the same text the page shows)."""
+    r = links.request_for_link(link)
+    pacsbin = status_checks.pacsbin_view(r)
+    if pacsbin is None or not pacsbin.config:
+        raise Http404("No configuration for Pacsbin's proxy on this request.")
+    response = HttpResponse(pacsbin.config, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="config.jsonc"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -56,3 +56,44 @@ document.addEventListener("DOMContentLoaded", function () {
   cors.forEach(function (c) { c.addEventListener("change", sync); });
   sync();
 });
+
+// A QIDO address only reachable inside the hospital (loopback, private,
+// link-local, .local and similar names): say so while it is typed. The server
+// says the same when the page comes back (templatetags/registry_notes.py).
+document.addEventListener("DOMContentLoaded", function () {
+  var input = document.getElementById("id_qido_url");
+  var note = document.getElementById("inside-network-note");
+  if (!input || !note) {
+    return;
+  }
+  var suffixes = [".local", ".localhost", ".internal", ".intranet", ".lan", ".corp", ".home.arpa"];
+  var inside = function (value) {
+    var host;
+    try {
+      host = new URL(value.trim()).hostname.toLowerCase().replace(/\.$/, "");
+    } catch (e) {
+      return false;
+    }
+    if (!host) {
+      return false;
+    }
+    if (host.charAt(0) === "[") {
+      return /^\[(::1|f[cd][0-9a-f]{0,2}:|fe[89ab][0-9a-f]?:)/.test(host);
+    }
+    var v4 = host.match(/^(\d+)\.(\d+)\.\d+\.\d+$/);
+    if (v4) {
+      var a = Number(v4[1]), b = Number(v4[2]);
+      return a === 10 || a === 127 || (a === 172 && b >= 16 && b <= 31) ||
+        (a === 192 && b === 168) || (a === 169 && b === 254) || (a === 100 && b >= 64 && b <= 127);
+    }
+    if (host === "localhost" || host.indexOf(".") < 0) {
+      return true;
+    }
+    return suffixes.some(function (s) { return host.slice(-s.length) === s; });
+  };
+  var sync = function () {
+    note.hidden = !inside(input.value);
+  };
+  input.addEventListener("input", sync);
+  sync();
+});

@@ -7,6 +7,8 @@ beside the SQLite database so the same login keeps working.
 from __future__ import annotations
 
 import secrets
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,17 @@ USERNAME = "admin"
 
 class Command(BaseCommand):
     help = "Create or refresh the local demo admin account and print its login."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--wait-for",
+            metavar="HOST:PORT",
+            help="print the login once something listens there (the demo server), "
+            "so it comes after the server's own start-up lines",
+        )
+        parser.add_argument(
+            "--framed", action="store_true", help="print the login in a box"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.DEBUG:
@@ -41,4 +54,27 @@ class Command(BaseCommand):
                 user.save()
             store.write_text(password + "\n")
             store.chmod(0o600)
-        self.stdout.write(f"Admin login: {USERNAME} / {password}")
+        address = options.get("wait_for")
+        if address and not _wait_for(address):
+            raise CommandError(f"Nothing listened on {address} within a minute.")
+        lines = [f"Admin login: {USERNAME} / {password}"]
+        if address:
+            lines.insert(0, f"Pacsbin Integrations demo: http://{address}/admin/")
+            lines.append("Ctrl-C stops the demo.")
+        if options.get("framed"):
+            width = max(len(line) for line in lines)
+            rule = "+" + "-" * (width + 2) + "+"
+            lines = [rule, *(f"| {line.ljust(width)} |" for line in lines), rule]
+        self.stdout.write("\n".join(lines))
+
+
+def _wait_for(address: str, seconds: float = 60.0) -> bool:
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False

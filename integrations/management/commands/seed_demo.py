@@ -114,13 +114,46 @@ DEMO: list[DemoInstitution] = [
 ]
 
 
+def local_archive(port: int) -> DemoInstitution:
+    """The demo's one reachable archive: the DICOMweb stub that ``make run``
+    starts on loopback (bench/stub.py), so a healthy server shows beside the
+    ``.example`` ones, which never answer."""
+    root = f"http://127.0.0.1:{port}/archive/1/dicom-web"
+    return {
+        "name": "Demo Imaging Center",
+        "contact_name": "Demo Contact",
+        "contact_email": "it@demo-imaging.example",
+        "servers": [
+            {
+                "name": "Local demo archive",
+                "qido_url": root,
+                "wado_url": root,
+                "status": Status.ACTIVE,
+                "cors_mode": CorsMode.DIRECT,
+                "emails": ["jane.doe@university.example"],
+            }
+        ],
+    }
+
+
 class Command(BaseCommand):
     help = "Create demo institutions, servers and approved emails (idempotent)."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--archive-port",
+            type=int,
+            metavar="PORT",
+            help="also register the local demo archive (make run starts it there)",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         created = 0
+        demo = list(DEMO)
+        if options.get("archive_port"):
+            demo.append(local_archive(options["archive_port"]))
         with audit.acting_as(label="seed_demo"), transaction.atomic():
-            for spec in DEMO:
+            for spec in demo:
                 institution, made = Institution.objects.get_or_create(
                     name=spec["name"],
                     defaults={
