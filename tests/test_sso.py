@@ -463,3 +463,14 @@ class TestSettings:
             OIDC_CLIENT_SECRET_FILE=str(secret),
         )
         assert result.returncode == 0, result.stderr
+
+
+class TestLockout:
+    def test_refused_sign_ons_never_lock_out_the_next_staffer(
+        self, client: Client, provider: FakeProvider, onboarding_staff: Group
+    ) -> None:
+        for _ in range(8):
+            refused = sign_in(client, provider, {"email": "b@e.org", "groups": []})
+            assert refused.status_code == 403
+        claims = {"email": "a@example.org", "groups": ["onboarding-staff"]}
+        assert sign_in(client, provider, claims).status_code == 302
