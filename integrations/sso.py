@@ -406,6 +406,8 @@ def refusal(request: HttpRequest, message: str, status: int) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
         "title": "Single sign-on refused",
+        # Nobody signed in here: the admin's sidebar would only say so.
+        "is_nav_sidebar_enabled": False,
         "message": message,
     }
     return render(request, "admin/sso_refused.html", context, status=status)
