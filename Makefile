@@ -34,14 +34,17 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/pytest -m "" $(PYTEST_ARGS)
 
-# mypy's django-stubs plugin imports the settings, which need a secret key.
+# mypy's django-stubs plugin imports the settings, which need a secret key and
+# the public origin (debug is off).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	DJANGO_SECRET_KEY=mypy-only $(BIN)/python -m mypy
+	DJANGO_SECRET_KEY=mypy-only REGISTRY_PUBLIC_ORIGIN=https://registry.invalid \
+	  $(BIN)/python -m mypy
 
 # The access question against its floor and a bare one-query endpoint, on SQLite
-# and PostgreSQL (see README, "Performance"); QUICK=1: 100,000 users, ~3 minutes.
+# and PostgreSQL, then wrk against it and /api/v1/health through 2 sync workers
+# (see README, "Performance"); QUICK=1: 100,000 users, ~4 minutes.
 bench: $(VENV)/.runtime
 	$(BIN)/python -m bench $(if $(QUICK),--quick)
 

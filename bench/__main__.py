@@ -5,7 +5,12 @@ For each database: a fresh database (a new SQLite file; a new PostgreSQL
 database ``bench_<pid>``, dropped afterwards), a synthetic registry, gunicorn
 with production settings (``bench.settings``: the product's, plus the bench's
 URLconf), and rounds of load phases. Writes bench/last.json and prints a table.
-``--quick``: 100,000 users and shorter phases (about 3 minutes).
+``--quick``: 100,000 users and shorter phases (about 3 minutes). For each
+database, wrk then compares the access question with /api/v1/health as an
+outside load test does (bench/outside.py: gunicorn with 2 sync workers).
+
+Then the gate at the edge (bench/edge.py): requests through nginx, gated with
+decisions cached against ungated (``--no-edge`` skips it).
 
 Then the monitoring section (bench/monitoring.py): one round over 10,000
 simulated archives through real Celery workers on Redis. ``--monitoring-only``
@@ -25,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import monitoring
+from bench import edge, monitoring
 from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH, ROOT, base_env
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -44,6 +49,8 @@ MIN_RATIO_BARE = 0.75
 MAX_P50_OVER_FLOOR_MS = 1.0
 MAX_P99_GROWTH = 1.5
 MAX_QUERIES = 1
+# wrk's access/health through 2 sync workers: what someone outside sees.
+MIN_RATIO_OUTSIDE = 0.9
 
 
 def postgres_database(admin_url: str, name: str, create: bool) -> bool:
@@ -60,7 +67,13 @@ def postgres_database(admin_url: str, name: str, create: bool) -> bool:
     return True
 
 
-def measure(label: str, env: dict[str, str], size: dict[str, int], args: Any) -> dict:
+def measure(
+    label: str,
+    env: dict[str, str],
+    size: dict[str, int],
+    args: Any,
+    outside_rounds: int,
+) -> dict:
     command = [
         sys.executable,
         "-m",
@@ -71,6 +84,8 @@ def measure(label: str, env: dict[str, str], size: dict[str, int], args: Any) ->
         f"--duration={args.duration}",
         f"--rounds={args.rounds}",
         f"--workdir={WORKDIR}",
+        f"--outside-rounds={outside_rounds}",
+        f"--outside-duration={args.outside_duration}",
     ]
     print(f"== {label}: {size['users']:,} approved users", file=sys.stderr)
     done = subprocess.run(
@@ -84,7 +99,9 @@ def measure(label: str, env: dict[str, str], size: dict[str, int], args: Any) ->
     return json.loads(done.stdout)
 
 
-def run_database(vendor: str, size: dict[str, int], args: Any) -> dict | None:
+def run_database(
+    vendor: str, size: dict[str, int], args: Any, outside_rounds: int = 0
+) -> dict | None:
     env = base_env()
     label = f"{vendor} {size['users']:,}"
     if vendor == "sqlite":
@@ -93,7 +110,7 @@ def run_database(vendor: str, size: dict[str, int], args: Any) -> dict | None:
             leftover.unlink()
         env["SQLITE_PATH"] = str(path)
         try:
-            return measure(label, env, size, args)
+            return measure(label, env, size, args, outside_rounds)
         finally:
             for leftover in WORKDIR.glob(f"{path.name}*"):
                 leftover.unlink()
@@ -103,7 +120,7 @@ def run_database(vendor: str, size: dict[str, int], args: Any) -> dict | None:
         return None
     env["DATABASE_URL"] = admin_url.rsplit("/", 1)[0] + f"/{name}"
     try:
-        return measure(label, env, size, args)
+        return measure(label, env, size, args, outside_rounds)
     finally:
         postgres_database(admin_url, name, create=False)
 
@@ -142,6 +159,12 @@ def verdicts(result: dict[str, Any], small: dict[str, Any] | None) -> list[str]:
         f"{result['max_queries_per_answer']} SQL queries per answer "
         f"(≤ {MAX_QUERIES}) " + mark(result["max_queries_per_answer"] <= MAX_QUERIES),
     ]
+    if result.get("outside"):
+        ratio = result["outside"]["ratio"]
+        lines.append(
+            f"wrk access/health {ratio:.2f} (≥ {MIN_RATIO_OUTSIDE}) "
+            + mark(ratio >= MIN_RATIO_OUTSIDE)
+        )
     if small:
         growth = result["p99_ms"] / small["p99_ms"]
         lines.append(
@@ -170,10 +193,48 @@ def table(report: dict[str, Any]) -> str:
                 f"{row['p99_ms']:>8.2f}{row['floor_p99_ms']:>10.2f}"
                 f"{row['queries_per_answer']:>8.2f}"
             )
+    outside_rows = {v: r["outside"] for v, r in report["databases"].items()}
+    if any(outside_rows.values()):
+        header = (
+            f"{'wrk':<11}{'access/s':>10}{'health/s':>9}{'ratio':>7}{'rounds':>11}"
+            f"{'a p50':>7}{'a p99':>7}{'h p50':>7}{'h p99':>7}"
+            f"{'a CPU µs':>9}{'h CPU µs':>9}{'CPU h/a':>8}"
+        )
+        lines += ["", header, "-" * len(header)]
+        for vendor, row in outside_rows.items():
+            if row:
+                lines.append(
+                    f"{vendor:<11}{row['access_rps']:>10.0f}{row['health_rps']:>9.0f}"
+                    f"{row['ratio']:>7.2f}"
+                    f"{row['ratio_min']:>6.2f}-{row['ratio_max']:.2f}"
+                    f"{row['access_p50_ms']:>7.2f}{row['access_p99_ms']:>7.2f}"
+                    f"{row['health_p50_ms']:>7.2f}{row['health_p99_ms']:>7.2f}"
+                    + (
+                        f"{row['access_cpu_us']:>9.0f}{row['health_cpu_us']:>9.0f}"
+                        f"{row['cpu_ratio']:>8.2f}"
+                        if row.get("cpu_ratio")
+                        else ""
+                    )
+                )
     lines.append("")
     for vendor, result in report["databases"].items():
         lines.append(f"{vendor}: " + "; ".join(result["targets"]))
     return "\n".join(lines)
+
+
+def run_edge(quick: bool) -> dict[str, Any]:
+    """bench/edge.py in its own process (it sets Django up for itself)."""
+    print("== the gate through nginx", file=sys.stderr)
+    rounds = "6" if quick else "12"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.edge", "--rounds", rounds],
+        cwd=ROOT,
+        env=base_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
 
 
 def main() -> None:
@@ -183,6 +244,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, help="approved-user rows (override)")
     parser.add_argument("--monitoring-only", action="store_true")
     parser.add_argument("--no-monitoring", action="store_true")
+    parser.add_argument("--no-edge", action="store_true")
     parser.add_argument(
         "--monitoring-servers", type=int, default=10_000, help="simulated archives"
     )
@@ -203,6 +265,9 @@ def main() -> None:
     # Multiples of 6: each of the 3 paths' 6 orders equally often.
     args.duration = 1.5 if args.quick else 2.0
     args.rounds = 12 if args.quick else 18
+    # wrk: whole seconds; alternating access/health rounds.
+    args.outside_duration = 2 if args.quick else 3
+    outside_rounds = 8 if args.quick else 12
     WORKDIR.mkdir(exist_ok=True)
     started = time.monotonic()
     # Production static files (the manifest), as a deployment would have them.
@@ -217,11 +282,12 @@ def main() -> None:
         "machine": machine(),
         "gunicorn": "2 workers, gthread x4, keep-alive",
         "load": "2 processes x 2 threads, keep-alive, loopback",
+        "outside": "wrk (bench/wrk.lua) vs /api/v1/health, gunicorn 2 sync workers",
         "paths": {"access": ACCESS_PATH, "floor": FLOOR_PATH, "bare": BARE_PATH},
         "databases": {},
     }
     for vendor in args.databases.split(","):
-        result = run_database(vendor, size, args)
+        result = run_database(vendor, size, args, outside_rounds)
         if result is None:
             report["databases"][vendor] = None
             continue
@@ -232,11 +298,16 @@ def main() -> None:
         result["targets_missed"] = [t for t in result["targets"] if t.endswith("✗")]
         report["databases"][vendor] = result
     report["databases"] = {k: v for k, v in report["databases"].items() if v}
+    if not args.no_edge:
+        report["edge"] = run_edge(quick=args.quick)
     if not args.no_monitoring:
         report["monitoring"] = monitoring.run(args.monitoring_servers, workdir=WORKDIR)
     report["seconds"] = round(time.monotonic() - started, 1)
     (BENCH_DIR / "last.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
+    if report.get("edge"):
+        print()
+        print(edge.table(report["edge"]))
     if report.get("monitoring"):
         print()
         print(monitoring.table(report["monitoring"]))

@@ -21,7 +21,16 @@ def base_env() -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("DJANGO_", "DATABASE_", "SQLITE_", "BENCH_", "CACHE_"))
+        if not name.startswith(
+            (
+                "DJANGO_",
+                "DATABASE_",
+                "SQLITE_",
+                "BENCH_",
+                "CACHE_",
+                "REGISTRY_",
+            )
+        )
     }
     env.update(
         DJANGO_SETTINGS_MODULE="bench.settings",
@@ -29,6 +38,7 @@ def base_env() -> dict[str, str]:
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
         DJANGO_INSECURE_HTTP="1",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,testserver",
+        REGISTRY_PUBLIC_ORIGIN="http://127.0.0.1",
         # The throttle runs on both sides, but never refuses the benchmark.
         ACCESS_THROTTLE_RATE="1000000000/min",
         LOG_LEVEL="WARNING",

@@ -9,7 +9,10 @@ Started by ``python -m bench`` with the environment of the deployment under test
   one query) under load, served by one gunicorn with 2 workers and
   ``bench.settings`` (the product's settings with the bench's URLconf), in
   rounds of one phase each whose order changes (a b c, a c b, b a c, ...) so
-  that drift hurts no side.
+  that drift hurts no side;
+- then the outside measurement (bench/outside.py): wrk against the access
+  question and /api/v1/health through gunicorn with 2 sync workers, as the
+  README's production line serves.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from urllib.parse import urlencode
 
 import django
 
+from bench import outside
 from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH
 
 PATHS = {"access": ACCESS_PATH, "floor": FLOOR_PATH, "bare": BARE_PATH}
@@ -82,7 +86,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_gunicorn(port: int, floor_bytes: int, workdir: Path) -> subprocess.Popen:
+def start_gunicorn(
+    port: int, floor_bytes: int, workdir: Path, sync: bool = False
+) -> subprocess.Popen:
+    """gunicorn with 2 workers: ``gthread`` x 4 with keep-alive, or (``sync``)
+    the default sync workers of the README's production line, which close
+    every connection after its answer."""
     env = dict(os.environ, BENCH_FLOOR_BYTES=str(floor_bytes))
     command = [
         sys.executable,
@@ -93,17 +102,13 @@ def start_gunicorn(port: int, floor_bytes: int, workdir: Path) -> subprocess.Pop
         f"127.0.0.1:{port}",
         "--workers",
         "2",
-        # gthread: the sync worker closes every connection; the uploader's
-        # browsers and the load generator keep theirs alive.
-        "--worker-class",
-        "gthread",
-        "--threads",
-        "4",
-        "--keep-alive",
-        "30",
         "--log-level",
         "warning",
     ]
+    if not sync:
+        # gthread: the sync worker closes every connection; the uploader's
+        # browsers and the load generator keep theirs alive.
+        command += ["--worker-class", "gthread", "--threads", "4", "--keep-alive", "30"]
     log_file = open(workdir / f"gunicorn-{port}.log", "w")  # noqa: SIM115
     server = subprocess.Popen(command, env=env, stdout=log_file, stderr=log_file)
     deadline = time.monotonic() + 30
@@ -237,6 +242,58 @@ def summarise(phases: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def measure_outside(key: str, users: int, args: Any) -> dict[str, Any] | None:
+    """wrk against the access question and /api/v1/health, through gunicorn
+    with 2 sync workers (bench/outside.py), for random approved emails among
+    20,000 of the registry."""
+    if not outside.available():
+        if os.environ.get("CI"):
+            raise SystemExit("wrk is not installed (apt-get install wrk)")
+        log("wrk is not installed (apt-get install wrk): no outside measurement")
+        return None
+    emails = outside.approved_emails(users, outside.EMAILS, random.Random(11))
+    emails_file = args.workdir / f"emails-{os.getpid()}.txt"
+    emails_file.write_text("\n".join(emails) + "\n", encoding="utf-8")
+    port = free_port()
+    server = start_gunicorn(port, 400, args.workdir, sync=True)
+    backends = None
+    database_url = os.environ.get("DATABASE_URL")
+    if database_url:  # the backends on the same server, seen from its own
+        base, _, database = database_url.rpartition("/")
+        backends = outside.postgres_backends(f"{base}/postgres", database)
+    try:
+        rounds = outside.run_rounds(
+            port,
+            key,
+            emails_file,
+            args.outside_duration,
+            args.outside_rounds,
+            cpu=outside.server_cpu(server.pid, backends),
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        emails_file.unlink(missing_ok=True)
+    result = outside.summarise(rounds)
+    for r in rounds:
+        log(
+            "wrk "
+            + " | ".join(
+                f"{name} {r[name]['rps']:5.0f} req/s p50 {r[name]['p50_ms']:5.2f} ms "
+                f"p99 {r[name]['p99_ms']:6.2f} ms"
+                for name in ("access", "health")
+            )
+        )
+    log(outside.describe(result))
+    return {
+        "gunicorn": "2 sync workers",
+        "wrk": f"{outside.THREADS} threads, {outside.CONNECTIONS} connections",
+        "emails": len(emails),
+        "phase_seconds": args.outside_duration,
+        **result,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--institutions", type=int, required=True)
@@ -245,6 +302,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, required=True)
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument(
+        "--outside-rounds", type=int, default=0, help="wrk rounds (0: none)"
+    )
+    parser.add_argument("--outside-duration", type=int, default=2, help="seconds")
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
@@ -277,6 +338,9 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         queries_file.unlink(missing_ok=True)
+    outside_result = None
+    if args.outside_rounds:
+        outside_result = measure_outside(raw_key, users, args)
     summary = {
         "sizes": {**sizes.as_dict(), "distinct_users": users},
         **summarise(phases),
@@ -286,6 +350,7 @@ def main() -> None:
         "queries_per_bare_answer": queries_per_bare,
         "seed_seconds": seeded_s,
         "phase_seconds": args.duration,
+        "outside": outside_result,
     }
     json.dump(summary, sys.stdout)
     sys.stdout.write("\n")

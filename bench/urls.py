@@ -10,7 +10,10 @@ from django.urls import path
 
 from bench.env import BARE_PATH, FLOOR_PATH
 from bench.floor import bare, floor
+from pacsbin_integrations.urls import handler500
 from pacsbin_integrations.urls import urlpatterns as product_urlpatterns
+
+__all__ = ["handler500", "urlpatterns"]  # the product's JSON 500 under /api/ too
 
 # First: the product's /api/ ends in a catch-all JSON 404.
 urlpatterns = [

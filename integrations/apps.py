@@ -17,6 +17,25 @@ class IntegrationsConfig(AppConfig):
         pre_create_historical_record.connect(
             audit.stamp_history, dispatch_uid="integrations.audit.stamp_history"
         )
+        self._invalidate_edge_decisions()
+
+    def _invalidate_edge_decisions(self) -> None:
+        """The gate's cached decisions must follow every write to a server or
+        an approval, whichever path made it (admin, API, onboarding, imports):
+        a signal is the one place all single-row writes pass. The bulk flows
+        (registry.py, transfer.py) send none and invalidate themselves."""
+        from django.db.models.signals import post_delete, post_save
+
+        from integrations.edge import decisions
+        from integrations.models import ApprovedUser, DicomWebServer
+
+        for model in (DicomWebServer, ApprovedUser):
+            for signal in (post_save, post_delete):
+                signal.connect(
+                    decisions.on_change,
+                    sender=model,
+                    dispatch_uid=f"edge-{signal is post_save}-{model.__name__}",
+                )
 
 
 class RegistryAdminConfig(admin_apps.AdminConfig):

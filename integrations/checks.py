@@ -40,6 +40,28 @@ def check_uploader_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]
     return problems
 
 
+# /metrics tells whoever holds the token which archives exist and which are
+# down; with failed attempts limited per client, a token this long is out of
+# reach of guessing.
+METRICS_TOKEN_MIN_LENGTH = 32
+
+
+@register()
+def check_metrics_token(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    token = settings.METRICS_TOKEN
+    if token and len(token) < METRICS_TOKEN_MIN_LENGTH:
+        return [
+            Error(
+                f"METRICS_TOKEN is {len(token)} characters long; it must be at "
+                f"least {METRICS_TOKEN_MIN_LENGTH}.",
+                hint="Use a long random token, e.g. the output of "
+                "`openssl rand -hex 32`, and give Prometheus the same one.",
+                id="integrations.E020",
+            )
+        ]
+    return []
+
+
 @register()
 def check_onboarding_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     from django.core.exceptions import ValidationError
@@ -59,6 +81,42 @@ def check_onboarding_settings(app_configs: Any = None, **kwargs: Any) -> list[An
                 )
             )
     return problems
+
+
+COLLECTSTATIC_MISSING = (
+    "The static files manifest is missing: with debug off every HTML page "
+    "would be a 500 (its stylesheets have no hashed name). Run "
+    "`python manage.py collectstatic --no-input` before serving."
+)
+
+
+def static_manifest_missing() -> bool:
+    """True when the hashed-name storage is in use (debug off,
+    DJANGO_STATIC_MANIFEST on) and ``collectstatic`` has not written its
+    manifest: every page that names a static file would fail."""
+    from django.contrib.staticfiles.storage import ManifestFilesMixin
+    from django.core.files.storage import storages
+
+    storage = storages["staticfiles"]
+    if not isinstance(storage, ManifestFilesMixin):
+        return False
+    return storage.read_manifest() is None
+
+
+# Deploy only: `migrate` runs the ordinary checks, and comes before
+# collectstatic in the production steps. The WSGI application refuses to
+# start on the same test (pacsbin_integrations/wsgi.py).
+@register(Tags.staticfiles, deploy=True)
+def check_static_manifest(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    if not static_manifest_missing():
+        return []
+    return [
+        Error(
+            COLLECTSTATIC_MISSING,
+            hint="Run manage.py collectstatic --no-input.",
+            id="integrations.E021",
+        )
+    ]
 
 
 @register(Tags.database)

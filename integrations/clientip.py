@@ -27,3 +27,18 @@ def client_ip(request: HttpRequest) -> str:
             except ValueError:
                 pass
     return remote
+
+
+def client_network(request: HttpRequest) -> str:
+    """The client as a rate limit counts it: its address, or for IPv6 its
+    /64, which one client usually owns whole and could rotate through."""
+    address = client_ip(request)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address or "unknown"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

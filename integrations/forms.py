@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from integrations.models import DicomWebServer
+from integrations.models import ApiKey, DicomWebServer
 from integrations.validators import (
     PROXY_KEYS,
     PROXY_MODE_DICOMWEB,
@@ -245,3 +245,30 @@ class AccessLookupForm(forms.Form):
         from integrations.validators import normalize_email
 
         return normalize_email(self.cleaned_data["email"])
+
+
+class ApiKeyAdminForm(forms.ModelForm):
+    """An API key's add and change form. Creating a key, or raising its
+    scope, needs every permission the scope grants: a staffer holding only
+    "add API key" must not mint a key that does what they may not do by hand.
+    The admin sets ``granting_user`` to the staffer filling the form."""
+
+    granting_user: Any = None
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scope", "expires_at"]
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        scope = cleaned.get("scope")
+        old = self.instance.scope if self.instance.pk else None
+        if scope and ApiKey.raises_scope(old, scope):
+            if self.granting_user is None:
+                raise ValidationError("Nobody to check the scope's permissions for.")
+            try:
+                ApiKey.check_may_grant(self.granting_user, scope)
+            except ValidationError as exc:
+                self.add_error("scope", exc)
+        return cleaned

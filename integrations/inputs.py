@@ -68,6 +68,35 @@ def escaped(text: Any, limit: int | None = None) -> str:
     return "".join(f"\\u{ord(c):04x}" if is_unsafe(c) else c for c in text)
 
 
+_SPACES = re.compile(" {2,}")
+# How much of a text someone else wrote (an archive's header, its error
+# message) a mail or a summary repeats.
+QUOTE_LIMIT = 200
+
+
+def quoted(text: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` as a quotation that reads as one: in “…”, on one line (line
+    breaks and every unsafe character escaped as ``\\uXXXX``, runs of spaces
+    one), at most ``limit`` characters between the marks, escapes included,
+    cut with an ellipsis, and unable to close its own quotation early (a ”
+    inside is escaped too)."""
+    if not isinstance(text, str):
+        text = str(text)
+    pieces = [
+        f"\\u{ord(c):04x}" if is_unsafe(c) or c in "“”" else c
+        for c in _SPACES.sub(" ", text)
+    ]
+    body, used = [], 0
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        if used + len(piece) > (limit if last else limit - 1):
+            body.append("…")
+            break
+        body.append(piece)
+        used += len(piece)
+    return f"“{''.join(body)}”"
+
+
 class JsonInputError(ValueError):
     """The body is not JSON the registry reads; the message is safe to echo."""
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from integrations import audit
+from integrations.edge import decisions, edgekeys
 from integrations.models import ApprovedUser, DicomWebServer
 from integrations.validators import email_key, fold_emails
 
@@ -123,6 +124,7 @@ def _add_missing(server: DicomWebServer, wanted: dict[str, str]) -> BulkAddResul
             default_date=now,
             **audit.bulk_history_attrs(),
         )
+        decisions.invalidate(server.pk)  # bulk_create sends no signal
     return result
 
 
@@ -144,6 +146,8 @@ def remove_approved_users(server: DicomWebServer, emails: Iterable[str]) -> list
             # simple-history would write each history row again, one by one.
             doomed = ApprovedUser.objects.filter(pk__in=ids)
             doomed._raw_delete(doomed.db)
+        if removed:
+            decisions.invalidate(server.pk)  # a raw delete sends no signal
     return [row.email for row in removed]
 
 
@@ -183,3 +187,17 @@ def set_status(servers: QuerySet[DicomWebServer], status: str) -> int:
                 server.save(update_fields=["status", "updated_at"])
                 changed += 1
     return changed
+
+
+def replace_edge_key(server: DicomWebServer) -> str:
+    """A new edge key for ``server``, answered raw (the only time it exists);
+    the old one stops working at once. Audited: the history row shows the
+    key's new creation time (never its hash)."""
+    raw = edgekeys.new_edge_key(server.pk)
+    with transaction.atomic():
+        server.edge_key_hash = edgekeys.hashed(raw)
+        server.edge_key_created_at = timezone.now()
+        server.save(
+            update_fields=["edge_key_hash", "edge_key_created_at", "updated_at"]
+        )
+    return raw

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from django.utils.dateparse import parse_datetime
 from simple_history.utils import bulk_create_with_history
 
 from integrations import audit, registry
+from integrations.edge import decisions
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
     INSTITUTION_NAME_UNIQUE,
@@ -49,12 +51,22 @@ SERVER_FIELDS = [
     "id",
     "institution_id",
     *DicomWebServer.EDITABLE_FIELDS,
+    # The edge key's hash (never the key): a restored registry keeps its
+    # edges working.
+    "edge_key_hash",
+    "edge_key_created_at",
     "created_at",
     "updated_at",
 ]
-APPROVED_USER_FIELDS = ["id", "server_id", "email", "created_at"]
+APPROVED_USER_FIELDS = ["id", "server_id", "email", "created_at", "expires_at"]
 # Fields an export made before they existed lacks, and their value then.
-SERVER_FIELDS_ADDED = {"pacsbin_proxy": None}
+SERVER_FIELDS_ADDED = {
+    "pacsbin_proxy": None,
+    "edge_enforced": False,
+    "edge_key_hash": "",
+    "edge_key_created_at": None,
+}
+APPROVED_USER_FIELDS_ADDED = {"expires_at": None}
 CSV_COLUMNS = ["server_id", "institution", "server", "email", "created_at"]
 STREAM_CHUNK = 10_000
 
@@ -184,6 +196,10 @@ def _keeping_timestamps(*models_: type[models.Model]) -> Iterator[None]:
             field.auto_now, field.auto_now_add = auto_now, auto_now_add
 
 
+_NULLABLE_TIMES = ("expires_at", "edge_key_created_at")
+_KEY_HASH = re.compile(r"([0-9a-f]{64})?")
+
+
 def _parse_rows(
     document: dict[str, Any],
     name: str,
@@ -205,8 +221,8 @@ def _parse_rows(
         for key in ("id", "institution_id", "server_id"):
             if key in row and (type(row[key]) is not int or row[key] < 1):
                 raise TransferError(f"{name} #{number}: bad {key} {row[key]!r}.")
-        for key in ("created_at", "updated_at"):
-            if key in row:
+        for key in ("created_at", "updated_at", *_NULLABLE_TIMES):
+            if key in row and not (key in _NULLABLE_TIMES and row[key] is None):
                 when = parse_datetime(str(row[key]))
                 if when is None:
                     raise TransferError(f"{name} #{number}: bad {key} {row[key]!r}.")
@@ -251,7 +267,12 @@ def import_json(stream: IO[str]) -> ImportResult:
         servers, {institution.pk for institution in institutions}
     )
     users, user_errors = _build_approved_users(
-        _parse_rows(document, "approved_users", APPROVED_USER_FIELDS),
+        _parse_rows(
+            document,
+            "approved_users",
+            APPROVED_USER_FIELDS,
+            added=APPROVED_USER_FIELDS_ADDED,
+        ),
         {server.pk for server in servers},
     )
     errors += user_errors
@@ -284,6 +305,8 @@ def import_json(stream: IO[str]) -> ImportResult:
                         **history,
                     )
         _reset_sequences()
+        for server in servers:  # ids a wiped registry's cache may still know
+            decisions.invalidate(server.pk)
     return ImportResult(len(institutions), len(servers), len(users))
 
 
@@ -317,6 +340,13 @@ def _check_servers(
         if server.institution_id not in institution_ids:
             errors.append(
                 f"servers #{number}: unknown institution {server.institution_id!r}."
+            )
+            continue
+        key_hash: object = server.edge_key_hash  # any JSON value, as read
+        if not (isinstance(key_hash, str) and _KEY_HASH.fullmatch(key_hash)):
+            errors.append(
+                f"servers #{number}: edge_key_hash is not a SHA-256 in hex "
+                f"({escaped(key_hash, 80)})."
             )
             continue
         try:
@@ -374,6 +404,7 @@ def _build_approved_users(
                 email=email,
                 email_key=key[1],
                 created_at=row["created_at"],
+                expires_at=row["expires_at"],
             )
         )
     return users, errors

@@ -30,6 +30,11 @@ urlpatterns: list = [
         name="onboarding_confirm",
     ),
     path(
+        "onboarding/confirm-contact/<str:link>/",
+        onboarding.confirm_contact,
+        name="onboarding_confirm_contact",
+    ),
+    path(
         "onboarding/status/<str:link>/change/",
         onboarding.update_request,
         name="onboarding_update",

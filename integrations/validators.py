@@ -20,6 +20,10 @@ from urllib.parse import quote, urlsplit
 import idna
 from django.core.exceptions import ValidationError
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import (
+    CASE_INSENSITIVE_MAILBOX_NAMES,
+    DOT_ATOM_TEXT,
+)
 
 MAX_URL_LENGTH = 2000
 MAX_EMAIL_LENGTH = 254
@@ -60,6 +64,49 @@ def email_identity(value: object) -> tuple[str, str]:
 # function; errors are not cached, they raise each time).
 @lru_cache(maxsize=65_536)
 def _identity(raw: str) -> tuple[str, str]:
+    return _plain_identity(raw) or _validated_identity(raw)
+
+
+def _plain_identity(raw: str) -> tuple[str, str] | None:
+    """What ``_validated_identity`` answers, for the common shape only: ASCII,
+    one "@", a local part email-validator takes as it is (its own dot-atom
+    rule, not a mailbox name it lowers) and a domain it has already taken
+    whole and in ASCII; else None. Three quarters of email-validator's time
+    goes to the domain, and a registry's users share a few hundred domains:
+    an access question about an address a worker has not seen yet then costs
+    a few µs instead of ~30 (tests/test_email_identity.py proves both give
+    the same answer)."""
+    if not raw.isascii() or len(raw) > MAX_EMAIL_LENGTH or raw.count("@") != 1:
+        return None
+    local, _, domain = raw.partition("@")
+    if not DOT_ATOM_TEXT.match(local) or local.lower() in _MAILBOX_NAMES:
+        return None
+    known = _plain_domain(domain)
+    if known is None or len(local) + 1 + len(known) > MAX_EMAIL_LENGTH:
+        return None
+    return f"{local}@{known}", f"{local.lower()}@{known}"
+
+
+_MAILBOX_NAMES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+# A stand-in local part that email-validator takes as it is.
+_PLAIN_LOCAL = "x"
+
+
+@lru_cache(maxsize=4096)
+def _plain_domain(domain: str) -> str | None:
+    """The domain lowered, when email-validator takes it and normalises it to
+    exactly that (ASCII, no IDNA label to decode, nothing dropped); else None."""
+    try:
+        result = validate_email(f"{_PLAIN_LOCAL}@{domain}", check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    plain = domain.lower()
+    if result.domain != plain or result.ascii_domain != plain:
+        return None
+    return plain
+
+
+def _validated_identity(raw: str) -> tuple[str, str]:
     try:
         result = validate_email(raw, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -746,3 +793,35 @@ def describe_pacsbin_proxy(settings: Any) -> str:
             300,
         )
     return printable(json.dumps(settings, ensure_ascii=True), 300)
+
+
+def load_signing_key(pem: str) -> Any:
+    """The ES256 (EC P-256) private key of a PEM text; ValueError saying why
+    not. A PEM pasted into one environment line with ``\\n`` escapes works."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    text = pem.strip()
+    if "\n" not in text and "\\n" in text:
+        text = text.replace("\\n", "\n")
+    try:
+        key = load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise ValueError(
+            "not a PEM private key without a password (expected "
+            "'-----BEGIN PRIVATE KEY-----' or '-----BEGIN EC PRIVATE KEY-----')."
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(
+        key.curve, ec.SECP256R1
+    ):
+        raise ValueError("not an EC P-256 key: ES256 tokens need one.")
+    return key
+
+
+def signing_key_problem(pem: str) -> str | None:
+    """Why ``pem`` cannot sign edge tokens, or None (settings' start-up check)."""
+    try:
+        load_signing_key(pem)
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -7,12 +7,17 @@ with operators. Defaults are safe: debug off, SQLite for one machine, HTTPS on.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from integrations.validators import normalize_email, normalize_origin
+from integrations.validators import (
+    normalize_email,
+    normalize_origin,
+    signing_key_problem,
+)
 from pacsbin_integrations.env import Env
 
 env = Env()
@@ -43,9 +48,22 @@ def _origins(name: str, default: str) -> list[str]:
 
 
 UPLOADER_ORIGINS = _origins("UPLOADER_ORIGINS", "https://pacsbin.com")
-# The registry's own public origin: the browser-side check on the status page runs
-# from here, so the fix-it configurations allow it too (empty: not allowed).
+# The registry's own public origin: every link in an email is built on it (never
+# on a request's Host, which only has to pass ALLOWED_HOSTS), and the browser-side
+# check on the status page runs from here, so the fix-it configurations allow it.
+# Required with debug off; the local demo (debug on) may leave it unset.
 REGISTRY_PUBLIC_ORIGIN = (_origins("REGISTRY_PUBLIC_ORIGIN", "") or [""])[0]
+if not DEBUG and not REGISTRY_PUBLIC_ORIGIN:
+    raise ImproperlyConfigured(
+        "REGISTRY_PUBLIC_ORIGIN is required when DJANGO_DEBUG is off: the "
+        "registry's own https:// origin, e.g. https://registry.example.org "
+        "(links in emails are built on it, never on a request's Host)."
+    )
+if not DEBUG and not INSECURE_HTTP and not REGISTRY_PUBLIC_ORIGIN.startswith("https:"):
+    raise ImproperlyConfigured(
+        f"REGISTRY_PUBLIC_ORIGIN={REGISTRY_PUBLIC_ORIGIN} must be an https:// "
+        "origin (plain http only with DJANGO_INSECURE_HTTP=1)."
+    )
 UPLOADER_JWT_SECRET = env.secret("UPLOADER_JWT_SECRET")
 # Seconds a Bearer token may live (exp - iat): a leaked token cannot be revoked.
 UPLOADER_JWT_MAX_LIFETIME = env.int("UPLOADER_JWT_MAX_LIFETIME", 86400, minimum=1)
@@ -162,10 +180,15 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Idle timeout and maximum age of signed-in sessions.
+    "integrations.adminsession.AdminSessionTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "integrations.audit.AuditActorMiddleware",
     # Body-size cap and CSP of the public onboarding pages.
     "integrations.onboarding.abuse.PublicPagesMiddleware",
+    # JSON (500, or 503 with Retry-After when a backing service is down) for
+    # what a view under /api/ raised, never Django's HTML page.
+    "integrations.api.errors.ApiErrorsMiddleware",
     # Last, as django-axes asks: it turns lockouts into responses.
     "axes.middleware.AxesMiddleware",
 ]
@@ -188,18 +211,14 @@ TEMPLATES = [
     },
 ]
 
-_database_url = env.str("DATABASE_URL")
-if _database_url:
-    try:
-        _database = dj_database_url.parse(
-            _database_url, conn_max_age=60, conn_health_checks=True
-        )
-    except (ValueError, dj_database_url.UnknownSchemeError) as exc:
-        raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
-else:
-    _database = {
+
+def _sqlite(path: str) -> dict[str, Any]:
+    """The embedded database's settings, whether it is named by SQLITE_PATH or
+    by DATABASE_URL=sqlite:///path: without them 8 concurrent writers got
+    hundreds of "database is locked" 500s and lost rows."""
+    return {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env.str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+        "NAME": path,
         "OPTIONS": {
             # Waits up to 20 s for a writer instead of failing at once with
             # "database is locked".
@@ -224,6 +243,23 @@ else:
         # (make bench: 2x the requests per second at 1,000,000 users).
         "CONN_MAX_AGE": 60,
     }
+
+
+_database: dict[str, Any]
+_database_url = env.str("DATABASE_URL")
+if _database_url:
+    try:
+        _database = dict(
+            dj_database_url.parse(
+                _database_url, conn_max_age=60, conn_health_checks=True
+            )
+        )
+    except (ValueError, dj_database_url.UnknownSchemeError) as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not usable: {exc}") from None
+    if _database["ENGINE"] == "django.db.backends.sqlite3":
+        _database = _sqlite(_database["NAME"])
+else:
+    _database = _sqlite(env.str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")))
 if _database["ENGINE"] == "django.db.backends.postgresql":
     # psycopg binds parameters on the server and prepares a statement once a
     # connection has run it five times: the access question's query is then
@@ -236,14 +272,26 @@ DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _cache_url = env.str("CACHE_URL")
+CACHES: dict[str, dict[str, Any]]
 if not _cache_url:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 elif urlsplit(_cache_url).scheme in ("redis", "rediss", "unix"):
+    # Redis shares throttles and rate limits between workers; it is never a
+    # hard dependency: when it fails the cache answers from per-process memory
+    # (integrations/cache.py). Short socket timeouts, so a frozen Redis costs
+    # a request at most CACHE_SOCKET_TIMEOUT (the client's default is none:
+    # every request stalled), and only once per CACHE_RETRY_SECONDS.
+    _cache_socket_timeout = env.number("CACHE_SOCKET_TIMEOUT", 0.25, minimum=0.01)
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "integrations.cache.FaultTolerantRedisCache",
             "LOCATION": _cache_url,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", "pacsbin"),
+            "RETRY_SECONDS": env.number("CACHE_RETRY_SECONDS", 5.0, minimum=0.1),
+            "OPTIONS": {
+                "socket_connect_timeout": _cache_socket_timeout,
+                "socket_timeout": _cache_socket_timeout,
+            },
         }
     }
 else:
@@ -351,6 +399,16 @@ MONITOR_TICK_SECONDS = env.number(
 )
 # Consecutive failed checks before an ok server becomes failing (and alerts).
 MONITOR_FAILING_AFTER = env.int("MONITOR_FAILING_AFTER", 2, minimum=1)
+# Flap damping: MONITOR_FLAP_CHANGES state changes within
+# MONITOR_FLAP_WINDOW_HOURS make one "flapping" email, then none until the state
+# has held for MONITOR_FLAP_QUIET_INTERVALS intervals (one "settled" email).
+MONITOR_FLAP_CHANGES = env.int("MONITOR_FLAP_CHANGES", 4, minimum=2)
+MONITOR_FLAP_WINDOW_HOURS = env.number("MONITOR_FLAP_WINDOW_HOURS", 2.0, minimum=0.01)
+MONITOR_FLAP_QUIET_INTERVALS = env.int("MONITOR_FLAP_QUIET_INTERVALS", 3, minimum=1)
+# A later TLS expiry replaces the earliest one seen only when every check for
+# this long saw it (two certificates behind one name warn once, not every
+# other check).
+MONITOR_TLS_WINDOW_HOURS = env.number("MONITOR_TLS_WINDOW_HOURS", 24.0, minimum=0.0)
 
 
 def _emails(name: str) -> list[str]:
@@ -374,6 +432,26 @@ MONITOR_QUEUE = env.str("MONITOR_QUEUE", "monitoring")
 # /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
 METRICS_TOKEN = env.secret("METRICS_TOKEN")
 
+# The gate (README "The gate"): seconds an edge token lives (exp - iat); how
+# long an edge may cache a decision (so revocation reaches it within this);
+# how long an edge may serve cached decisions while the registry is
+# unreachable (0: closed at once).
+EDGE_TOKEN_LIFETIME = env.int("EDGE_TOKEN_LIFETIME", 600, minimum=1)
+if EDGE_TOKEN_LIFETIME > 3600:
+    raise ImproperlyConfigured(
+        f"EDGE_TOKEN_LIFETIME={EDGE_TOKEN_LIFETIME} must be at most 3600 (seconds)."
+    )
+EDGE_CACHE_SECONDS = env.int("EDGE_CACHE_SECONDS", 30, minimum=1)
+EDGE_GRACE_SECONDS = env.int("EDGE_GRACE_SECONDS", 300, minimum=0)
+# The ES256 (P-256) private key that signs edge tokens, PEM, or from the file
+# EDGE_SIGNING_KEY_FILE. Unset: the embedded default, a key made on first use
+# and kept in the database (`manage.py rotate_edge_signing_key` replaces it).
+EDGE_SIGNING_KEY = env.secret("EDGE_SIGNING_KEY")
+if EDGE_SIGNING_KEY:
+    _problem = signing_key_problem(EDGE_SIGNING_KEY)
+    if _problem:
+        raise ImproperlyConfigured(f"EDGE_SIGNING_KEY: {_problem}")
+
 # Celery (read by pacsbin_integrations/celery.py, namespace CELERY_).
 _broker = env.str("CELERY_BROKER_URL")
 if _broker and urlsplit(_broker).scheme not in ("redis", "rediss"):
@@ -389,6 +467,19 @@ CELERY_TASK_DEFAULT_QUEUE = MONITOR_QUEUE
 CELERY_TASK_TIME_LIMIT = MONITOR_TASK_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = MONITOR_TASK_TIME_LIMIT - 30
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A batch is acknowledged once done, not when a worker takes it: a worker
+# process that dies mid-batch (killed, out of memory) hands it back to the
+# queue at once, and one that vanishes whole (its box gone) leaves it with
+# Redis, which hands it out again after MONITOR_REDELIVER_SECONDS (default
+# twice the task's time limit: never while a batch may still run; the
+# broker's own default, an hour, came back several rounds late). Each batch
+# carries its claim, so a late copy skips servers a later round took.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+MONITOR_REDELIVER_SECONDS = env.int(
+    "MONITOR_REDELIVER_SECONDS", 2 * MONITOR_TASK_TIME_LIMIT, minimum=1
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": MONITOR_REDELIVER_SECONDS}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
@@ -412,6 +503,18 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Staff sessions decide who may see patient images: they end after this long
+# without a request, and this long after signing in whatever the activity
+# (integrations/adminsession.py; the cookie lives no longer either).
+ADMIN_SESSION_IDLE_MINUTES = env.int("ADMIN_SESSION_IDLE_MINUTES", 30, minimum=1)
+ADMIN_SESSION_MAX_HOURS = env.int("ADMIN_SESSION_MAX_HOURS", 12, minimum=1)
+if ADMIN_SESSION_IDLE_MINUTES > ADMIN_SESSION_MAX_HOURS * 60:
+    raise ImproperlyConfigured(
+        f"ADMIN_SESSION_IDLE_MINUTES={ADMIN_SESSION_IDLE_MINUTES} is longer than "
+        f"ADMIN_SESSION_MAX_HOURS={ADMIN_SESSION_MAX_HOURS}: a session never "
+        "idles that long."
+    )
+SESSION_COOKIE_AGE = ADMIN_SESSION_MAX_HOURS * 3600
 _https = not DEBUG and not INSECURE_HTTP
 SECURE_SSL_REDIRECT = _https
 SESSION_COOKIE_SECURE = _https

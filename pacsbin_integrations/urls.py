@@ -11,6 +11,9 @@ admin.site.site_header = "Pacsbin Integrations"
 admin.site.site_title = "Pacsbin Integrations"
 admin.site.index_title = "DICOMweb registry"
 
+# JSON under /api/ for what a middleware raised (views: ApiErrorsMiddleware).
+handler500 = "integrations.api.errors.server_error"
+
 urlpatterns = [
     # Before the admin's own: the login page with the single sign-on button.
     path("admin/login/", sso.admin_login),

@@ -6,6 +6,10 @@ from pathlib import Path
 import pytest
 
 from integrations.api.auth import forget_keys
+from integrations.edge import decisions as edge_decisions
+from integrations.edge import keys as edge_keys
+from integrations.edge import tokens as edge_tokens
+from integrations.edge import usage as edge_usage
 from tests import peers
 
 
@@ -27,8 +31,20 @@ def _no_remembered_keys() -> Iterator[None]:
     """Each test looks its API keys up afresh: workers remember them for a
     few seconds (auth.KEY_CACHE_SECONDS), tests roll the database back."""
     forget_keys()
+    _forget_edge()
     yield
     forget_keys()
+    _forget_edge()
+
+
+def _forget_edge() -> None:
+    """The gate's signing keys, tokens, verified tokens, cached decisions and
+    usage counts, kept per worker, came from a database the test rolls back."""
+    edge_keys.forget()
+    edge_tokens.forget()
+    edge_decisions.forget(fresh_cache=True)
+    edge_usage.forget()
+    edge_usage.BACKGROUND_FLUSH = False
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,16 @@ set it fails it, so CI can never pass by skipping.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import io
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -287,12 +291,7 @@ def build_pacsbin_proxy(cache: Path | None = None) -> Path:
         if path.is_file():
             digest.update(str(path.relative_to(PACSBIN_PROXY_SOURCE)).encode())
             digest.update(path.read_bytes())
-    base = (
-        cache
-        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        / "pacsbin-integrations-tests"
-    )
-    base.mkdir(parents=True, exist_ok=True)
+    base = cache_folder(cache)
     out = base / f"pacsbin-dicomweb-proxy-{digest.hexdigest()[:16]}"
     with (base / "build.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -306,6 +305,143 @@ def build_pacsbin_proxy(cache: Path | None = None) -> Path:
     entry = Path(built.stdout.strip().splitlines()[-1])
     assert entry.is_file(), built.stdout
     return entry
+
+
+def cache_folder(cache: Path | None = None) -> Path:
+    """Where built and fetched peers are kept between runs."""
+    base = (
+        cache
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "pacsbin-integrations-tests"
+    )
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+# OHIF Viewer as published on npm, pinned by version and by the registry's
+# integrity hash (`npm view @ohif/app@3.13.2 dist.integrity`). The test's
+# one download: ohif_package() fetches it once into the cache folder, and
+# .ci/run calls it before the tests.
+OHIF_PACKAGE = "@ohif/app"
+OHIF_VERSION = "3.13.2"
+OHIF_INTEGRITY = (
+    "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq"
+    "+jd5xXZB9E8EA=="
+)
+
+
+def ohif_package(cache: Path | None = None) -> Path:
+    """The unpacked @ohif/app package (``package.json`` and the built viewer
+    in ``dist/``), fetched with ``npm pack`` the first time (a lock keeps
+    parallel runs from fetching at once; the folder appears whole or not at
+    all). Missing npm, or a failed fetch: the test skips (fails under CI)."""
+    import base64
+    import fcntl
+    import hashlib
+    import shutil
+    import tarfile
+    import tempfile
+
+    base = cache_folder(cache)
+    folder = base / f"ohif-app-{OHIF_VERSION}"
+    if (folder / "package" / "dist").is_dir():
+        return folder / "package"
+    require(NPM)
+    with (base / "ohif.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "package" / "dist").is_dir():
+            return folder / "package"
+        work = Path(tempfile.mkdtemp(prefix="ohif-", dir=base))
+        try:
+            packed = subprocess.run(
+                [NPM, "pack", f"{OHIF_PACKAGE}@{OHIF_VERSION}", "--json"]
+                + ["--pack-destination", str(work)],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                cwd=work,
+            )
+            if packed.returncode != 0:
+                message = f"npm pack {OHIF_PACKAGE}@{OHIF_VERSION} failed:\n"
+                message += packed.stderr[-2000:]
+                if os.environ.get("CI"):
+                    pytest.fail(message)
+                pytest.skip(message)
+            [tarball] = work.glob("*.tgz")
+            algorithm, expected = OHIF_INTEGRITY.split("-", 1)
+            digest = hashlib.new(algorithm, tarball.read_bytes()).digest()
+            assert base64.b64encode(digest).decode() == expected, (
+                f"{tarball.name} is not the pinned {OHIF_PACKAGE}@{OHIF_VERSION}"
+            )
+            with tarfile.open(tarball) as archive:
+                archive.extractall(work / "unpacked", filter="data")
+            (work / "unpacked").rename(folder)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return folder / "package"
+
+
+# OHIF's own functions that build the requests the registry's flags change,
+# read from the package's built code and run with node: thumbnails
+# (thumbnailRendering + thumbnailRequestStrategy fetch), the WADO-RS frame
+# a wadors thumbnail and the viewer load, and the study list's QIDO search
+# (supportsWildcard, supportsFuzzyMatching) as dicomweb-client escapes it.
+OHIF_FUNCTIONS = (
+    "buildThumbnailEndpointPath",
+    "getThumbnailFetchRequest",
+    "buildInstanceWadoRsUri",
+    "buildInstanceFrameWadoRsUri",
+    "getWADORSImageId",
+    "mapParams",
+    "_parseQueryParameters",
+)
+
+
+@functools.cache
+def ohif_function(package: Path, name: str) -> str:
+    """The source of ``function name(...) {...}`` in the package's dist/
+    JavaScript (the first bundle defining it)."""
+    pattern = re.compile(rf"\bfunction {re.escape(name)}\(")
+    for path in sorted((package / "dist").glob("*.js")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found = pattern.search(text)
+        if found is None:
+            continue
+        start = found.start()
+        at = _closing(text, found.end() - 1, "(", ")")
+        body = text.index("{", at)
+        return text[start : _closing(text, body, "{", "}") + 1]
+    raise AssertionError(f"OHIF {OHIF_VERSION}'s dist/ has no function {name}")
+
+
+def _closing(text: str, at: int, opening: str, closing: str) -> int:
+    """The index of the bracket closing the one at ``at`` (the functions read
+    here hold no bracket inside a string)."""
+    depth = 0
+    for index in range(at, len(text)):
+        if text[index] == opening:
+            depth += 1
+        elif text[index] == closing:
+            depth -= 1
+            if depth == 0:
+                return index
+    raise AssertionError(f"unbalanced {opening} at {at}")
+
+
+def ohif_run(package: Path, expression: str, tmp: Path) -> Any:
+    """Evaluate a JavaScript expression with OHIF_FUNCTIONS defined (node);
+    its JSON value."""
+    require(NODE)
+    sources = "\n".join(ohif_function(package, name) for name in OHIF_FUNCTIONS)
+    script = tmp / "ohif-run.js"
+    script.write_text(
+        f"{sources}\nprocess.stdout.write(JSON.stringify({expression}));\n"
+    )
+    ran = subprocess.run(
+        [NODE, str(script)], capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    return json.loads(ran.stdout)
 
 
 def patch_pacsbin_config(
@@ -402,6 +538,25 @@ def patch_nginx(config: str, port: int, cert: Path, key: Path, tls: bool) -> str
     config = re.sub(r"\n\s*listen \[::\]:443 ssl;", "", config)
     config = re.sub(r"ssl_certificate \S+;", f"ssl_certificate {cert};", config)
     return re.sub(r"ssl_certificate_key \S+;", f"ssl_certificate_key {key};", config)
+
+
+def patch_edge_cache(config: str) -> str:
+    """The gate's decision cache in a folder of its own (the generated path
+    is under /var/cache, for a real install): the one line the configuration
+    marks EDIT for it. Outside pytest's temporary folders: nginx's workers
+    (nobody) must reach it, and every pytest session that starts makes
+    /tmp/pytest-of-<user> private again. Removed when the tests end."""
+    folder = Path(tempfile.mkdtemp(prefix="pacsbin-edge-cache-"))
+    folder.chmod(0o711)
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    config, found = re.subn(
+        r"^proxy_cache_path \S+ ",
+        f"proxy_cache_path {folder / 'cache'} ",
+        config,
+        flags=re.MULTILINE,
+    )
+    assert found == 1, config
+    return config
 
 
 @contextmanager

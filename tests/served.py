@@ -42,6 +42,13 @@ class Served:
     log: Path
 
     @property
+    def sqlite_path(self) -> str:
+        """The SQLite file, however the environment names it."""
+        if "SQLITE_PATH" in self.database:
+            return self.database["SQLITE_PATH"]
+        return self.database["DATABASE_URL"].removeprefix("sqlite:///")
+
+    @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Api-Key {self.key}"}
 
@@ -58,7 +65,14 @@ def base_env(**extra: str) -> dict[str, str]:
         name: value
         for name, value in os.environ.items()
         if not name.startswith(
-            ("DJANGO_", "DATABASE_", "SQLITE_", "CACHE_", "CONNECTIVITY_")
+            (
+                "DJANGO_",
+                "DATABASE_",
+                "SQLITE_",
+                "CACHE_",
+                "CONNECTIVITY_",
+                "REGISTRY_",
+            )
         )
     }
     env.update(
@@ -70,20 +84,27 @@ def base_env(**extra: str) -> dict[str, str]:
         DJANGO_ALLOWED_HOSTS="127.0.0.1",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(ROOT),
-        **extra,
+        # Required with debug off; links in its emails point at the server.
+        REGISTRY_PUBLIC_ORIGIN="http://127.0.0.1",
     )
+    env.update(extra)
     return env
 
 
 @contextmanager
 def database(
-    tmp: Path, name: str, postgres_url: str | None
+    tmp: Path, name: str, postgres_url: str | None, sqlite_url: bool = False
 ) -> Iterator[dict[str, str]]:
     """The environment naming a fresh, empty database: a new one on the
     PostgreSQL server of ``postgres_url`` (dropped afterwards), or else a
-    SQLite file in ``tmp``."""
+    SQLite file in ``tmp``, named by SQLITE_PATH (the default) or, with
+    ``sqlite_url``, by DATABASE_URL=sqlite:///path."""
     if postgres_url is None:
-        yield {"SQLITE_PATH": str(tmp / f"{name}.sqlite3")}
+        path = tmp / f"{name}.sqlite3"
+        if sqlite_url:
+            yield {"DATABASE_URL": f"sqlite:///{path}"}
+        else:
+            yield {"SQLITE_PATH": str(path)}
         return
     import psycopg
 
@@ -119,6 +140,7 @@ def served(
     name: str,
     *,
     postgres_url: str | None = None,
+    sqlite_url: bool = False,
     workers: int = 2,
     threads: int = 4,
     gunicorn_args: tuple[str, ...] = (),
@@ -127,7 +149,7 @@ def served(
     """gunicorn (gthread, ``workers`` x ``threads``) on a migrated database of
     its own (see ``database``) with one server and a manage API key. Its
     workers reach nothing but loopback (tests/offline_gunicorn.py)."""
-    with database(tmp, name, postgres_url) as db_env:
+    with database(tmp, name, postgres_url, sqlite_url) as db_env:
         env = base_env(**db_env, **extra)
         manage(env, "migrate", "--no-input")
         key = manage(env, "create_api_key", f"{name}-test", "--scope", "manage")

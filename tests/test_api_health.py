@@ -14,7 +14,7 @@ class HealthTests(TestCase):
     def test_it_answers_ok_without_credentials(self) -> None:
         response = self.client.get(self.URL)
         self.assertEqual(response.status_code, 200)
-        self.assertEqual(response.json(), {"status": "ok"})
+        self.assertEqual(response.json(), {"status": "ok", "cache": "ok"})
         self.assertEqual(response["Cache-Control"], "no-store")
 
     def test_a_bad_credential_does_not_matter(self) -> None:
@@ -28,7 +28,8 @@ class HealthTests(TestCase):
         ):
             response = self.client.get(self.URL)
         self.assertEqual(response.status_code, 503)
-        self.assertEqual(response.json(), {"status": "unavailable"})
+        self.assertEqual(response.json(), {"status": "unavailable", "cache": "ok"})
+        self.assertEqual(response["Retry-After"], "5")
 
     def test_it_costs_one_query(self) -> None:
         with self.assertNumQueries(1):

@@ -291,6 +291,7 @@ class ServerApiTests(ManagementTestCase):
                 "cors_mode": "direct",
                 "needs_credentials": False,
                 "pacsbin_proxy": None,
+                "edge_enforced": False,
                 "notes": "",
             },
         )
@@ -436,7 +437,10 @@ class ApprovedUserApiTests(ManagementTestCase):
         self.post(self.url(), {"emails": ["a.b@x.example", "c.d@y.example"]})
         body = self.get(self.url()).json()
         self.assertEqual(body["count"], 3)
-        self.assertEqual(set(body["results"][0]), {"id", "email", "created_at"})
+        self.assertEqual(
+            set(body["results"][0]),
+            {"id", "email", "created_at", "expires_at", "last_used_at"},
+        )
         found = self.get(self.url(), {"search": "D@Y.EX"}).json()
         self.assertEqual([u["email"] for u in found["results"]], ["c.d@y.example"])
 

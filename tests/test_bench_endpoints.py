@@ -168,7 +168,7 @@ class BareTests(TestCase):
     def test_it_passes_the_same_middleware_as_the_health_check(self) -> None:
         bare = self.client.get(BARE_PATH)
         health = self.client.get("/api/v1/health")
-        self.assertEqual(health.json(), {"status": "ok"})
+        self.assertEqual(health.json(), {"status": "ok", "cache": "ok"})
         for header in (
             "X-Frame-Options",
             "X-Content-Type-Options",

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import pytest
 from django.test import SimpleTestCase, TestCase
 
+from bench import outside
 from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH
 from bench.load import percentile, run_load, schedule
 from bench.measure import summarise
 from bench.seed import Sizes, seed, user_email
 from integrations.models import ApprovedUser, DicomWebServer, Institution
 from integrations.validators import email_key, normalize_email
+from tests.peers import require
 
 
 class SeedTests(TestCase):
@@ -139,3 +150,134 @@ class LoadGeneratorTests(SimpleTestCase):
         self.assertEqual(percentile(values, 50), 50.0)
         self.assertEqual(percentile(values, 99), 99.0)
         self.assertEqual(percentile([], 99), 0.0)
+
+
+def outside_phase(rps: float, p50: float) -> dict[str, object]:
+    cpu_us = 1e6 / rps  # CPU-bound: one core's second over the answers
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p50 * 3,
+        "mean_bytes": 10,
+        "cpu_us": cpu_us,
+    }
+
+
+class OutsideSummaryTests(SimpleTestCase):
+    def test_the_ratio_is_the_median_of_each_rounds_own(self) -> None:
+        # Round 2 ran on a busy machine: both slower, the ratio the same.
+        rounds = [
+            {"access": outside_phase(900, 2.0), "health": outside_phase(1000, 1.8)},
+            {"access": outside_phase(450, 4.0), "health": outside_phase(500, 3.6)},
+            {"access": outside_phase(800, 2.2), "health": outside_phase(1000, 1.8)},
+        ]
+        result = outside.summarise(rounds)
+        self.assertAlmostEqual(result["ratio"], 0.9)
+        self.assertAlmostEqual(result["ratio_min"], 0.8)
+        self.assertAlmostEqual(result["ratio_max"], 0.9)
+        self.assertEqual(result["access_rps"], 800)
+        self.assertEqual(result["health_rps"], 1000)
+        self.assertEqual(result["access_p50_ms"], 2.2)
+        self.assertEqual(result["health_p99_ms"], 1.8 * 3)
+        self.assertAlmostEqual(result["cpu_ratio"], 0.9)
+        self.assertAlmostEqual(result["access_cpu_us"], 1e6 / 800)
+
+    def test_its_emails_are_distinct_approved_users_of_the_seed(self) -> None:
+        emails = outside.approved_emails(30_000, 20_000, random.Random(1))
+        self.assertEqual(len(set(emails)), 20_000)
+        self.assertTrue(set(emails) <= {user_email(n) for n in range(30_000)})
+
+
+class WrkHandler(BaseHTTPRequestHandler):
+    """The access question's shape: an approved email and the key, else 401;
+    the health check: no credentials."""
+
+    seen: list[tuple[str, str | None]] = []
+
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        auth = self.headers["Authorization"]
+        self.seen.append((self.path, auth))
+        ok = path == outside.HEALTH_PATH or (
+            path == ACCESS_PATH and auth == "Api-Key k" and query.startswith("email=")
+        )
+        body = b'{"servers": []}'
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")  # as gunicorn's sync worker
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.peers
+class WrkTests(SimpleTestCase):
+    """bench/outside.py drives the real wrk with bench/wrk.lua."""
+
+    def setUp(self) -> None:
+        require(shutil.which("wrk") or "/usr/bin/wrk")
+        WrkHandler.seen = []
+        server = ThreadingHTTPServer(("127.0.0.1", 0), WrkHandler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        self.port = server.server_address[1]
+        self.emails = Path(self.enterContext(tempfile.TemporaryDirectory())) / "e"
+        self.emails.write_text("a@x.example\nb@x.example\nc@x.example\n")
+
+    def test_it_alternates_access_and_health_with_a_random_email_each(self) -> None:
+        rounds = outside.run_rounds(
+            self.port, "k", self.emails, duration=1, rounds=2, connections=2
+        )
+        self.assertEqual(len(rounds), 2)
+        for r in rounds:
+            for name in ("access", "health"):
+                self.assertGreater(r[name]["requests"], 0)
+                self.assertEqual(r[name]["errors"], {})
+                self.assertLessEqual(r[name]["p50_ms"], r[name]["p99_ms"])
+        asked = {p for p, _ in WrkHandler.seen if p.startswith(ACCESS_PATH)}
+        self.assertEqual(
+            asked, {f"{ACCESS_PATH}?email={e}@x.example" for e in ("a", "b", "c")}
+        )
+        self.assertTrue(
+            all(auth == "Api-Key k" for p, auth in WrkHandler.seen if p in asked)
+        )
+        self.assertTrue(
+            all(auth is None for p, auth in WrkHandler.seen if p not in asked)
+        )
+
+    def test_a_refused_answer_stops_the_run(self) -> None:
+        with self.assertRaisesRegex(SystemExit, "status_errors"):
+            outside.run_rounds(self.port, "wrong", self.emails, duration=1, rounds=1)
+
+
+class ServerCpuTests(SimpleTestCase):
+    def test_it_counts_the_cpu_of_the_masters_children(self) -> None:
+        sample = outside.server_cpu(os.getpid())
+        before = sample()
+        burner = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import time\nt=time.process_time()\n"
+                "while time.process_time() - t < 0.5: pass\ntime.sleep(5)",
+            ]
+        )
+        self.addCleanup(burner.wait)
+        self.addCleanup(burner.kill)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            used = outside.cpu_used(before, sample())
+            if used >= 0.5:
+                break
+            time.sleep(0.1)
+        self.assertGreaterEqual(used, 0.5)
+        self.assertLess(used, 2.0)
+
+    def test_a_process_started_meanwhile_counts_whole(self) -> None:
+        self.assertAlmostEqual(
+            outside.cpu_used({1: 1.0, 2: 5.0}, {1: 1.5, 3: 0.25}), 0.75
+        )

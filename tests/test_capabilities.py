@@ -14,7 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import urllib3
 from django.core.management import call_command
-from django.test import TestCase, override_settings
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test import TestCase, TransactionTestCase, override_settings
 
 from integrations.connectivity import capabilities as caps
 from integrations.connectivity import client, probe, run_check
@@ -74,6 +76,8 @@ class FakeArchive:
     no_match: int = 204  # 204 | 200
     rendered: Any = "image"  # image | a status
     thumbnail: Any = "image"
+    series_images: bool = True  # a series' /rendered and /thumbnail too
+    escaped_viewport: str = "works"  # works | refused (Orthanc 1.10: 400)
     has_study: bool = True
     has_description: bool = True
     metadata: bool = True
@@ -88,11 +92,17 @@ class FakeArchive:
             return self.search(query)
         if path == f"/dicomweb/studies/{STUDY}/instances":
             return response(body=[INSTANCE])
-        base = f"/wado/studies/{STUDY}/series/{SERIES}/instances/{SOP}"
+        series = f"/wado/studies/{STUDY}/series/{SERIES}"
+        base = f"{series}/instances/{SOP}"
         if path == f"{base}/metadata":
             return response(body=[METADATA]) if self.metadata else response(404)
-        if path in (f"{base}/rendered", f"{base}/thumbnail"):
+        images = [f"{base}/rendered", f"{base}/thumbnail"]
+        if self.series_images:
+            images += [f"{series}/rendered", f"{series}/thumbnail"]
+        if path in images:
             behaviour = self.rendered if path.endswith("rendered") else self.thumbnail
+            if "%2C" in parts.query and self.escaped_viewport == "refused":
+                behaviour = 400
             if behaviour == "image":
                 return response(body=b"\xff\xd8\xff\xe0jpeg", content_type="image/jpeg")
             return response(behaviour, b'{"error": "no"}', "application/json")
@@ -147,12 +157,20 @@ def learn(archive: FakeArchive) -> dict[str, Any]:
 ORTHANC_LIKE = {
     caps.INCLUDEFIELD_TAG: True,
     caps.INCLUDEFIELD_ALL: False,
-    caps.FUZZY_MATCHING: False,
+    caps.FUZZY_MATCHING: None,
     caps.WILDCARD: True,
     caps.NO_MATCH: caps.NO_MATCH_EMPTY,
-    caps.RENDERED: True,
+    caps.RENDERED: False,
     caps.THUMBNAIL: False,
 }
+# Stored values with every kind of answer (a thumbnail through /rendered).
+LEARNT = {
+    **ORTHANC_LIKE,
+    caps.FUZZY_MATCHING: False,
+    caps.RENDERED: True,
+}
+# Every value of the study that says whose it is (and its UIDs).
+IDENTIFYING = ("Test", "Connectivity", "PACSBIN-TEST-1", STUDY, SERIES, SOP)
 
 
 class LearningTests(TestCase):
@@ -161,7 +179,7 @@ class LearningTests(TestCase):
         assert learn(archive) == {
             caps.INCLUDEFIELD_TAG: True,
             caps.INCLUDEFIELD_ALL: True,
-            caps.FUZZY_MATCHING: True,
+            caps.FUZZY_MATCHING: None,  # a yes needs a real name: never sent
             caps.WILDCARD: True,
             caps.NO_MATCH: caps.NO_MATCH_204,
             caps.RENDERED: True,
@@ -174,30 +192,22 @@ class LearningTests(TestCase):
             fuzzy="ignored",
             no_match=200,
             thumbnail=404,
+            escaped_viewport="refused",
         )
         assert learn(archive) == ORTHANC_LIKE
 
-    def test_an_archive_that_silently_ignores_fuzzymatching_says_no(self) -> None:
-        assert learn(FakeArchive(fuzzy="ignored"))[caps.FUZZY_MATCHING] is False
+    def test_fuzzymatching_accepted_or_ignored_stays_unknown(self) -> None:
+        assert learn(FakeArchive(fuzzy="ignored"))[caps.FUZZY_MATCHING] is None
+        assert learn(FakeArchive(fuzzy="works"))[caps.FUZZY_MATCHING] is None
 
     def test_an_archive_that_refuses_fuzzymatching_says_no(self) -> None:
         assert learn(FakeArchive(fuzzy="refused"))[caps.FUZZY_MATCHING] is False
 
-    def test_fuzzy_is_a_lowercase_family_name_compared_with_the_same_without_it(
-        self,
-    ) -> None:
+    def test_fuzzy_is_asked_as_ohif_asks_with_a_made_up_name(self) -> None:
         archive = FakeArchive()
         learn(archive)
-        names = [
-            parse_qs(urlsplit(url).query).get("PatientName", [None])[0]
-            for _, url, _ in archive.asked
-            if "fuzzymatching" in url
-        ]
-        assert names == ["test"]
-        assert any(
-            "PatientName=test" in url and "fuzzymatching" not in url
-            for _, url, _ in archive.asked
-        )
+        fuzzy = [urlsplit(u).query for _, u, _ in archive.asked if "fuzzy" in u]
+        assert fuzzy == ["limit=1&PatientName=zzpacsbinprobe&fuzzymatching=true"]
 
     def test_no_match_is_204_or_200_with_an_empty_array(self) -> None:
         assert learn(FakeArchive(no_match=204))[caps.NO_MATCH] == "204"
@@ -241,7 +251,7 @@ class LearningTests(TestCase):
         ]
         assert asked == ["00081030", "all"]
 
-    def test_wildcards_as_ohif_sends_them(self) -> None:
+    def test_wildcards_as_ohif_sends_them_around_nothing(self) -> None:
         archive = FakeArchive()
         assert learn(archive)[caps.WILDCARD] is True
         patterns = [
@@ -249,36 +259,41 @@ class LearningTests(TestCase):
             for _, url, _ in archive.asked
             if "PatientName" in url and "fuzzymatching" not in url
         ]
-        assert patterns[:2] == ["*es*", "es"]
+        assert patterns == ["**", "ZZPACSBINPROBE"]
 
-    def test_the_star_is_sent_unescaped_as_browsers_send_it(self) -> None:
+    def test_the_star_is_sent_unescaped_as_ohif_sends_it(self) -> None:
         # Orthanc matches %2A literally; OHIF (encodeURIComponent) sends "*".
         archive = FakeArchive()
         learn(archive)
-        assert any(
-            "PatientName=%2Aes%2A" not in u and "PatientName=*es*" in u
-            for _, u, _ in archive.asked
-        )
+        assert any(u.endswith("?limit=1&PatientName=**") for _, u, _ in archive.asked)
 
-    def test_names_that_a_url_must_escape_leave_both_unknown(self) -> None:
-        for name in ("De la Cruz", "Müller", "Li", "A*^B?"):
-            with self.subTest(name=name):
-                archive = FakeArchive()
-                study = {
-                    **DEFAULT_STUDY,
-                    "00100010": attribute("PN", {"Alphabetic": name}),
-                }
-                with mock.patch.dict(DEFAULT_STUDY, study):
-                    learnt = learn(archive)
-                assert learnt[caps.WILDCARD] is None
-                assert learnt[caps.FUZZY_MATCHING] is None
-                assert not any("PatientName" in u for _, u, _ in archive.asked)
-                assert learnt[caps.INCLUDEFIELD_TAG] is True
+    def test_no_search_carries_a_value_from_the_study(self) -> None:
+        # Issue 17, item 7: no name, no patient id, no UID in any query; the
+        # UIDs only in the paths of retrieve requests to the archive's roots.
+        archive = FakeArchive()
+        learn(archive)
+        for _, url, _ in archive.asked:
+            parts = urlsplit(url)
+            for value in IDENTIFYING:
+                assert value.lower() not in parts.query.lower(), url
+            if STUDY in parts.path:
+                assert url.startswith((QIDO + "/studies/", WADO + "/studies/"))
+
+    def test_a_study_without_a_name_leaves_wildcards_unknown(self) -> None:
+        archive = FakeArchive(wildcard="literal")
+        study = {k: v for k, v in DEFAULT_STUDY.items() if k != "00100010"}
+        with mock.patch.dict(DEFAULT_STUDY, study, clear=True):
+            assert learn(archive)[caps.WILDCARD] is None
+
+    def test_an_archive_that_refuses_the_wildcard_says_no(self) -> None:
+        assert learn(FakeArchive(wildcard="refused"))[caps.WILDCARD] is False
 
     def test_an_archive_that_takes_the_star_literally_says_no(self) -> None:
         assert learn(FakeArchive(wildcard="literal"))[caps.WILDCARD] is False
 
-    def test_an_archive_that_ignores_the_name_filter_leaves_both_unknown(self) -> None:
+    def test_an_archive_that_ignores_the_name_filter_leaves_wildcards_unknown(
+        self,
+    ) -> None:
         learnt = learn(FakeArchive(name_filter="ignored"))
         assert learnt[caps.WILDCARD] is None
         assert learnt[caps.FUZZY_MATCHING] is None
@@ -290,17 +305,37 @@ class LearningTests(TestCase):
         assert (learnt[caps.RENDERED], learnt[caps.THUMBNAIL]) == (None, None)
 
     def test_images_are_asked_for_as_ohif_asks_for_thumbnails(self) -> None:
+        # OHIF 3.13: a series' thumbnail in the study list, an instance's for
+        # a display set; URLSearchParams escapes the comma.
         archive = FakeArchive()
         learn(archive)
         images = [
             (u, h) for _, u, h in archive.asked if "rendered" in u or "thumb" in u
         ]
-        assert [u.rsplit("/", 1)[1] for u, _ in images] == [
-            "rendered?viewport=256,256",
-            "thumbnail?viewport=256,256",
+        series = f"{WADO}/studies/{STUDY}/series/{SERIES}"
+        assert [u for u, _ in images] == [
+            f"{series}/rendered?viewport=256%2C256",
+            f"{series}/instances/{SOP}/rendered?viewport=256%2C256",
+            f"{series}/thumbnail?viewport=256%2C256",
+            f"{series}/instances/{SOP}/thumbnail?viewport=256%2C256",
         ]
         assert all(h == {"Accept": "image/jpeg"} for _, h in images)
-        assert all(u.startswith(WADO + "/studies/") for u, _ in images)
+
+    def test_an_archive_that_refuses_ohifs_escaped_comma_keeps_the_default(
+        self,
+    ) -> None:
+        # What OHIF 3.13 showed with Orthanc 1.10: /rendered?viewport=256,256
+        # works, OHIF's viewport=256%2C256 is a 400. Learnt with OHIF's form,
+        # the flag stays no and OHIF keeps thumbnails from WADO-RS.
+        learnt = learn(FakeArchive(escaped_viewport="refused"))
+        assert (learnt[caps.RENDERED], learnt[caps.THUMBNAIL]) == (False, False)
+        configuration = caps.ohif_configuration(learnt)
+        assert configuration["thumbnailRendering"] == "wadors"
+        assert "thumbnailRequestStrategy" not in configuration
+
+    def test_an_image_for_the_instance_but_not_for_the_series_says_no(self) -> None:
+        learnt = learn(FakeArchive(series_images=False))
+        assert (learnt[caps.RENDERED], learnt[caps.THUMBNAIL]) == (False, False)
 
     def test_with_no_study_only_no_match_is_learnt_from_one_request(self) -> None:
         for no_match, expected in ((204, "204"), (200, "200_empty")):
@@ -326,7 +361,7 @@ class LearningTests(TestCase):
     ) -> None:
         archive = FakeArchive()
         learn(archive)
-        assert len(archive.asked) == 12 <= caps.MAX_REQUESTS
+        assert len(archive.asked) == 13 <= caps.MAX_REQUESTS
         for method, url, _ in archive.asked:
             assert method == "GET"
             assert url.startswith((QIDO + "/", WADO + "/"))
@@ -374,6 +409,38 @@ class HostileArchiveTests(TestCase):
         caps.learn(QIDO, WADO, fetch=fetch)
         assert all("admin" not in url for url in asked)
 
+    def test_a_redirect_off_the_archives_origin_is_never_followed(self) -> None:
+        # Issue 17, item 7, through the real client: every search the archive
+        # redirects elsewhere is left there, and nothing reaches the other host.
+        archive = FakeArchive()
+        sent: list[str] = []
+
+        def send(method, url, target, headers, limits):  # type: ignore[no-untyped-def]
+            sent.append(url)
+            if "?" in url and "/studies?" in url and not url.endswith("limit=1"):
+                return client.Response(
+                    url=url,
+                    status=302,
+                    headers=urllib3.HTTPHeaderDict(
+                        {"Location": "https://collector.example.net/q"}
+                    ),
+                    body=b"",
+                )
+            return archive.fetch(method=method, url=url, headers=headers)
+
+        resolve = mock.Mock(return_value=["93.184.215.14"])
+        with (
+            mock.patch.object(client, "send", send),
+            mock.patch("integrations.connectivity.ssrf.resolve", resolve),
+        ):
+            learnt = caps.learn(QIDO, WADO)
+        assert all(url.startswith("https://pacs.example/") for url in sent)
+        assert {call.args[0] for call in resolve.call_args_list} == {"pacs.example"}
+        # The redirected searches decided nothing; the rest still learnt.
+        assert learnt[caps.NO_MATCH] is None
+        assert learnt[caps.WILDCARD] is None
+        assert learnt[caps.RENDERED] is True
+
     def test_transport_errors_decide_nothing(self) -> None:
         def fetch(**_: Any):
             raise client.FetchError("timeout", "slow")
@@ -404,19 +471,17 @@ class RecordingTests(TestCase):
 
     def test_it_stores_on_server_health_and_not_on_the_server(self) -> None:
         history = self.server.history.count()
-        health = caps.record(self.server, ORTHANC_LIKE)
-        assert health.capabilities == ORTHANC_LIKE
+        health = caps.record(self.server, LEARNT)
+        assert health.capabilities == LEARNT
         assert health.capabilities_learnt_at is not None
-        assert ServerHealth.objects.get(server=self.server).capabilities == (
-            ORTHANC_LIKE
-        )
+        assert ServerHealth.objects.get(server=self.server).capabilities == (LEARNT)
         assert self.server.history.count() == history
 
     def test_what_could_not_be_decided_keeps_what_was_learnt_before(self) -> None:
-        caps.record(self.server, ORTHANC_LIKE)
+        caps.record(self.server, LEARNT)
         later = {**dict.fromkeys(caps.KEYS), caps.THUMBNAIL: True}
         health = caps.record(self.server, later)
-        assert health.capabilities == {**ORTHANC_LIKE, caps.THUMBNAIL: True}
+        assert health.capabilities == {**LEARNT, caps.THUMBNAIL: True}
 
     def test_nothing_decided_leaves_the_learnt_time_alone(self) -> None:
         health = caps.record(self.server, dict.fromkeys(caps.KEYS))
@@ -438,10 +503,10 @@ class RecordingTests(TestCase):
 
     def test_it_keeps_the_monitor_state_of_an_existing_row(self) -> None:
         ServerHealth.objects.create(server=self.server, state=ServerHealth.State.OK)
-        caps.record(self.server, ORTHANC_LIKE)
+        caps.record(self.server, LEARNT)
         health = ServerHealth.objects.get(server=self.server)
         assert health.state == ServerHealth.State.OK
-        assert health.capabilities == ORTHANC_LIKE
+        assert health.capabilities == LEARNT
 
     def test_a_failed_learning_is_logged_never_raised(self) -> None:
         def fetch(**_: Any):
@@ -461,6 +526,61 @@ class RecordingTests(TestCase):
         assert len(archive.asked) == asked
         assert caps.learn_and_record(self.server, force=True, fetch=archive.fetch)
         assert len(archive.asked) == 2 * asked
+
+
+class ForgettingThumbnailsLearntWithAnotherForm(TransactionTestCase):
+    """Migration 0014: /rendered and /thumbnail learnt with viewport=256,256
+    (before OHIF's own form) are dropped and relearnt at the next check."""
+
+    before = [("integrations", "0014_api_key_created_by")]
+    after = [("integrations", "0015_relearn_ohif_thumbnails")]
+
+    def migrate(self, target: list[tuple[str, str]]):  # type: ignore[no-untyped-def]
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(target)
+        return executor.loader.project_state(target).apps
+
+    def tearDown(self) -> None:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+        super().tearDown()
+
+    def test_they_are_dropped_and_the_rest_kept(self) -> None:
+        apps = self.migrate(self.before)
+        Institution = apps.get_model("integrations", "Institution")
+        Server = apps.get_model("integrations", "DicomWebServer")
+        Health = apps.get_model("integrations", "ServerHealth")
+        institution = Institution.objects.create(name="K")
+        rows = {}
+        for name, capabilities in (
+            ("old", LEARNT),
+            ("none", {caps.WILDCARD: True}),
+            ("empty", {}),
+        ):
+            server = Server.objects.create(
+                institution=institution, name=name, qido_url=QIDO, wado_url=WADO
+            )
+            rows[name] = Health.objects.create(
+                server=server,
+                capabilities=capabilities,
+                capabilities_learnt_at="2026-12-01T00:00:00Z",
+            )
+        apps = self.migrate(self.after)
+        Health = apps.get_model("integrations", "ServerHealth")
+        old = Health.objects.get(pk=rows["old"].pk)
+        expected = {
+            k: v for k, v in LEARNT.items() if k not in (caps.RENDERED, caps.THUMBNAIL)
+        }
+        assert old.capabilities == expected
+        assert old.capabilities_learnt_at is None  # relearnt at the next check
+        assert caps.ohif_configuration(old.capabilities)["thumbnailRendering"] == (
+            "wadors"
+        )
+        for name in ("none", "empty"):
+            kept = Health.objects.get(pk=rows[name].pk)
+            assert kept.capabilities == rows[name].capabilities
+            assert kept.capabilities_learnt_at is not None
 
 
 def ok_probe(*args: Any, **kwargs: Any) -> probe.ProbeResult:
@@ -487,12 +607,12 @@ class CheckHookTests(TestCase):
             return run_check(self.server, **kwargs), learning
 
     def test_an_ok_check_learns_and_stores(self) -> None:
-        check, _ = self.run_it(ok_probe, lambda *a, **k: ORTHANC_LIKE, relearn=True)
+        check, _ = self.run_it(ok_probe, lambda *a, **k: LEARNT, relearn=True)
         assert check.outcome == "ok"
-        assert self.server.health.capabilities == ORTHANC_LIKE
+        assert self.server.health.capabilities == LEARNT
 
     def test_a_check_that_is_not_ok_learns_nothing(self) -> None:
-        learning = mock.Mock(return_value=ORTHANC_LIKE)
+        learning = mock.Mock(return_value=LEARNT)
         check, _ = self.run_it(failing_probe, learning, relearn=True)
         assert check.outcome == "cors_missing"
         learning.assert_not_called()
@@ -507,7 +627,7 @@ class CheckHookTests(TestCase):
         assert check.outcome == "ok"
 
     def test_a_scheduled_check_relearns_only_after_relearn_seconds(self) -> None:
-        learning = mock.Mock(return_value=ORTHANC_LIKE)
+        learning = mock.Mock(return_value=LEARNT)
         self.run_it(ok_probe, learning)
         self.run_it(ok_probe, learning)
         assert learning.call_count == 1
@@ -524,7 +644,7 @@ class OnDemandTests(TestCase):
 
     def test_the_api_check_relearns_and_a_failed_learning_is_still_a_201(self) -> None:
         url = f"/api/v1/servers/{self.server.pk}/checks/"
-        learning = mock.Mock(return_value=ORTHANC_LIKE)
+        learning = mock.Mock(return_value=LEARNT)
         with (
             mock.patch.object(probe, "probe", ok_probe),
             mock.patch.object(caps, "learn", learning),
@@ -535,7 +655,7 @@ class OnDemandTests(TestCase):
                 )
                 assert response.status_code == 201
         assert learning.call_count == 2
-        assert self.server.health.capabilities == ORTHANC_LIKE
+        assert self.server.health.capabilities == LEARNT
         broken = mock.Mock(side_effect=RecursionError("deep"))
         with (
             mock.patch.object(probe, "probe", ok_probe),
@@ -549,7 +669,7 @@ class OnDemandTests(TestCase):
         assert response.json()["outcome"] == "ok"
 
     def test_check_servers_learns_once_for_all_origins(self) -> None:
-        learning = mock.Mock(return_value=ORTHANC_LIKE)
+        learning = mock.Mock(return_value=LEARNT)
         with (
             mock.patch.object(probe, "probe", ok_probe),
             mock.patch.object(caps, "learn", learning),
@@ -567,12 +687,12 @@ class OnDemandTests(TestCase):
                 stderr=io.StringIO(),
             )
         assert learning.call_count == 2
-        assert self.server.health.capabilities == ORTHANC_LIKE
+        assert self.server.health.capabilities == LEARNT
 
 
 class TableTests(TestCase):
     def test_labels_and_values_in_words(self) -> None:
-        assert caps.table(ORTHANC_LIKE) == [
+        assert caps.table(LEARNT) == [
             ("includefield with a named attribute", "yes"),
             ("includefield=all", "no"),
             ("Fuzzy matching of names", "no"),
@@ -603,7 +723,7 @@ class OhifConfigurationTests(TestCase):
             assert caps.ohif_configuration(unknown) == CONSERVATIVE
 
     def test_each_learnt_value_is_used(self) -> None:
-        assert caps.ohif_configuration(ORTHANC_LIKE) == {
+        assert caps.ohif_configuration(LEARNT) == {
             **CONSERVATIVE,
             "qidoSupportsIncludeField": True,
             "thumbnailRendering": "rendered",
@@ -630,7 +750,7 @@ class OhifAnswerTests(TestCase):
         cls.unknown = make_server(
             institution, "Unknown", emails=[JANE], qido_url="https://other.example/x"
         )
-        ServerHealth.objects.create(server=cls.learnt, capabilities=ORTHANC_LIKE)
+        ServerHealth.objects.create(server=cls.learnt, capabilities=LEARNT)
 
     def ask(self, fmt: str = "ohif") -> dict[str, Any]:
         response = self.client.get(

@@ -1,6 +1,7 @@
 """Concurrent writers against a real gunicorn (2 workers x 4 threads) on a
-database of its own, of the suite's engine: SQLite (the embedded default) or,
-when the suite runs with DATABASE_URL, PostgreSQL.
+database of its own, of the suite's engine: SQLite (the embedded default),
+named both ways (SQLITE_PATH and DATABASE_URL=sqlite:///path), or, when the
+suite runs with DATABASE_URL, PostgreSQL.
 
 Every writer is told the truth (each email is "added" for exactly one of them,
 "existing" for the others), nobody gets an error, and the database ends in
@@ -33,14 +34,22 @@ BATCH = 50
 MIXED_SECONDS = float(os.environ.get("LOAD_MIXED_SECONDS", "15"))
 
 
-@pytest.fixture(scope="module")
-def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+@pytest.fixture(scope="module", params=["SQLITE_PATH", "DATABASE_URL"])
+def instance(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """On SQLite, once per way of naming the file: both get the same
+    hardening (busy timeout, IMMEDIATE, WAL, mmap)."""
+    postgres_url = suite_postgres_url()
+    if postgres_url is not None and request.param != "DATABASE_URL":
+        pytest.skip("PostgreSQL is named by DATABASE_URL only")
     # The throttle runs (its shared counter is part of the load) but never
     # refuses: the test counts errors, not 429s.
     with served(
         tmp_path_factory.mktemp("load"),
         "load",
-        postgres_url=suite_postgres_url(),
+        postgres_url=postgres_url,
+        sqlite_url=request.param == "DATABASE_URL",
         ACCESS_THROTTLE_RATE="1000000/min",
     ) as running:
         yield running
@@ -117,7 +126,7 @@ class TestConcurrentWritersOnAServedInstance:
     def test_the_embedded_database_runs_in_wal_mode(self, instance: Served) -> None:
         if instance.engine != "sqlite":
             pytest.skip("SQLite only: the suite runs on PostgreSQL")
-        with closing(sqlite3.connect(instance.database["SQLITE_PATH"])) as db:
+        with closing(sqlite3.connect(instance.sqlite_path)) as db:
             assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
     def test_writers_of_the_same_emails_are_each_told_the_truth(

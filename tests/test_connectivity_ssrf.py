@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -291,38 +291,56 @@ class TestTheProbeReportsARefusalAsBlocked:
         assert "nowhere.example" in result.findings[0].message
 
 
+def redirecting_send(
+    sent: list[str], location: str, then: Callable[[], None] = lambda: None
+) -> Callable[..., client.Response]:
+    """A stand-in for client.send: the first request is redirected to
+    ``location`` (then ``then`` runs), any later one answers 200."""
+
+    def send(method, url, target, headers, limits):  # type: ignore[no-untyped-def]
+        sent.append(url)
+        if len(sent) > 1:
+            return client.Response(
+                url=url, status=200, headers=client.urllib3.HTTPHeaderDict(), body=b""
+            )
+        then()
+        return client.Response(
+            url=url,
+            status=302,
+            headers=client.urllib3.HTTPHeaderDict({"Location": location}),
+            body=b"",
+        )
+
+    return send
+
+
 class TestRedirectsAreCheckedHopByHop:
     @pytest.mark.usefixtures("allow_private")
-    def test_a_redirect_to_the_metadata_service_is_refused(
+    def test_a_redirect_to_the_metadata_service_is_never_followed(
         self, tiny_server: str
     ) -> None:
         url = f"{tiny_server}/redirect?to=http://169.254.169.254/latest/meta-data/"
         with pytest.raises(client.FetchError) as caught:
             client.fetch("GET", url, follow_redirects=True)
-        assert caught.value.kind == "blocked"
+        assert caught.value.kind == "redirect_off_origin"
         assert "169.254.169.254" in caught.value.message
 
-    def test_a_redirect_to_a_private_address_is_refused_before_connecting(
+    def test_a_same_origin_hop_that_now_resolves_to_a_private_address_is_refused(
         self, resolver: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        # The first hop is a public name (its answer is faked, nothing leaves
-        # this machine); it redirects to a name that resolves to 10.0.0.5.
+        # DNS rebinding: the name is public for the first hop and private for
+        # the redirect to its own origin; the guard checks every hop.
         resolver["pacs.example.org"] = ["93.184.215.14"]
-        resolver["inside.example.org"] = ["10.0.0.5"]
         sent: list[str] = []
 
-        def send(method, url, target, headers, limits):  # type: ignore[no-untyped-def]
-            sent.append(url)
-            return client.Response(
-                url=url,
-                status=302,
-                headers=client.urllib3.HTTPHeaderDict(
-                    {"Location": "http://inside.example.org/secret"}
-                ),
-                body=b"",
-            )
+        def rebind() -> None:
+            resolver["pacs.example.org"] = ["10.0.0.5"]
 
-        monkeypatch.setattr(client, "send", send)
+        monkeypatch.setattr(
+            client,
+            "send",
+            redirecting_send(sent, "/dicomweb/studies?limit=1", then=rebind),
+        )
         with pytest.raises(client.FetchError) as caught:
             client.fetch(
                 "GET", "https://pacs.example.org/dicomweb", follow_redirects=True
@@ -330,6 +348,96 @@ class TestRedirectsAreCheckedHopByHop:
         assert caught.value.kind == "blocked"
         assert "private address" in caught.value.message
         assert sent == ["https://pacs.example.org/dicomweb"]
+
+
+class TestRedirectsStayOnTheArchivesOrigin:
+    """Issue 17, item 7: a redirect may point anywhere; what the registry
+    sends (a search, a study's UIDs) was meant for the archive only."""
+
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "https://collector.example.net/dicomweb/studies?limit=1",
+            "http://pacs.example.org/dicomweb/studies",  # another scheme
+            "https://pacs.example.org:8443/dicomweb/studies",  # another port
+            "//collector.example.net/x",  # scheme-relative
+        ],
+    )
+    def test_a_redirect_off_the_origin_is_an_error_and_never_sent(
+        self,
+        location: str,
+        resolver: dict[str, list[str]],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        resolver["pacs.example.org"] = ["93.184.215.14"]
+        resolver["collector.example.net"] = ["93.184.215.15"]
+        sent: list[str] = []
+        monkeypatch.setattr(client, "send", redirecting_send(sent, location))
+        with pytest.raises(client.FetchError) as caught:
+            client.fetch(
+                "GET",
+                "https://pacs.example.org/dicomweb/studies?limit=1",
+                follow_redirects=True,
+            )
+        assert caught.value.kind == "redirect_off_origin"
+        assert "another origin" in caught.value.message
+        assert sent == ["https://pacs.example.org/dicomweb/studies?limit=1"]
+        assert "collector.example.net" not in resolver["__asked__"]
+
+    @pytest.mark.parametrize(
+        "location",
+        [
+            "/dicom-web/studies?limit=1",
+            "https://PACS.example.org:443/dicom-web/studies?limit=1",
+        ],
+    )
+    def test_a_redirect_within_the_origin_is_followed(
+        self,
+        location: str,
+        resolver: dict[str, list[str]],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        resolver["pacs.example.org"] = ["93.184.215.14"]
+        sent: list[str] = []
+        monkeypatch.setattr(client, "send", redirecting_send(sent, location))
+        response = client.fetch(
+            "GET", "https://pacs.example.org/dicomweb/studies", follow_redirects=True
+        )
+        assert response.status == 200
+        assert len(sent) == 2
+        assert response.redirects == [sent[1]]
+
+    def test_the_probe_reports_it_and_goes_no_further(
+        self, resolver: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        resolver["pacs.example.org"] = ["93.184.215.14"]
+        sent: list[tuple[str, str]] = []
+
+        def send(method, url, target, headers, limits):  # type: ignore[no-untyped-def]
+            sent.append((method, url))
+            status = 200 if method == "OPTIONS" else 302
+            return client.Response(
+                url=url,
+                status=status,
+                headers=client.urllib3.HTTPHeaderDict(
+                    {"Location": "https://collector.example.net/studies"}
+                ),
+                body=b"",
+            )
+
+        monkeypatch.setattr(client, "send", send)
+        result = probe.probe(
+            "https://pacs.example.org/dicomweb",
+            "https://pacs.example.org/dicomweb",
+            "https://pacsbin.com",
+        )
+        assert result.outcome == CheckOutcome.PREFLIGHT_FAILED
+        [finding] = [f for f in result.findings if f.code.startswith("qido_redirect")]
+        assert finding.code == "qido_redirect_off_origin"
+        assert "collector.example.net" in finding.message
+        assert "register it as the QIDO URL" in finding.message
+        assert all("collector" not in url for _, url in sent)
+        assert "collector.example.net" not in resolver["__asked__"]
 
     @pytest.mark.usefixtures("allow_private")
     def test_without_following_a_redirect_is_returned_as_is(

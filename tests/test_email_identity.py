@@ -9,8 +9,16 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.test import TestCase, TransactionTestCase, override_settings
+from django.test import (
+    SimpleTestCase,
+    TestCase,
+    TransactionTestCase,
+    override_settings,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from integrations import validators
 from integrations.api import access
 from integrations.models import ApprovedUser, DicomWebServer, Institution
 from integrations.onboarding import approve_request
@@ -266,3 +274,94 @@ class RecomputingTheStoredKeys(TransactionTestCase):
         self.assertEqual(
             Approved.objects.get(pk=row.pk).email_key, STRASSE_SHARP.casefold()
         )
+
+
+# Characters that matter to email-validator's parsing: dots, quotes, brackets,
+# comments, spaces, IDNA, upper case, mailbox names it lowers.
+_TRICKY = "aAzZ09.-_+!#$%&'*/=?^`{|}~@\"<>()[]\\,;: \tßéσς\u00ad"
+_PARTS = st.sampled_from(
+    [
+        "jane",
+        "Jane.Doe",
+        "POSTMASTER",
+        "abuse",
+        "x" * 64,
+        "x" * 65,
+        "xn--strae-oqa",
+        "xn--zz",
+        "example",
+        "COM",
+        "invalid",
+        "localhost",
+        "1",
+        "-a",
+        "a-",
+        ".",
+        "..",
+        "@",
+        "[127.0.0.1]",
+        "d" * 63,
+        "d" * 64,
+    ]
+)
+_ADDRESSES = st.lists(
+    st.one_of(_PARTS, st.text(alphabet=_TRICKY, min_size=1, max_size=6)),
+    min_size=1,
+    max_size=8,
+).map("".join)
+
+
+class ThePlainAddressShortcut(SimpleTestCase):
+    """The common shape skips most of email-validator's work once its domain
+    is known (validators._plain_identity); it must answer exactly what
+    email-validator's own path does, and never take what that path refuses."""
+
+    def assert_same(self, raw: str) -> None:
+        plain = validators._plain_identity(raw)
+        if plain is not None:
+            self.assertEqual(plain, validators._validated_identity(raw), raw)
+
+    @given(_ADDRESSES)
+    @settings(max_examples=1000, deadline=None)
+    def test_it_agrees_with_email_validator_on_any_input(self, raw: str) -> None:
+        self.assert_same(raw)
+
+    @given(_ADDRESSES, _ADDRESSES)
+    @settings(max_examples=500, deadline=None)
+    def test_it_agrees_on_local_part_and_domain_pairs(
+        self, local: str, domain: str
+    ) -> None:
+        self.assert_same(f"{local}@{domain}")
+        self.assert_same(f"{local}@{domain}.example.org")
+
+    def test_it_serves_the_common_shape(self) -> None:
+        for raw in [
+            "jane@example.com",
+            "Jane.Doe@University.EDU",
+            "user123@site5.example.org",
+            "a.b+tag@x-y.example.net",
+            "o'brien@example.com",
+            f"{'x' * 65}@example.com",  # over 64 is refused in strict mode only
+            f"jane@{'d' * 63}.{'e' * 63}.{'f' * 63}.{'g' * 50}.com",
+        ]:
+            with self.subTest(raw):
+                plain = validators._plain_identity(raw)
+                self.assertIsNotNone(plain)
+                self.assertEqual(plain, validators._validated_identity(raw))
+
+    def test_it_leaves_everything_else_to_email_validator(self) -> None:
+        for raw in [
+            "POSTMASTER@example.com",  # email-validator lowers it
+            "jane@xn--klinikum-strae-dgb.de",  # decoded to Unicode
+            "jane@bücher.example",
+            "jané@example.com",
+            '"jane"@example.com',
+            "Jane <jane@example.com>",
+            "jane@[127.0.0.1]",
+            "jane@example.com.",
+            f"{'x' * 64}@{'d' * 63}.{'e' * 63}.{'f' * 63}.com",  # 260 long
+            "jane@example.invalid",
+            "ja..ne@example.com",
+        ]:
+            with self.subTest(raw):
+                self.assertIsNone(validators._plain_identity(raw))

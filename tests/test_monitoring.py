@@ -25,7 +25,7 @@ from integrations.models import (
     OnboardingRequest,
     ServerHealth,
 )
-from integrations.monitoring import rounds, states
+from integrations.monitoring import alerts, rounds, states
 from tests.factories import make_institution, make_server
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -119,13 +119,21 @@ class TestStates:
         assert kinds == [(11, "tls", 29), (27, "tls", 13), (34, "tls", 6)]
         assert health.tls_expires_at == expires
 
-    def test_a_renewed_certificate_warns_again_next_time(self) -> None:
+    @override_settings(MONITOR_TLS_WINDOW_HOURS=24)
+    def test_a_renewed_certificate_counts_once_seen_for_the_window(self) -> None:
         health = self.health("ok")
-        states.apply_check(health, result("ok", NOW + timedelta(days=5)), NOW, 0.1)
+        old = NOW + timedelta(days=5)
+        states.apply_check(health, result("ok", old), NOW, 0.1)
         assert health.tls_alert_stage == 7
         renewed = NOW + timedelta(days=90)
-        assert states.apply_check(health, result("ok", renewed), NOW, 0.1) == []
-        assert health.tls_alert_stage == 0
+        for hours in range(0, 24, 6):
+            now = NOW + timedelta(hours=hours)
+            assert states.apply_check(health, result("ok", renewed), now, 0.1) == []
+            assert health.tls_expires_at == old and health.tls_alert_stage == 7
+        later = NOW + timedelta(hours=24)
+        assert states.apply_check(health, result("ok", renewed), later, 0.1) == []
+        assert health.tls_expires_at == renewed and health.tls_alert_stage == 0
+        assert health.tls_later_since is None
 
     def test_the_probe_finds_a_certificate_that_expires_soon(self) -> None:
         found = probe.ProbeResult(origin="https://pacsbin.com")
@@ -188,6 +196,8 @@ class TestRounds(TestCase):
         assert all(len(batch) <= 2 for batch in batches)
         for batch in batches:
             rounds.check_batch(batch)
+        # As the next tick's dispatcher does: mail what the batches queued.
+        alerts.flush()
         return claimed
 
     def test_a_server_behind_pacsbins_proxy_is_probed_as_one(self) -> None:
@@ -340,9 +350,11 @@ class TestRounds(TestCase):
             institution_name="University Hospital",
             contact_name="Pat",
             contact_email="Pat@hospital.example",
+            confirmation_address="Pat@hospital.example",
             server_name="PACS 3",
             qido_url=server.qido_url,
             wado_url=server.qido_url,
+            address_confirmed_at=now,
             confirmed_at=now,
             reference="OB-TEST001",
             token="t" * 40,

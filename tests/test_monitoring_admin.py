@@ -107,6 +107,17 @@ class MonitoringAdminTests(TestCase):
         assert health.out_of_reach and health.alert_contact
         assert health.state == "failing"
 
+    def test_flapping_is_shown_and_only_monitoring_sets_it(self) -> None:
+        since = timezone.now() - timedelta(minutes=30)
+        ServerHealth.objects.filter(pk=self.failing.pk).update(flapping_since=since)
+        url = f"/admin/integrations/serverhealth/{self.failing.pk}/change/"
+        assert "Flapping since" in self.client.get(url).content.decode()
+        response = self.client.post(
+            url, {"flapping_since": "", "recent_changes": "[]", "alert_contact": "on"}
+        )
+        assert response.status_code == 302
+        assert ServerHealth.objects.get(pk=self.failing.pk).flapping_since == since
+
     def test_without_permission_the_list_is_refused(self) -> None:
         user = get_user_model().objects.create_user("s", "s@x.example", "pw")
         user.is_staff = True

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.cache import cache
 from django.test import TestCase, override_settings
 
 from integrations.models import ServerHealth
@@ -103,6 +104,9 @@ class HealthEndpointTests(TestCase):
 
 
 class MetricsTests(TestCase):
+    def setUp(self) -> None:
+        cache.clear()  # wrong tokens are counted per client (test_metrics_guard)
+
     @classmethod
     def setUpTestData(cls) -> None:
         cls.server = make_server(make_institution(), 'Main "PACS"\n')

@@ -72,6 +72,10 @@ def test_a_redis_broker_and_fractional_minutes_are_taken() -> None:
         ("MONITOR_ALERT_EMAILS", "ops@example.org, not-an-email", "not-an-email"),
         ("CELERY_BROKER_URL", "amqp://guest@localhost//", "is not supported"),
         ("MONITOR_TASK_TIME_LIMIT", "10", "must be at least 60"),
+        ("MONITOR_FLAP_CHANGES", "1", "must be at least 2"),
+        ("MONITOR_FLAP_WINDOW_HOURS", "two", "is not a number"),
+        ("MONITOR_FLAP_QUIET_INTERVALS", "0", "must be at least 1"),
+        ("MONITOR_TLS_WINDOW_HOURS", "-1", "is not a number"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_it(

@@ -70,6 +70,7 @@ class SubmittingTheForm(FreshRateLimit, TestCase):
     ) -> None:
         r = self.submit(
             institution_name="Totally Legit Bank",
+            contact_name="Claim your prize at www.prize.example",
             server_name="Click here http://evil.example",
             notes="Call +1 555 0100 now",
         )
@@ -78,9 +79,16 @@ class SubmittingTheForm(FreshRateLimit, TestCase):
         self.assertEqual(
             message.subject, f"Confirm your Pacsbin integration request {r.reference}"
         )
-        for typed in ("Legit Bank", "evil.example", "555", "pacs.st-example.org"):
+        for typed in (
+            "Legit Bank",
+            "prize",
+            "evil.example",
+            "555",
+            "pacs.st-example.org",
+        ):
             self.assertNotIn(typed, message.body)
-        self.assertIn("Hello Pat Admin,", message.body)
+            self.assertNotIn(typed, message.subject)
+        self.assertIn("Hello,", message.body)
         self.assertIn("within 48 hours", message.body)
         self.assertTrue(
             confirmation_url_in(message).startswith(
@@ -308,7 +316,9 @@ class ChangesFromTheStatusLink(FreshRateLimit, TestCase):
     def test_staff_hear_of_it_and_the_decision_goes_to_the_record_once_confirmed(
         self,
     ) -> None:
-        r = self.post_change()
+        r = self.post_change(
+            contact_name="Pat Admin", contact_email="pat.admin@st-example.org"
+        )
         with self.captureOnCommitCallbacks(execute=True):
             self.client.post(confirmation_path())
         self.assertEqual(mail.outbox[-1].to, [STAFF])

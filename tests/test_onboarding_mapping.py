@@ -28,6 +28,7 @@ class LiveFieldsTests(TestCase):
             "cors_mode": "reverse_proxy",
             "needs_credentials": True,
             "pacsbin_proxy": None,
+            "edge_enforced": False,
         }
         assert request.institution_values() == {
             "contact_name": "Ann Lee",
@@ -52,5 +53,6 @@ class LiveFieldsTests(TestCase):
             "How CORS is met",
             "Needs browser credentials",
             "Pacsbin's proxy settings",
+            "Enforced at the archive's edge",
         ]
         assert [(d.row, d.field) for d in rows if d.changed] == [("server", "name")]

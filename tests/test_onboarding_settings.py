@@ -15,6 +15,7 @@ BASE = {
     "PATH": os.environ.get("PATH", ""),
     "DJANGO_SETTINGS_MODULE": "pacsbin_integrations.settings",
     "DJANGO_SECRET_KEY": "settings-test-secret-key-0123456789abcdef",
+    "REGISTRY_PUBLIC_ORIGIN": "https://registry.example",
 }
 PRINT = (
     "from django.conf import settings as s;"

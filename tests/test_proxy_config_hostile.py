@@ -403,6 +403,102 @@ class TestTheRealToolsAcceptThem:
         assert peers.caddy_validate(caddy, tmp_path).returncode
 
 
+# --- The gated variants (edge enforcement on) ------------------------------------
+
+EDGE_KEY = "12.Edge-key_value"
+
+
+def gated(server: DicomWebServer) -> DicomWebServer:
+    server.edge_enforced = True  # type: ignore[attr-defined,unused-ignore]
+    return server
+
+
+def gated_configs(server: DicomWebServer, kind: str) -> list[str]:
+    """What a page shows (placeholder) and what the edge-key answer holds."""
+    configs = [proxyconfig.render(gated(server), kind)]
+    if kind != "apache":
+        configs.append(proxyconfig.render_gated(server, EDGE_KEY)[kind])
+    return configs
+
+
+def gated_composed(server: DicomWebServer, kind: str) -> str:
+    return proxyconfig.compose(
+        gated(server), kind, proxyconfig.gate_for(server, EDGE_KEY)
+    )
+
+
+class TestHostileGated:
+    @pytest.mark.parametrize("kind", proxyconfig.KINDS)
+    @pytest.mark.parametrize("name", HOSTILE_NAMES)
+    def test_a_hostile_name_changes_no_directive(self, kind: str, name: str) -> None:
+        plains = gated_configs(server_for(), kind)
+        for server in (server_for(name=name), server_for(institution=name)):
+            for config, plain in zip(gated_configs(server, kind), plains, strict=True):
+                assert shape(config, kind) == shape(plain, kind)
+                assert len(config.splitlines()) == len(plain.splitlines())
+                assert all(printable(line) for line in config.splitlines())
+                assert "{$" not in config
+
+    @pytest.mark.parametrize("kind", proxyconfig.KINDS)
+    @pytest.mark.parametrize("path", HOSTILE_PATHS)
+    def test_a_hostile_path_keeps_the_shape(self, kind: str, path: str) -> None:
+        plain = gated_composed(server_for(), kind)
+        config = gated_composed(server_for("http://127.0.0.1:8042" + path), kind)
+        assert shape(config, kind) == shape(plain, kind)
+        assert len(config.splitlines()) == len(plain.splitlines())
+
+    @pytest.mark.parametrize("kind", ["nginx", "caddy"])
+    def test_the_gate_is_part_of_the_shape_compared(self, kind: str) -> None:
+        assert shape(gated_composed(server_for(), kind), kind) != shape(
+            proxyconfig.compose(server_for(), kind), kind
+        )
+
+    @pytest.mark.parametrize(
+        "key", ['k"; internal; "', "k{http.request.host}", "k$host", "k\nlisten 80;"]
+    )
+    def test_a_hostile_key_is_refused_not_written(self, key: str) -> None:
+        with pytest.raises(proxyconfig.ConfigRefused, match="edge key"):
+            proxyconfig.render_gated(server_for(), key)
+
+    @pytest.mark.peers
+    def test_nginx_t_and_caddy_validate_accept_every_hostile_one(
+        self,
+        tmp_path: Path,
+        settings,  # type: ignore[no-untyped-def]
+    ) -> None:
+        peers.require(peers.NGINX, peers.CADDY)
+        # nginx -t resolves the registry's name: no DNS here.
+        settings.REGISTRY_PUBLIC_ORIGIN = "https://127.0.0.1:8443"
+        for kind in ("nginx", "caddy"):
+            configs = [
+                config
+                for name in HOSTILE_NAMES
+                for config in gated_configs(server_for(name=name), kind)
+            ]
+            configs += [
+                gated_composed(server_for("http://127.0.0.1:8042" + path), kind)
+                for path in HOSTILE_PATHS
+            ]
+            for config in configs:
+                if kind == "nginx":
+                    site = peers.patch_edge_cache(config)
+                    result = peers.nginx_syntax(tmp_path, site)
+                else:
+                    result = peers.caddy_validate(config, tmp_path)
+                assert result.returncode == 0, result.stdout + result.stderr
+
+    @pytest.mark.peers
+    def test_apache2_t_accepts_the_gated_ones(self, tmp_path: Path) -> None:
+        peers.require(peers.APACHE)
+        for name in HOSTILE_NAMES:
+            config = proxyconfig.render(gated(server_for(name=name)), "apache")
+            main = peers.apache_main_config(tmp_path, config, peers.free_port())
+            result = subprocess.run(
+                [peers.APACHE, "-t", "-f", str(main)], capture_output=True, text=True
+            )
+            assert result.returncode == 0, result.stderr
+
+
 # --- Rows stored before the rule -------------------------------------------------
 
 BAD_STORED = "http://pacs.example.org/dicom;web"

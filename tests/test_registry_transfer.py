@@ -75,6 +75,13 @@ class RegistryRoundTripTests(TestCase):
         registry.add_approved_users(
             cls.vna, registry.normalise_all(["Jane.Doe@University.example"])
         )
+        # The gate's fields travel too (the edge key as its hash).
+        cls.pacs.edge_enforced = True
+        cls.pacs.save()
+        registry.replace_edge_key(cls.pacs)
+        ApprovedUser.objects.filter(email_key="b@x.org").update(
+            expires_at="2031-01-02T03:04:05Z"
+        )
 
     def test_a_json_round_trip_into_an_empty_database_gives_identical_data(
         self,
@@ -124,6 +131,37 @@ class RegistryRoundTripTests(TestCase):
         self.assertIn("approved_users #2: “not-an-email” is not a valid email", message)
         self.assertIn("approved_users #3: unknown server 999.", message)
         self.assertFalse(Institution.objects.exists())
+
+    def test_an_export_from_before_the_gate_still_imports(self) -> None:
+        document = json.loads(export())
+        for row in document["servers"]:
+            for name in ("edge_enforced", "edge_key_hash", "edge_key_created_at"):
+                del row[name]
+        for row in document["approved_users"]:
+            del row["expires_at"]
+        empty_registry()
+        import_file(json.dumps(document))
+        self.assertFalse(DicomWebServer.objects.filter(edge_enforced=True).exists())
+        self.assertFalse(ApprovedUser.objects.exclude(expires_at=None).exists())
+
+    def test_a_bad_edge_key_hash_or_expiry_is_reported_and_nothing_written(
+        self,
+    ) -> None:
+        original = export()
+        empty_registry()
+        for table, field, value in (
+            ("servers", "edge_key_hash", "not-a-hash\x00"),
+            ("servers", "edge_key_hash", 7),
+            ("servers", "edge_key_created_at", "yesterday"),
+            ("approved_users", "expires_at", "tomorrow"),
+        ):
+            with self.subTest(field=field, value=value):
+                document = json.loads(original)
+                document[table][0][field] = value
+                with self.assertRaises(CommandError) as raised:
+                    import_file(json.dumps(document))
+                self.assertIn(field, str(raised.exception))
+                self.assertFalse(Institution.objects.exists())
 
     def test_it_refuses_a_file_that_is_not_an_export(self) -> None:
         with self.assertRaisesMessage(CommandError, "Not a registry export"):

@@ -22,21 +22,16 @@ print(s.DEBUG, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SE
 """
 
 
-PRINT_SETTINGS = """
-import django
-django.setup()
-from django.conf import settings as s
-print(s.DEBUG, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, s.SESSION_COOKIE_SECURE)
-"""
-
-
 def start(**env: str) -> subprocess.CompletedProcess[str]:
     """Start Django in a fresh process with exactly these settings variables."""
     clean = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DJANGO_", "UPLOADER_", "DATABASE_URL", "CACHE_URL"))
+        if not k.startswith(
+            ("DJANGO_", "UPLOADER_", "DATABASE_URL", "CACHE_URL", "REGISTRY_")
+        )
     }
+    clean["REGISTRY_PUBLIC_ORIGIN"] = "https://registry.example"
     clean.update(env)
     return subprocess.run(
         [
@@ -62,6 +57,35 @@ def test_debug_on_runs_without_a_secret_key() -> None:
     result = start(DJANGO_DEBUG="1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "True"
+
+
+def test_start_up_refuses_a_missing_public_origin_with_debug_off() -> None:
+    """Links in emails are built on it; a request's Host must never stand in."""
+    result = start(DJANGO_SECRET_KEY="k" * 50, REGISTRY_PUBLIC_ORIGIN="")
+    assert result.returncode != 0
+    assert "REGISTRY_PUBLIC_ORIGIN is required when DJANGO_DEBUG is off" in (
+        result.stderr
+    )
+
+
+def test_the_public_origin_must_be_https_unless_insecure_http() -> None:
+    plain = "http://registry.example"
+    result = start(DJANGO_SECRET_KEY="k" * 50, REGISTRY_PUBLIC_ORIGIN=plain)
+    assert result.returncode != 0
+    assert "REGISTRY_PUBLIC_ORIGIN=http://registry.example must be an https://" in (
+        result.stderr
+    )
+    result = start(
+        DJANGO_SECRET_KEY="k" * 50,
+        REGISTRY_PUBLIC_ORIGIN=plain,
+        DJANGO_INSECURE_HTTP="1",
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_demo_runs_without_a_public_origin() -> None:
+    result = start(DJANGO_DEBUG="1", REGISTRY_PUBLIC_ORIGIN="")
+    assert result.returncode == 0, result.stderr
 
 
 def test_with_debug_off_https_redirect_secure_cookies_and_hsts_are_on() -> None:
@@ -109,6 +133,30 @@ def test_insecure_http_turns_them_off() -> None:
             {"DJANGO_DEBUG": "1", "AXES_USERNAME_FAILURE_LIMIT": "lots"},
             "AXES_USERNAME_FAILURE_LIMIT",
         ),
+        (
+            {"DJANGO_DEBUG": "1", "REGISTRY_PUBLIC_ORIGIN": "https://r.example/x"},
+            "REGISTRY_PUBLIC_ORIGIN: “https://r.example/x” is not an origin",
+        ),
+        (
+            {
+                "DJANGO_DEBUG": "1",
+                "CACHE_URL": "redis://127.0.0.1:6379/9",
+                "CACHE_SOCKET_TIMEOUT": "forever",
+            },
+            "CACHE_SOCKET_TIMEOUT='forever' is not a number",
+        ),
+        (
+            {
+                "DJANGO_DEBUG": "1",
+                "CACHE_URL": "redis://127.0.0.1:6379/9",
+                "CACHE_RETRY_SECONDS": "0",
+            },
+            "CACHE_RETRY_SECONDS='0' must be at least 0.1",
+        ),
+        (
+            {"DJANGO_DEBUG": "1", "MONITOR_REDELIVER_SECONDS": "1h"},
+            "MONITOR_REDELIVER_SECONDS",
+        ),
     ],
 )
 def test_a_malformed_value_stops_start_up_naming_the_variable(
@@ -130,6 +178,40 @@ def check_ids() -> list[str]:
     return sorted(
         message.id for message in run_checks() if message.id.startswith("integrations.")
     )
+
+
+PRINT_DATABASE = """
+import django
+django.setup()
+from django.conf import settings as s
+d = s.DATABASES["default"]
+print(d["NAME"], d["CONN_MAX_AGE"], d["OPTIONS"]["timeout"],
+      d["OPTIONS"]["transaction_mode"], d["OPTIONS"]["init_command"])
+"""
+
+
+def test_sqlite_is_hardened_however_it_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite3"
+    answers = []
+    for env in ({"SQLITE_PATH": str(path)}, {"DATABASE_URL": f"sqlite:///{path}"}):
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE")}
+        done = subprocess.run(
+            [sys.executable, "-c", PRINT_DATABASE],
+            env={
+                **clean,
+                **env,
+                "DJANGO_DEBUG": "1",
+                "DJANGO_SETTINGS_MODULE": "pacsbin_integrations.settings",
+            },
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        answers.append(done.stdout)
+    assert answers[0] == answers[1]
+    assert answers[0].startswith(f"{path} 60 20 IMMEDIATE PRAGMA journal_mode=WAL;")
 
 
 def test_no_integration_check_fires_on_a_good_configuration() -> None:

@@ -143,6 +143,7 @@ class ServerHealthAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
         "outcome",
         "tls_expires_at",
         "consecutive_failures",
+        "flapping_since",
         "next_check_at",
     ]
     fieldsets = [

@@ -21,10 +21,13 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from integrations import registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
+from integrations.admin.gate import EdgeGateAdminMixin
 from integrations.admin.monitoring import MonitoringAdminMixin
 from integrations.adminlookups import StrictNumberLookupsMixin
+from integrations.edge import usage
 from integrations.forms import (
     AccessLookupForm,
+    ApiKeyAdminForm,
     DicomWebServerAdminForm,
     DicomWebServerInlineForm,
 )
@@ -159,7 +162,9 @@ PROXY_FIELDSET = "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)"
 
 
 @admin.register(DicomWebServer)
-class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin):
+class DicomWebServerAdmin(
+    EdgeGateAdminMixin, MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin
+):
     form = DicomWebServerAdminForm
     list_display = ["name", "institution", "status_badge", "cors_mode", "qido_url"]
     list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
@@ -173,6 +178,7 @@ class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedA
         "updated_at",
         *ConnectivityAdminMixin.connectivity_fields,
         *MonitoringAdminMixin.monitoring_fields,
+        *EdgeGateAdminMixin.gate_fields,
     ]
     actions = ["activate", "suspend", "run_connectivity_check"]
     fieldsets = [
@@ -198,6 +204,15 @@ class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedA
                 "are the proxy's public origin (no path): its routes are at the "
                 "root. The dicomweb mode forwards to an archive whose DICOMweb "
                 "root is at / (the proxy drops any path).",
+            },
+        ),
+        (
+            "The gate",
+            {
+                "fields": ["edge_enforced", *EdgeGateAdminMixin.gate_fields],
+                "description": "With enforcement on, the archive's reverse proxy "
+                "asks the registry about every DICOMweb request and refuses "
+                "anyone not approved here (README, The gate).",
             },
         ),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
@@ -303,7 +318,14 @@ class DicomWebServerAdmin(MonitoringAdminMixin, ConnectivityAdminMixin, AuditedA
 
 @admin.register(ApprovedUser)
 class ApprovedUserAdmin(AuditedAdmin):
-    list_display = ["email", "server", "institution", "created_at"]
+    list_display = [
+        "email",
+        "server",
+        "institution",
+        "created_at",
+        "expires_at",
+        "last_used",
+    ]
     list_select_related = ["server__institution"]
     list_filter = ["server__status", SelectedServerFilter]
     search_fields = ["email_key"]
@@ -325,6 +347,13 @@ class ApprovedUserAdmin(AuditedAdmin):
     @admin.display(description="institution", ordering="server__institution__name")
     def institution(self, approved: ApprovedUser) -> str:
         return approved.server.institution.name
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovedUser]:
+        return usage.with_last_used(super().get_queryset(request))
+
+    @admin.display(description="last used through the edge")
+    def last_used(self, approved: ApprovedUser) -> Any:
+        return getattr(approved, "last_used_at", None)
 
     def get_urls(self) -> list[Any]:
         lookup = path(
@@ -360,19 +389,39 @@ class ApprovedUserAdmin(AuditedAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
+    form = ApiKeyAdminForm
     list_display = [
         "name",
         "scope",
         "prefix",
         "state",
+        "created_by",
         "created_at",
         "expires_at",
         "last_used_at",
     ]
     list_filter = ["scope"]
+    list_select_related = ["created_by"]
     search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = [
+        "prefix",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     actions = ["revoke"]
+
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: ApiKey | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        # The form checks the scope against the permissions of whoever fills it.
+        return type(form.__name__, (form,), {"granting_user": request.user})
 
     def get_fields(
         self, request: HttpRequest, obj: ApiKey | None = None
@@ -391,6 +440,7 @@ class ApiKeyAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
         self, request: HttpRequest, obj: ApiKey, form: Any, change: bool
     ) -> None:
         if not change:
+            obj.created_by = request.user  # type: ignore[assignment]  # staff only here
             # Kept on the request only, for response_add: never in a message,
             # a session or a log.
             request._new_api_key = obj.set_new_key()  # type: ignore[attr-defined]

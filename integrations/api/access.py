@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, wraps
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import connections, router
+from django.db import InterfaceError, OperationalError, connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 
@@ -35,6 +35,7 @@ from integrations.api.auth import (
 )
 from integrations.api.throttling import AccessThrottle
 from integrations.connectivity import capabilities
+from integrations.edge import tokens
 from integrations.models import DicomWebServer
 from integrations.validators import email_key, normalize_email
 
@@ -232,7 +233,7 @@ def format_asked(request: HttpRequest) -> str:
     return fmt
 
 
-FIELDS = ("id", "name", "institution__name", "qido_url", "wado_url")
+FIELDS = ("id", "name", "institution__name", "qido_url", "wado_url", "edge_enforced")
 
 
 def rows(email: str) -> list[dict[str, Any]]:
@@ -266,8 +267,27 @@ def _fetch(
     connection: BaseDatabaseWrapper, sql: str, params: list[Any]
 ) -> list[tuple[Any, ...]]:
     """Run ``sql`` on the driver's own cursor, with the checks and the error
-    translation of Django's cursor."""
+    translation of Django's cursor.
+
+    Django's cursor first checks that a connection kept from an earlier
+    request still works (CONN_HEALTH_CHECKS), a round trip per request; here
+    a kept connection that fails (the database restarted meanwhile: every
+    worker thread's first answer was a 503) is replaced and the read run
+    once more instead, which costs nothing while the connection is fine."""
     connection.validate_no_broken_transaction()
+    kept = connection.connection is not None
+    try:
+        return _run(connection, sql, params)
+    except (OperationalError, InterfaceError):
+        if not kept or connection.in_atomic_block:
+            raise
+        connection.close()
+        return _run(connection, sql, params)
+
+
+def _run(
+    connection: BaseDatabaseWrapper, sql: str, params: list[Any]
+) -> list[tuple[Any, ...]]:
     connection.ensure_connection()
     with connection.wrap_database_errors:
         cursor = connection.connection.cursor()
@@ -318,10 +338,20 @@ def answer(email: str, fmt: str = "json") -> dict[str, Any]:
             "institution": row["institution__name"],
             "qido_url": row["qido_url"],
             "wado_url": row["wado_url"],
+            **edge_token(email, row),
         }
         for row in rows(email)
     ]
     return {"email": email, "servers": servers}
+
+
+def edge_token(email: str, row: dict[str, Any]) -> dict[str, str]:
+    """For a server whose edge enforces the gate, the token its edge wants
+    (reused while more than half its life is left: edge/tokens.py)."""
+    if not row["edge_enforced"]:
+        return {}
+    token = tokens.token_for(email, row["id"])
+    return {"access_token": token.value, "access_token_expires_at": token.expires_at}
 
 
 def ohif_servers(email: str) -> list[dict[str, Any]]:
@@ -337,6 +367,8 @@ def ohif_servers(email: str) -> list[dict[str, Any]]:
             "qido_url": row["qido_url"],
             "wado_url": row["wado_url"],
             "capabilities": row["health__capabilities"],
+            # Carried into the data source by ohif_answer (OHIF's own way).
+            **edge_token(email, row),
         }
         for row in found
     ]
@@ -357,6 +389,7 @@ def ohif_answer(email: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
                 "wadoRoot": server["wado_url"],
                 **capabilities.ohif_configuration(server.get("capabilities")),
             },
+            **ohif_gate(f"pacsbin-{server['id']}", server),
         }
         for server in servers
     ]
@@ -364,6 +397,30 @@ def ohif_answer(email: str, servers: list[dict[str, Any]]) -> dict[str, Any]:
         "email": email,
         "defaultDataSourceName": sources[0]["sourceName"] if sources else None,
         "dataSources": sources,
+    }
+
+
+# OHIF Viewer 3.13.2 (@ohif/app, read in its dist/: the mode route's
+# ``lowerCaseSearchParams.get('token')`` -> updateAuthServiceAndCleanUrl ->
+# userAuthenticationService.getAuthorizationHeader, which the DICOMweb data
+# source puts on every QIDO and WADO request) takes a bearer token only as the
+# viewer URL's ``token`` parameter: a data source's JSON cannot carry a header.
+OHIF_TOKEN_PARAMETER = "token"
+
+
+def ohif_gate(source_name: str, server: dict[str, Any]) -> dict[str, str]:
+    """For a server behind the gate: its token, when it expires, and the query
+    to open OHIF on this data source with it (``/viewer?StudyInstanceUIDs=…&``
+    + viewerQuery), so OHIF sends ``Authorization: Bearer <token>``."""
+    token = server.get("access_token")
+    if not token:
+        return {}
+    return {
+        "accessToken": token,
+        "accessTokenExpiresAt": server["access_token_expires_at"],
+        "viewerQuery": urlencode(
+            {"datasources": source_name, OHIF_TOKEN_PARAMETER: token}
+        ),
     }
 
 

@@ -1,12 +1,95 @@
-"""Errors the API's views raise beyond DRF's own."""
+"""Errors the API's views raise beyond DRF's own, and the JSON answer of
+every error no view handled under /api/."""
 
 from __future__ import annotations
 
+import logging
+import sys
+from collections.abc import Callable
+
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from redis.exceptions import RedisError
 from rest_framework import status
 from rest_framework.exceptions import APIException
+
+logger = logging.getLogger(__name__)
 
 
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the registry's current state."
     default_code = "conflict"
+
+
+# --- Unhandled errors under /api/ ---------------------------------------------
+# The uploader must tell an outage (try again soon) from a bug: every /api/
+# path answers JSON, never Django's HTML error page, and a backing service
+# that does not answer is a 503 with Retry-After.
+
+API_PREFIX = "/api/"
+# Seconds a client should wait after a 503: about what a database restart or
+# a cache failover takes, and the cache's circuit breaker's pause.
+RETRY_AFTER_SECONDS = 5
+# The database or the cache did not answer: the request may succeed later.
+OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, RedisError)
+
+
+def is_outage(exc: BaseException | None) -> bool:
+    return isinstance(exc, OUTAGES)
+
+
+def error_response(exc: BaseException | None) -> JsonResponse:
+    """The JSON answer for an exception no view handled: 503 with
+    Retry-After for an outage, else 500; never a traceback."""
+    if is_outage(exc):
+        return JsonResponse(
+            {
+                "detail": "A service the registry depends on is not answering; "
+                f"try again in {RETRY_AFTER_SECONDS} seconds."
+            },
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    return JsonResponse(
+        {"detail": "A server error occurred; it has been logged."},
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+class ApiErrorsMiddleware:
+    """Exceptions raised by a view under /api/ become ``error_response``.
+    An outage is logged in one line (the database log tells the rest; a
+    traceback per request would drown it), anything else with its
+    traceback."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(
+        self, request: HttpRequest, exception: Exception
+    ) -> HttpResponse | None:
+        if not request.path.startswith(API_PREFIX):
+            return None
+        if is_outage(exception):
+            logger.warning(
+                "Service unavailable: %s (%s: %s)",
+                request.path,
+                type(exception).__name__,
+                str(exception).strip().splitlines()[0] if str(exception) else "",
+            )
+        else:
+            logger.error("Internal Server Error: %s", request.path, exc_info=exception)
+        return error_response(exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: what a middleware raised (outside any view) answers JSON
+    under /api/ too; elsewhere Django's own page."""
+    if request.path.startswith(API_PREFIX):
+        return error_response(sys.exc_info()[1])
+    return defaults.server_error(request)

@@ -48,6 +48,10 @@ class CanManage(permissions.BasePermission):
         model = getattr(view, "permission_model", None)
         if model is None:
             return False
-        action = _STAFF_PERMISSION.get(request.method or "", "change")
+        # A view may name the permission it needs whatever the method (a POST
+        # that changes an existing row needs "change", not "add").
+        action = getattr(view, "staff_permission", None) or _STAFF_PERMISSION.get(
+            request.method or "", "change"
+        )
         meta = model._meta
         return user.has_perm(f"{meta.app_label}.{action}_{meta.model_name}")

@@ -274,16 +274,24 @@ health = extend_schema_view(
         responses={
             200: OpenApiResponse(
                 s.HealthSerializer,
-                description="The database answers.",
-                examples=[OpenApiExample("ok", value={"status": "ok"})],
+                description="The database answers. `cache` is the shared "
+                "cache's state (Redis): when it is `unavailable` the registry "
+                "still answers, counting throttles per process.",
+                examples=[
+                    OpenApiExample("ok", value={"status": "ok", "cache": "ok"}),
+                    OpenApiExample(
+                        "cache down",
+                        value={"status": "ok", "cache": "unavailable"},
+                    ),
+                ],
             ),
             503: OpenApiResponse(
                 s.HealthSerializer,
-                description="The database does not answer.",
+                description="The database does not answer (with `Retry-After`).",
                 examples=[
                     OpenApiExample(
                         "unavailable",
-                        value={"status": "unavailable"},
+                        value={"status": "unavailable", "cache": "ok"},
                         status_codes=[503],
                     )
                 ],
@@ -311,6 +319,7 @@ _SERVER = {
     "cors_mode": DicomWebServer.CorsMode.REVERSE_PROXY.value,
     "needs_credentials": False,
     "pacsbin_proxy": None,
+    "edge_enforced": False,
     "notes": "",
 }
 
@@ -600,4 +609,173 @@ def server_health(view: Any) -> Any:
                 **READ_ERRORS,
             },
         ),
+    )(view)
+
+
+# --- The gate -------------------------------------------------------------------
+
+
+class _VerifyOperation(APIView):
+    """What drf-spectacular reads to document ``edge_views.verify`` (a plain
+    Django view). Never serves a request."""
+
+    authentication_classes: list[Any] = []
+
+    def get(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
+_verify_operation = extend_schema_view(
+    get=extend_schema(
+        operation_id="edge_verify",
+        summary="May this request through the archive's edge? (for edges)",
+        description="Called by the archive's reverse proxy on every DICOMweb "
+        "request of a server with `edge_enforced` (nginx `auth_request`, Caddy "
+        "`forward_auth`, Traefik ForwardAuth, Envoy ext_authz): the edge sends "
+        "its `X-Edge-Key` and forwards the browser's `Authorization: Bearer "
+        "<token>` (the `access_token` of the access answer). 204 when the token "
+        "is for this server, the email still approved and the server active; "
+        "`Cache-Control: max-age=<EDGE_CACHE_SECONDS>, "
+        "stale-if-error=<EDGE_GRACE_SECONDS>` says how long the edge may keep "
+        "the decision. Refusals are `no-store`. Any method answers alike.",
+        tags=["gate"],
+        auth=[],
+        parameters=[
+            OpenApiParameter(
+                "X-Edge-Key",
+                str,
+                location=OpenApiParameter.HEADER,
+                required=True,
+                description="The server's edge key (POST …/edge-key).",
+            ),
+            OpenApiParameter(
+                "Authorization",
+                str,
+                location=OpenApiParameter.HEADER,
+                description="`Bearer <token>`, as the browser sent it.",
+            ),
+            OpenApiParameter(
+                "X-Pacsbin-Email",
+                str,
+                location=OpenApiParameter.HEADER,
+                response=[204],
+                description="The approved user, for the edge's log.",
+            ),
+            OpenApiParameter(
+                "WWW-Authenticate",
+                str,
+                location=OpenApiParameter.HEADER,
+                response=[401],
+                description='`Bearer realm="pacsbin-edge"`.',
+            ),
+        ],
+        responses={
+            204: OpenApiResponse(description="Granted."),
+            401: _error(
+                "A missing, malformed or expired token (or one the registry "
+                "did not sign).",
+                {"detail": "The token has expired."},
+            ),
+            403: _error(
+                "A bad edge key, another server's token, an approval that is "
+                "gone or expired, or a server that is not active.",
+                {"detail": "The email is not (or no longer) approved."},
+            ),
+        },
+    )
+)
+
+
+class _JwksOperation(APIView):
+    """What drf-spectacular reads to document ``edge_views.jwks``."""
+
+    authentication_classes: list[Any] = []
+
+    def get(self, request: Request) -> Response:
+        raise NotImplementedError
+
+
+_JWK = {
+    "type": "object",
+    "properties": {
+        "kty": {"type": "string", "enum": ["EC"]},
+        "crv": {"type": "string", "enum": ["P-256"]},
+        "x": {"type": "string"},
+        "y": {"type": "string"},
+        "kid": {"type": "string"},
+        "use": {"type": "string", "enum": ["sig"]},
+        "alg": {"type": "string", "enum": ["ES256"]},
+    },
+    "required": ["kty", "crv", "x", "y", "kid", "use", "alg"],
+}
+_jwks_operation = extend_schema_view(
+    get=extend_schema(
+        operation_id="edge_jwks",
+        summary="The public keys of edge tokens (JWKS, no authentication)",
+        description="A JWK Set (RFC 7517) of the keys whose tokens may still be "
+        "alive: the current key and, after a rotation, the old one until its "
+        "last token has expired. `kid` is the key's RFC 7638 thumbprint, as in "
+        "each token's header. May be cached for a minute.",
+        tags=["gate"],
+        auth=[],
+        responses={
+            (200, "application/jwk-set+json"): OpenApiResponse(
+                {
+                    "type": "object",
+                    "properties": {"keys": {"type": "array", "items": _JWK}},
+                    "required": ["keys"],
+                },
+                description="The published keys.",
+            )
+        },
+    )
+)
+
+
+def edge_jwks(view: Callable[..., Any]) -> Callable[..., Any]:
+    view.cls = _jwks_operation(_JwksOperation)  # type: ignore[attr-defined]
+    view.initkwargs = {}  # type: ignore[attr-defined]
+    return view
+
+
+def edge_verify(view: Callable[..., Any]) -> Callable[..., Any]:
+    view.cls = _verify_operation(_VerifyOperation)  # type: ignore[attr-defined]
+    view.initkwargs = {}  # type: ignore[attr-defined]
+    return view
+
+
+def edge_key(view: Any) -> Any:
+    return extend_schema_view(
+        post=extend_schema(
+            summary="Create or replace the server's edge key",
+            description="A new key for the server's edge (`<server id>.<secret>`, "
+            "shown once, stored hashed); the old one stops working at once. "
+            "Answers the nginx and Caddy configurations with the gate and the "
+            "key in place, ready after the usual listen, name and certificate "
+            "edits. `GET …/proxy-config/{kind}` never shows a key.",
+            tags=["gate"],
+            parameters=[_SERVER_ID],
+            request=None,
+            responses={
+                201: OpenApiResponse(
+                    s.EdgeKeySerializer,
+                    description="The key and the ready configurations.",
+                    examples=[
+                        OpenApiExample(
+                            "key",
+                            value={
+                                "edge_key": "7.kq3…",
+                                "configs": {"nginx": "…", "caddy": "…"},
+                            },
+                            response_only=True,
+                        )
+                    ],
+                ),
+                **READ_ERRORS,
+                409: _error(
+                    "A URL of the server breaks the URL rule: no configuration.",
+                    {"detail": "No configuration for “Main PACS”: …"},
+                ),
+            },
+        )
     )(view)

@@ -189,6 +189,12 @@ class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
         "HTTP auth): CORS must then echo the origin with "
         "Access-Control-Allow-Credentials.",
     )
+    edge_enforced = StrictBooleanField(
+        required=False,
+        help_text="The archive's edge refuses every DICOMweb request without a "
+        "registry token for a user approved here; the access answer then "
+        "carries access_token for this server (see the gate).",
+    )
 
     class Meta:
         model = DicomWebServer
@@ -208,9 +214,16 @@ class DicomWebServerSerializer(ModelRulesMixin, serializers.ModelSerializer):
 
 
 class ApprovedUserSerializer(serializers.ModelSerializer):
+    last_used_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="The last request the server's edge let through for this "
+        "email (the gate; null: never, or not recorded yet).",
+    )
+
     class Meta:
         model = ApprovedUser
-        fields = ["id", "email", "created_at"]
+        fields = ["id", "email", "created_at", "expires_at", "last_used_at"]
         read_only_fields = fields
 
 
@@ -247,6 +260,25 @@ class AccessServerSerializer(serializers.Serializer):
     institution = serializers.CharField(help_text="The institution's name.")
     qido_url = serializers.CharField()
     wado_url = serializers.CharField()
+    access_token = serializers.CharField(
+        required=False,
+        help_text="Only for a server with edge_enforced: send it on every QIDO "
+        "and WADO request as Authorization: Bearer <token>.",
+    )
+    access_token_expires_at = serializers.DateTimeField(
+        required=False,
+        help_text="When access_token expires (ISO 8601 UTC): ask again before.",
+    )
+
+
+class EdgeKeyConfigsSerializer(serializers.Serializer):
+    nginx = serializers.CharField()
+    caddy = serializers.CharField()
+
+
+class EdgeKeySerializer(serializers.Serializer):
+    edge_key = serializers.CharField(help_text="Shown once; stored hashed.")
+    configs = EdgeKeyConfigsSerializer()
 
 
 class AccessAnswerSerializer(serializers.Serializer):
@@ -256,6 +288,7 @@ class AccessAnswerSerializer(serializers.Serializer):
 
 class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    cache = serializers.ChoiceField(choices=["ok", "unavailable"])
 
 
 class DetailSerializer(serializers.Serializer):

@@ -6,7 +6,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from integrations.api import connectivity_views, views
+from integrations.api import connectivity_views, edge_views, views
 
 app_name = "api"
 
@@ -17,6 +17,13 @@ router.register("v1/servers", views.DicomWebServerViewSet, basename="server")
 urlpatterns = [
     path("v1/access", views.access_question, name="access"),
     path("v1/health", views.HealthView.as_view(), name="health"),
+    path("v1/edge/jwks.json", edge_views.jwks, name="edge-jwks"),
+    path("v1/edge/verify", edge_views.verify, name="edge-verify"),
+    path(
+        "v1/servers/<int:server_id>/edge-key",
+        edge_views.EdgeKeyView.as_view(),
+        name="edge-key",
+    ),
     path(
         "v1/servers/<int:server_id>/approved-users/",
         views.ApprovedUserListView.as_view(),

@@ -21,10 +21,10 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer, as_serializer_error
 from rest_framework.views import APIView
 
-from integrations import audit, registry
+from integrations import audit, cache, registry
 from integrations.api import access, schema
 from integrations.api.auth import ApiClient
-from integrations.api.errors import Conflict
+from integrations.api.errors import RETRY_AFTER_SECONDS, Conflict
 from integrations.api.serializers import (
     ApprovedUserSerializer,
     BulkAddResultSerializer,
@@ -32,6 +32,7 @@ from integrations.api.serializers import (
     DicomWebServerSerializer,
     InstitutionSerializer,
 )
+from integrations.edge import usage
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
     ApprovedUser,
@@ -43,9 +44,11 @@ from integrations.validators import normalize_email
 
 
 def acting_for(request: Request) -> AbstractContextManager[audit.Actor]:
-    """The audit actor of a change made through the API: the key or the user."""
+    """The audit actor of a change made through the API: the user, or the key
+    together with the staffer who created it (answerable for what it does)."""
     if isinstance(request.user, ApiClient):
-        return audit.acting_as(label=request.user.key.audit_label)
+        key = request.user.key
+        return audit.acting_as(user=key.created_by, label=key.audit_label)
     return audit.acting_as(user=request.user)
 
 
@@ -92,17 +95,20 @@ class HealthView(APIView):
 
     def get(self, request: Request) -> Response:
         headers = {"Cache-Control": "no-store"}
+        # The cache is reported, never failed on: without it the registry
+        # still answers (throttles count per process meanwhile).
+        cache_state = cache.state()
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
                 cursor.fetchone()
         except DatabaseError:
             return Response(
-                {"status": "unavailable"},
+                {"status": "unavailable", "cache": cache_state},
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers=headers,
+                headers={**headers, "Retry-After": str(RETRY_AFTER_SECONDS)},
             )
-        return Response({"status": "ok"}, headers=headers)
+        return Response({"status": "ok", "cache": cache_state}, headers=headers)
 
 
 # --- Management ---------------------------------------------------------------
@@ -218,9 +224,9 @@ class ApprovedUserListView(ServerChildMixin, generics.ListAPIView):
     permission_model = ApprovedUser
 
     def get_queryset(self) -> QuerySet[ApprovedUser]:
-        users = ApprovedUser.objects.filter(server=self.get_server()).order_by(
-            "email_key", "pk"
-        )
+        users = usage.with_last_used(
+            ApprovedUser.objects.filter(server=self.get_server())
+        ).order_by("email_key", "pk")
         search = _query_text(self.request, "search")
         if search:
             users = users.filter(email_key__contains=search.lower())

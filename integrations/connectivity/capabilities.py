@@ -8,7 +8,18 @@ behaviour, never by the product's name. ``learn`` is pure logic (no database);
 on the server, whose saves write audit history); ``ohif_configuration`` turns
 it into OHIF's data-source settings, and ``table`` into words for people.
 
-Nothing about a patient is stored: only the yes/no answers.
+Nothing about a patient is sent or stored. The searches carry no value from
+a study: the attributes are compared on the studies an unfiltered
+``limit=1`` search brings back, and names are made up (``ZZPACSBINPROBE``)
+or wildcards alone (``**``). A study's UIDs appear only in the paths of the
+retrieve requests (its instances, metadata, a rendered image) to the archive
+that holds it: the client never follows a redirect off the archive's origin.
+Only the yes/no answers are stored.
+
+Each flag is learnt with the request exactly as the client that reads it
+sends it (OHIF ``OHIF_VERSION``'s own forms, checked against its published
+package in tests/test_capabilities_peers.py): an archive that would answer
+another form but refuses OHIF's keeps the conservative value.
 """
 
 from __future__ import annotations
@@ -41,21 +52,23 @@ INCLUDEFIELD_TAG = "includefield_tag"
 INCLUDEFIELD_ALL = "includefield_all"
 """``includefield=all`` brings back more than the default attributes."""
 FUZZY_MATCHING = "fuzzy_matching"
-"""``fuzzymatching=true`` finds a study by a part of the patient's name, in
-lower case, that the same search without it does not find (OHIF's
-``supportsFuzzyMatching``). False also for archives that accept the
-parameter and silently ignore it."""
+"""``fuzzymatching=true`` (OHIF's ``supportsFuzzyMatching``): False when the
+archive refuses it. Yes would need a real patient's name found only with it,
+and learning sends none: unknown otherwise, which keeps OHIF's conservative
+``false``. (A value learnt before issue 17 is kept until one is decided.)"""
 WILDCARD = "wildcard"
-"""``PatientName=*part*`` (OHIF's own form: a ``*`` before and after) finds the
-study while ``PatientName=part`` does not (OHIF's ``supportsWildcard``)."""
+"""``PatientName=**`` (OHIF's form, ``*value*``, around nothing) finds a
+study while a made-up name finds none (OHIF's ``supportsWildcard``); no when
+the archive refuses it or finds nothing though its first study has a name."""
 NO_MATCH = "no_match"
 """How a search that matches nothing is answered: ``"204"`` (No Content) or
 ``"200_empty"`` (200 with ``[]``)."""
 RENDERED = "rendered"
-"""``…/instances/{uid}/rendered`` answers an image (asked as OHIF asks for a
-thumbnail: ``Accept: image/jpeg``, ``viewport=256,256``)."""
+"""``…/rendered`` answers an image for a series and for an instance, asked
+exactly as OHIF asks for a thumbnail (``ohif_image_url``: ``Accept:
+image/jpeg``, ``viewport=256%2C256``)."""
 THUMBNAIL = "thumbnail"
-"""``…/instances/{uid}/thumbnail`` answers an image, asked the same way."""
+"""``…/thumbnail``, the same two requests."""
 
 NO_MATCH_204 = "204"
 NO_MATCH_EMPTY = "200_empty"
@@ -76,7 +89,7 @@ _NO_MATCH_TEXT = {NO_MATCH_204: "204 No Content", NO_MATCH_EMPTY: "200 with []"}
 
 # --- Limits: a few small requests, never a long wait ------------------------
 
-MAX_REQUESTS = 14
+MAX_REQUESTS = 14  # 13 when everything is learnt
 DEADLINE_SECONDS = 30.0  # for all the requests of one learning
 LIMITS = client.Limits(connect_timeout=3.0, total_timeout=5.0, max_bytes=1024 * 1024)
 # Scheduled checks relearn at most this often; a check someone asked for
@@ -84,12 +97,23 @@ LIMITS = client.Limits(connect_timeout=3.0, total_timeout=5.0, max_bytes=1024 * 
 RELEARN_SECONDS = 6 * 3600
 
 DICOM_JSON = "application/dicom+json"
-# What OHIF asks for when it fetches a thumbnail (thumbnailRequestStrategy fetch).
+# The OHIF Viewer whose requests learning imitates (the published @ohif/app
+# package; tests/peers.ohif_package fetches this version and the peer tests
+# compare its own code's requests with these).
+OHIF_VERSION = "3.13.2"
+# What OHIF 3.13 asks for when it fetches a thumbnail (thumbnailRequestStrategy
+# fetch): ``new URLSearchParams({viewport: '256,256'})``, which escapes the
+# comma. Orthanc 1.10 answers that form 400 and ``viewport=256,256`` 200: the
+# form OHIF sends decides.
 IMAGE_ACCEPT = "image/jpeg"
-IMAGE_QUERY = "viewport=256,256"
+IMAGE_QUERY = "viewport=256%2C256"
 # A StudyInstanceUID no archive holds (2.25: the UUID-derived root; 0 is the
 # nil UUID, which no generator gives).
 ABSENT_STUDY_UID = "2.25.0"
+# A patient name nobody has: a search with it must find nothing.
+PROBE_NAME = "ZZPACSBINPROBE"
+# OHIF's wildcard form (``*${value}*``) around nothing: any name matches.
+WILDCARD_ANY = "**"
 
 STUDY_UID = "0020000D"
 SERIES_UID = "0020000E"
@@ -110,11 +134,6 @@ OPTIONAL_STUDY_TAGS = (
     "00101010",  # PatientAge
 )
 _UID = re.compile(r"[0-9.]{1,64}", re.ASCII)
-_TAG = re.compile(r"[0-9A-F]{8}", re.ASCII)
-# A name part usable in a search: ASCII letters and digits, inner - ' . (no
-# wildcard, no separator, nothing a URL must escape: some archives match
-# escaped values as they are).
-_NAME_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9'.-]*[A-Za-z0-9])?", re.ASCII)
 
 Fetch = Callable[..., client.Response]
 Capabilities = dict[str, Any]
@@ -172,9 +191,7 @@ def learn(
     learnt: Capabilities = dict.fromkeys(KEYS)
 
     def search(**params: str) -> list[Any] | int | None:
-        # Escaped as a browser's encodeURIComponent does (OHIF's own requests):
-        # Orthanc's DICOMweb plugin does not unescape %2A back into a wildcard.
-        query = urlencode(params, safe="!*'()", quote_via=quote)
+        query = search_query(params)
         return _dicom_json(ask.get(f"{qido_url}/studies?{query}", DICOM_JSON))
 
     first = ask.get(f"{qido_url}/studies?limit=1", DICOM_JSON)
@@ -198,57 +215,85 @@ def learn(
         )
     )
     series_uid, sop_uid = _uid(instance, SERIES_UID), _uid(instance, SOP_UID)
-    instance_url = (
-        f"{wado_url}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
-        if series_uid and sop_uid
-        else None
-    )
     present: set[str] | None = None  # the study's attributes, when known
-    if instance_url:
-        metadata = _first(_dicom_json(ask.get(f"{instance_url}/metadata", DICOM_JSON)))
+    if series_uid and sop_uid:
+        instance_path = f"studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+        metadata = _first(
+            _dicom_json(ask.get(f"{wado_url}/{instance_path}/metadata", DICOM_JSON))
+        )
         if isinstance(metadata, dict):
             present = {tag for tag, value in metadata.items() if _has_value(value)}
+    # The unfiltered search again, with includefield: the answer is compared
+    # for the same study (by its UID, read here, never sent).
     tag, tag_known_present = _optional_tag(default_tags, present)
     if tag is not None:
         learnt[INCLUDEFIELD_TAG] = _includefield(
-            search(StudyInstanceUID=study_uid, includefield=tag),
+            search(includefield=tag),
             study_uid,
             lambda entry: tag in entry,
             decisive_no=tag_known_present,
         )
     learnt[INCLUDEFIELD_ALL] = _includefield(
-        search(StudyInstanceUID=study_uid, includefield="all"),
+        search(includefield="all"),
         study_uid,
         lambda entry: bool(set(entry) - default_tags),
         decisive_no=tag_known_present,
     )
 
-    name = _name_part(study)
-    if name is not None:
-        infix = name[1:-1]
-        learnt[WILDCARD] = _compare(
-            with_it=search(StudyInstanceUID=study_uid, PatientName=f"*{infix}*"),
-            without_it=search(StudyInstanceUID=study_uid, PatientName=infix),
-            study_uid=study_uid,
-        )
-        learnt[FUZZY_MATCHING] = _compare(
-            with_it=search(
-                StudyInstanceUID=study_uid,
-                PatientName=name.lower(),
-                fuzzymatching="true",
-            ),
-            without_it=search(StudyInstanceUID=study_uid, PatientName=name.lower()),
-            study_uid=study_uid,
-        )
+    learnt[WILDCARD] = _wildcard(
+        with_it=search(PatientName=WILDCARD_ANY),
+        without_it=search(PatientName=PROBE_NAME),
+        study_has_a_name=_has_value(study.get(PATIENT_NAME)),
+    )
+    # Only a refusal is telling (see FUZZY_MATCHING).
+    fuzzy = search(PatientName=PROBE_NAME.lower(), fuzzymatching="true")
+    learnt[FUZZY_MATCHING] = False if isinstance(fuzzy, int) else None
 
-    if instance_url:
-        learnt[RENDERED] = _image(
-            ask.get(f"{instance_url}/rendered?{IMAGE_QUERY}", IMAGE_ACCEPT)
-        )
-        learnt[THUMBNAIL] = _image(
-            ask.get(f"{instance_url}/thumbnail?{IMAGE_QUERY}", IMAGE_ACCEPT)
-        )
+    if series_uid and sop_uid:
+        for key in (RENDERED, THUMBNAIL):
+            learnt[key] = _images(
+                ask,
+                ohif_image_url(wado_url, key, study_uid, series_uid),
+                ohif_image_url(wado_url, key, study_uid, series_uid, sop_uid),
+            )
     return learnt
+
+
+def search_query(params: dict[str, str]) -> str:
+    """A ``limit=1`` search's query string, escaped as dicomweb-client
+    escapes OHIF's search parameters (encodeURIComponent): Orthanc's
+    DICOMweb plugin does not unescape %2A back into a wildcard."""
+    return urlencode({"limit": "1", **params}, safe="!*'()", quote_via=quote)
+
+
+def ohif_image_url(
+    wado_url: str,
+    kind: str,
+    study_uid: str,
+    series_uid: str,
+    sop_uid: str | None = None,
+) -> str:
+    """The URL OHIF fetches a series' (or an instance's) thumbnail from, with
+    ``thumbnailRendering: kind`` and ``thumbnailRequestStrategy: fetch``
+    (OHIF's buildThumbnailEndpointPath and getThumbnailFetchRequest; UIDs as
+    they are, since learning only uses ones that are digits and dots)."""
+    path = f"/studies/{study_uid}/series/{series_uid}"
+    if sop_uid:
+        path += f"/instances/{sop_uid}"
+    return f"{wado_url}{path}/{kind}?{IMAGE_QUERY}"
+
+
+def _images(ask: _Asker, *urls: str) -> bool | None:
+    """Yes when every one of OHIF's requests answers an image; no as soon as
+    one is refused (the conservative value then stands)."""
+    verdict: bool | None = True
+    for url in urls:
+        answer = _image(ask.get(url, IMAGE_ACCEPT))
+        if answer is False:
+            return False
+        if answer is None:
+            verdict = None
+    return verdict
 
 
 def _dicom_json(response: client.Response | None) -> list[Any] | int | None:
@@ -341,41 +386,25 @@ def _includefield(
     return False if decisive_no else None
 
 
-def _name_part(study: dict[str, Any]) -> str | None:
-    """A component of the patient's name (family name first) fit to search
-    with: at least three characters, none of them special in a search or in
-    a URL."""
-    try:
-        value = study[PATIENT_NAME]["Value"][0]
-    except (TypeError, KeyError, IndexError):
-        return None
-    name = value.get("Alphabetic") if isinstance(value, dict) else value
-    if not isinstance(name, str) or len(name) > 200:
-        return None
-    for part in name.split("^")[:2]:
-        part = part.strip()
-        if len(part) >= 3 and _NAME_PART.fullmatch(part):
-            return part
-    return None
-
-
-def _compare(
+def _wildcard(
     with_it: list[Any] | int | None,
     without_it: list[Any] | int | None,
-    study_uid: str,
+    *,
+    study_has_a_name: bool,
 ) -> bool | None:
-    """Yes when the search with the feature finds the study and the same
-    search without it does not; no when neither does (the archive refuses
-    or ignores the feature); unknown otherwise (the search alone finds it)."""
-    if not isinstance(without_it, list):
-        return None
-    if _entry(without_it, study_uid) is not None:
-        return None  # the name alone matches: nothing to tell apart
+    """Yes when the wildcard finds a study while the made-up name finds none;
+    no when the archive refuses the wildcard, or finds nothing with it though
+    its first study has a name; unknown otherwise (the name filter ignored,
+    or no answer)."""
+    if without_it != []:
+        return None  # the name filter is not honoured: nothing to tell apart
     if isinstance(with_it, int):
         return False
     if not isinstance(with_it, list):
         return None
-    return _entry(with_it, study_uid) is not None
+    if with_it:
+        return True
+    return False if study_has_a_name else None
 
 
 def _image(response: client.Response | None) -> bool | None:

@@ -3,8 +3,10 @@
 Each request resolves the host once (through the guard), connects to a checked
 address while sending the original Host header and verifying the certificate
 against the original name (SNI), and never follows a redirect without checking
-the next hop the same way. Every request has a connect timeout, a total
-deadline and a cap on the bytes read.
+the next hop the same way. A redirect off the first URL's origin (scheme, host
+and port) is never followed: the query (a search, a study's UIDs in a path)
+was meant for the archive, not for wherever it points. Every request has a
+connect timeout, a total deadline and a cap on the bytes read.
 """
 
 from __future__ import annotations
@@ -41,13 +43,17 @@ class FetchError(Exception):
     """A request that got no usable answer.
 
     ``kind`` is one of ``blocked``, ``dns``, ``refused``, ``timeout``, ``tls``,
-    ``broken``, ``too_large``, ``redirect_loop``; the message is plain words.
+    ``broken``, ``too_large``, ``redirect_loop``, ``redirect_off_origin``; the
+    message is plain words. ``said``: what of the message the other side wrote
+    (the reason a TLS library or a connection gave, which may quote the
+    archive's certificate).
     """
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, said: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.said = said
 
 
 @dataclass
@@ -85,10 +91,12 @@ def fetch(
     limits: Limits | None = None,
     allow_private: bool | None = None,
 ) -> Response:
-    """One request, with the guard applied to the URL and to each redirect hop."""
+    """One request, with the guard applied to the URL and to each redirect
+    hop; a redirect to another origin is an error, never followed."""
     limits = limits or Limits()
     redirects: list[str] = []
     current = url
+    start = origin(url)
     while True:
         target = _check(current, allow_private)
         response = send(method, current, target, headers or {}, limits)
@@ -102,7 +110,26 @@ def fetch(
                 f"{url} redirected more than {limits.max_redirects} times.",
             )
         current = urljoin(current, location)
+        if start is None or origin(current) != start:
+            raise FetchError(
+                "redirect_off_origin",
+                f"{url} redirects to {current[:200]}, another origin; the "
+                "registry does not follow it there.",
+            )
         redirects.append(current)
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) with the default port filled in; None when the
+    URL has none (never equal to a real one)."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:
+        return None
+    if scheme not in ("http", "https") or not host:
+        return None
+    return scheme, host, port or (443 if scheme == "https" else 80)
 
 
 def _check(url: str, allow_private: bool | None) -> ssrf.Target:
@@ -241,21 +268,25 @@ def _connect_error(url: str, exc: Exception) -> FetchError:
     # NewConnectionError subclasses ConnectTimeoutError in urllib3 2.
     if isinstance(exc, ConnectTimeoutError) and not isinstance(exc, NewConnectionError):
         return FetchError("timeout", f"Connecting to {url} timed out.")
-    return FetchError("refused", f"Could not connect to {url}: {_reason(exc)}.")
+    reason = _reason(exc)
+    return FetchError("refused", f"Could not connect to {url}: {reason}.", (reason,))
 
 
 def _transport_error(url: str, exc: HTTPError) -> FetchError:
+    reason = _reason(exc)
     if isinstance(exc, SSLError):
         return FetchError(
-            "tls", f"The TLS handshake with {url} failed: {_reason(exc)}."
+            "tls", f"The TLS handshake with {url} failed: {reason}.", (reason,)
         )
     if isinstance(exc, ReadTimeoutError):
         return FetchError("timeout", f"{url} did not answer in time.")
     if isinstance(exc, (NewConnectionError, ConnectTimeoutError)):
         return _connect_error(url, exc)
     if isinstance(exc, ProtocolError):
-        return FetchError("broken", f"The connection to {url} broke: {_reason(exc)}.")
-    return FetchError("broken", f"The request to {url} failed: {_reason(exc)}.")
+        return FetchError(
+            "broken", f"The connection to {url} broke: {reason}.", (reason,)
+        )
+    return FetchError("broken", f"The request to {url} failed: {reason}.", (reason,))
 
 
 def _reason(exc: BaseException) -> str:

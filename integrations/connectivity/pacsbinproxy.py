@@ -42,6 +42,9 @@ KEY_PATH = "/opt/dicomweb-proxy/certs/server.key"
 # Relative to the folder the proxy runs in (as in the proxy's own example),
 # so the file runs as given anywhere; a service had better make it absolute.
 STORAGE_PATH = "./data"
+# With edge enforcement on, the gate's nginx (proxyconfig) takes the public
+# address and TLS, and forwards to the proxy on this port.
+BEHIND_GATE_PORT = 8081
 METHODS = ["GET", "HEAD", "OPTIONS"]
 ALLOWED_HEADERS = ["Authorization", "Accept", "Content-Type", "Range", "If-None-Match"]
 
@@ -62,6 +65,8 @@ class PacsbinProxyView:
     refused: str = ""
     sheet: list[str] = field(default_factory=list)
     alternatives: list[tuple[str, str]] = field(default_factory=list)
+    # Edge enforcement on: the gate's nginx and Caddy in front of the proxy.
+    gate: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _settings(server: DicomWebServer) -> dict[str, Any]:
@@ -180,7 +185,8 @@ def _write(
 ) -> str:
     w = _Writer()
     mode = settings["mode"]
-    tls = public.scheme == "https"
+    gated = server.edge_enforced
+    tls = public.scheme == "https" and not gated
     public_port = public.port or (443 if tls else 80)
     w.comment(
         f'config.jsonc for Pacsbin\'s proxy, for "{server.name}" '
@@ -242,7 +248,16 @@ def _write(
     w.raw(f'  "storagePath": {_json(STORAGE_PATH)},')
     w.raw('  "enableCache": true,')
     w.raw('  "cacheRetentionMinutes": 60,')
-    if tls:
+    if gated:
+        w.comment(
+            "Edge enforcement is on: the gate's nginx (this server's nginx "
+            f"configuration) serves {public.origin} and forwards here. Firewall "
+            "this port: the proxy listens on every interface, and only the "
+            "gate's nginx may reach it.",
+            2,
+        )
+        w.raw(f'  "webserverPort": {BEHIND_GATE_PORT},')
+    elif tls:
         w.comment("Plain HTTP only redirects to HTTPS.", 2)
         w.raw('  "webserverPort": 80,')
     else:

@@ -55,6 +55,9 @@ _TRANSPORT_OUTCOMES = {
     "timeout": CheckOutcome.UNREACHABLE,
     "broken": CheckOutcome.UNREACHABLE,
     "redirect_loop": CheckOutcome.UNREACHABLE,
+    # Not followed (client.fetch); a browser sending Authorization could not
+    # follow it either: redirects fail a CORS preflight.
+    "redirect_off_origin": CheckOutcome.PREFLIGHT_FAILED,
     "tls": CheckOutcome.TLS_ERROR,
     "too_large": CheckOutcome.NOT_DICOMWEB,
 }
@@ -68,11 +71,18 @@ _TRANSPORT_ADVICE = {
     "network.",
     "broken": " Check that the URL's scheme (http or https) matches the port.",
     "redirect_loop": " Register the final URL instead.",
+    "redirect_off_origin": " Browsers do not follow redirects on a CORS "
+    "preflight either: if that is where the archive now lives, register it as "
+    "the QIDO URL instead.",
     "tls": " Browsers refuse such a connection too: install a certificate "
     "from a public authority that matches the host name.",
     "too_large": " A search with limit=1 should be small: check that this is "
     "the archive's DICOMweb root.",
 }
+
+
+# Where an alert mail's finding names what the archive sent, quoted apart.
+ARCHIVE_TEXT_POINTER = "(the archive's text, quoted below)"
 
 
 @dataclass(frozen=True)
@@ -81,9 +91,24 @@ class Finding:
     message: str
     # What this finding alone would make the check.
     outcome: CheckOutcome = CheckOutcome.OK
+    # The archive's own text the message repeats, verbatim: a header's value,
+    # a redirect target, its error text, the TLS library's reason for refusing
+    # its certificate. An archive chooses these (3,000 characters, line breaks,
+    # anything), so mail to staff quotes them apart, cut short (own_words).
+    archive_text: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
+
+    def own_words(self) -> str:
+        """The message with each of the archive's texts replaced by a pointer
+        to its quotation: only the registry's own words."""
+        message = self.message
+        for text in sorted(self.archive_text, key=len, reverse=True):
+            if text:
+                message = message.replace(f"“{text}”", ARCHIVE_TEXT_POINTER)
+                message = message.replace(text, ARCHIVE_TEXT_POINTER)
+        return message
 
 
 # Days before a certificate expires when a check says so (and monitoring
@@ -104,9 +129,16 @@ class ProbeResult:
         return next((o for o in SEVERITY if o in outcomes), CheckOutcome.OK)
 
     def add(
-        self, code: str, message: str, outcome: CheckOutcome = CheckOutcome.OK
+        self,
+        code: str,
+        message: str,
+        outcome: CheckOutcome = CheckOutcome.OK,
+        said: tuple[str, ...] = (),
     ) -> None:
-        self.findings.append(Finding(code, message, outcome))
+        """One finding; ``said``: the archive's texts ``message`` repeats."""
+        self.findings.append(
+            Finding(code, message, outcome, tuple(t for t in said if t))
+        )
 
 
 Fetch = Callable[..., client.Response]
@@ -165,7 +197,9 @@ def probe(
                 return result
             # The proxy answered its preflight, then waits on the archive
             # for ever: what it does when the archive aborts its C-FIND.
-            _archive_refused_proxy(result, pacsbin_proxy, qido_url, exc.message)
+            _archive_refused_proxy(
+                result, pacsbin_proxy, qido_url, exc.message, said=exc.said
+            )
             return result
         if search.status >= 500:
             _archive_refused_proxy(
@@ -173,6 +207,7 @@ def probe(
                 pacsbin_proxy,
                 qido_url,
                 f"The search answered HTTP {search.status}" + _error_text(search) + ".",
+                said=_error_said(search),
             )
             check_cors(result, search, origin, needs_credentials, "qido", "search")
             return result
@@ -187,6 +222,7 @@ def probe(
             "redirects on a CORS preflight: register the final URL as the QIDO "
             "URL instead.",
             CheckOutcome.PREFLIGHT_FAILED,
+            said=(search.redirects[-1],),
         )
     found = check_dicomweb(result, search, "qido", "QIDO search")
     cors_ok = check_cors(result, search, origin, needs_credentials, "qido", "search")
@@ -324,6 +360,7 @@ def _retrieve_one_instance(
             "allows the proxy's AE title to retrieve (C-GET, or C-MOVE with "
             "useCget false).",
             CheckOutcome.NOT_DICOMWEB,
+            said=_error_said(instance),
         )
         check_cors(result, instance, origin, needs_credentials, "wado", "WADO")
         return
@@ -337,7 +374,11 @@ def _retrieve_one_instance(
 
 
 def _archive_refused_proxy(
-    result: ProbeResult, settings: Mapping[str, Any], qido_url: str, what: str
+    result: ProbeResult,
+    settings: Mapping[str, Any],
+    qido_url: str,
+    what: str,
+    said: tuple[str, ...] = (),
 ) -> None:
     """The proxy answers, but its C-FIND to the archive fails: almost always
     the archive does not know the proxy's AE title."""
@@ -349,6 +390,7 @@ def _archive_refused_proxy(
             f"({settings.get('forward_qido_url', '?')}) and that the archive's "
             "DICOMweb root is at / there.",
             CheckOutcome.UNREACHABLE,
+            said=said,
         )
         return
     aet = settings.get("proxy_ae_title", "?")
@@ -367,16 +409,32 @@ def _archive_refused_proxy(
         "archive's administrators). Then check that the archive's AE title, "
         "host and port in the proxy's config.jsonc are right.",
         CheckOutcome.UNREACHABLE,
+        said=said,
     )
 
 
-def _error_text(response: client.Response) -> str:
-    """A proxy's JSON error message, short, for a finding."""
+def _error_message(response: client.Response) -> str:
+    """A proxy's JSON error message, cut short."""
     try:
         error = json.loads(response.body or b"null").get("error")
     except (ValueError, AttributeError, RecursionError):
         return ""
-    return f" (“{str(error)[:200]}”)" if isinstance(error, str) and error else ""
+    return error[:200] if isinstance(error, str) else ""
+
+
+def _error_text(response: client.Response) -> str:
+    """A proxy's JSON error message, short, for a finding."""
+    error = _error_message(response)
+    return f" (“{error}”)" if error else ""
+
+
+def _error_said(response: client.Response) -> tuple[str, ...]:
+    return _said(response) + (_error_message(response),)
+
+
+def _said(response: client.Response) -> tuple[str, ...]:
+    """The answer's URL when the archive chose it by redirecting."""
+    return (response.url,) if response.redirects else ()
 
 
 def _first_uid(found: list[Any] | None, tag: str) -> str | None:
@@ -414,10 +472,18 @@ def _preflight_headers(origin: str) -> dict[str, str]:
 
 def _transport_finding(result: ProbeResult, url: str, exc: client.FetchError) -> None:
     outcome = _TRANSPORT_OUTCOMES.get(exc.kind, CheckOutcome.UNREACHABLE)
-    code = {"blocked": "blocked", "tls": "tls_error", "too_large": "too_large"}.get(
-        exc.kind, f"unreachable_{exc.kind}"
+    code = {
+        "blocked": "blocked",
+        "tls": "tls_error",
+        "too_large": "too_large",
+        "redirect_off_origin": "qido_redirect_off_origin",
+    }.get(exc.kind, f"unreachable_{exc.kind}")
+    result.add(
+        code,
+        exc.message + _TRANSPORT_ADVICE.get(exc.kind, ""),
+        outcome,
+        said=exc.said,
     )
-    result.add(code, exc.message + _TRANSPORT_ADVICE.get(exc.kind, ""), outcome)
 
 
 def check_preflight(
@@ -459,6 +525,7 @@ def check_preflight(
             f"The CORS preflight allows the origin {allow_origin}, not {origin}. "
             f"Add {origin} to the origins the archive or proxy allows.",
             CheckOutcome.CORS_ORIGIN_MISMATCH,
+            said=(allow_origin,),
         )
         failed = True
     elif allow_origin == "*" and needs_credentials:
@@ -515,6 +582,7 @@ def check_dicomweb(
             "wants a login, which the registry does not have, so it could not "
             "confirm a DICOMweb answer. Run the check from your own browser, "
             "signed in.",
+            said=_said(response),
         )
         return None
     if response.status == 204:
@@ -526,6 +594,7 @@ def check_dicomweb(
             "Check that the URL is the archive's DICOMweb root (the one that "
             "/studies is appended to).",
             CheckOutcome.NOT_DICOMWEB,
+            said=_said(response),
         )
         return None
     content_type = (response.header("content-type") or "").split(";")[0].strip()
@@ -536,6 +605,7 @@ def check_dicomweb(
             f"{content_type or '(none)'}, not {DICOM_JSON}. This URL does not "
             "look like a DICOMweb root: check it.",
             CheckOutcome.NOT_DICOMWEB,
+            said=(*_said(response), content_type),
         )
         return None
     try:
@@ -547,6 +617,7 @@ def check_dicomweb(
             "DICOMweb answers are a flat array of datasets. Check that the URL "
             "is the archive's DICOMweb root.",
             CheckOutcome.NOT_DICOMWEB,
+            said=_said(response),
         )
         return None
     except ValueError:
@@ -557,6 +628,7 @@ def check_dicomweb(
             f"The {what} ({url}) did not answer a JSON array, as DICOMweb does. "
             "Check that the URL is the archive's DICOMweb root.",
             CheckOutcome.NOT_DICOMWEB,
+            said=_said(response),
         )
         return None
     return data
@@ -578,6 +650,7 @@ def check_cors(
             f"The {what} answer ({response.url}) has no Access-Control-Allow-Origin "
             f"header, so browsers on {origin} block it. " + FIX,
             CheckOutcome.CORS_MISSING,
+            said=_said(response),
         )
         return False
     if len(values) > 1 or "," in values[0]:
@@ -588,6 +661,7 @@ def check_cors(
             "a proxy both add it: hide the archive's one in the proxy "
             "(nginx: proxy_hide_header).",
             CheckOutcome.CORS_ORIGIN_MISMATCH,
+            said=(", ".join(values),),
         )
         return False
     value = values[0].strip()
@@ -610,6 +684,7 @@ def check_cors(
             f"browsers on {origin} block it. Add {origin} to the origins the "
             "archive or proxy allows (regenerate the fix-it configuration).",
             CheckOutcome.CORS_ORIGIN_MISMATCH,
+            said=(*_said(response), value),
         )
         return False
     if needs_credentials:
@@ -629,6 +704,7 @@ def _check_credentials(
         "which browsers need before sending this archive the user's credentials. "
         "Add it (and Vary: Origin).",
         CheckOutcome.CREDENTIALS_MISCONFIGURED,
+        said=_said(response),
     )
     return True
 

@@ -6,6 +6,13 @@ Each proxies to the archive, answers CORS preflights itself, allows only the
 allowed origins (echoed, with ``Vary: Origin``), lists Authorization by name,
 exposes the headers the uploader reads, and sends all of it on error answers
 too. The operator edits only the name, the port and the certificate paths.
+
+For a server with ``edge_enforced`` the nginx and Caddy configurations also
+carry the gate (DESIGN.md "The gate"): every request but a preflight is
+checked with the registry's ``/api/v1/edge/verify`` first, the browser's
+token never reaches the archive, and refusals keep the CORS headers.
+``render`` writes a marked placeholder where the edge key goes (a page or the
+API never shows a key); ``render_gated`` writes the key in place.
 """
 
 from __future__ import annotations
@@ -47,6 +54,19 @@ ARCHIVE_CORS_HEADERS = (
     "Access-Control-Expose-Headers",
     "Access-Control-Max-Age",
 )
+
+
+# The gate (see ``Gate``). The placeholder is what ``render`` writes instead of
+# the key: a value nginx and Caddy accept, which the registry refuses (403).
+EDGE_KEY_PLACEHOLDER = "EDIT-PASTE-THE-EDGE-KEY-HERE"
+VERIFY_PATH = "/api/v1/edge/verify"
+REGISTRY_PLACEHOLDER = "https://registry.example.org"
+# nginx makes the decision cache's folder when it starts (as root, for its
+# worker user), but not its parents: /var/cache exists on every distribution.
+EDGE_CACHE_FOLDER = "/var/cache/pacsbin-edge-{server_id}"
+# Where Pacsbin's proxy listens when the gate's nginx is in front of it.
+BEHIND_GATE_UPSTREAM = f"http://127.0.0.1:{pacsbinproxy.BEHIND_GATE_PORT}"
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 class UnknownKind(ValueError):
@@ -125,6 +145,85 @@ def routes(qido_url: str, wado_url: str) -> list[Route]:
     ]
 
 
+@dataclass(frozen=True)
+class Gate:
+    """What a gated configuration needs: where the registry's verify is, the
+    edge key (or None: the marked placeholder), and how long decisions are
+    kept."""
+
+    server_id: int
+    registry: str  # the registry's public origin, or REGISTRY_PLACEHOLDER
+    edge_key: str | None
+    cache_seconds: int
+    grace_seconds: int
+
+    @property
+    def verify_url(self) -> str:
+        return self.registry + VERIFY_PATH
+
+    @property
+    def key_value(self) -> str:
+        return self.edge_key or EDGE_KEY_PLACEHOLDER
+
+    @property
+    def zone(self) -> str:
+        return f"pacsbin_edge_{self.server_id}"
+
+    @property
+    def cache_folder(self) -> str:
+        return EDGE_CACHE_FOLDER.format(server_id=self.server_id)
+
+    @property
+    def inactive_seconds(self) -> int:
+        # Entries unused this long are dropped: never before their grace ends.
+        return max(60, self.cache_seconds + self.grace_seconds)
+
+    def key_comment(self) -> list[str]:
+        if self.edge_key:
+            return [
+                "The server's edge key: keep this file private (it is a secret, "
+                "like a password). Create a new key to replace it.",
+            ]
+        return [
+            f"EDIT: replace {EDGE_KEY_PLACEHOLDER} with the server's edge key. "
+            f"POST /api/v1/servers/{self.server_id}/edge-key (or the admin's "
+            '"Create edge key") makes one and answers this configuration with it '
+            "in place. Until then the registry refuses every request (403).",
+        ]
+
+
+def is_enforced(server: DicomWebServer) -> bool:
+    return bool(server.edge_enforced)
+
+
+def gate_for(server: DicomWebServer, edge_key: str | None) -> Gate:
+    """The gate's values for ``server``; every one written as an argument is
+    checked here (a key or an origin holding what no configuration can carry
+    raises ConfigRefused)."""
+    registry = settings.REGISTRY_PUBLIC_ORIGIN or REGISTRY_PLACEHOLDER
+    return Gate(
+        server_id=int(server.pk or 0),
+        registry=_plain(registry.rstrip("/"), "registry origin"),
+        edge_key=_plain(edge_key, "edge key") if edge_key else None,
+        cache_seconds=int(getattr(settings, "EDGE_CACHE_SECONDS", 30)),
+        grace_seconds=int(getattr(settings, "EDGE_GRACE_SECONDS", 300)),
+    )
+
+
+def render_gated(server: DicomWebServer, edge_key: str) -> dict[str, str]:
+    """The nginx and Caddy configurations with the gate and ``edge_key`` in
+    place (what ``POST …/edge-key`` answers), whether or not enforcement is
+    on yet: a key is made before the switch. Raises ConfigRefused as
+    ``render`` does."""
+    if not edge_key:
+        raise ConfigRefused("No gated configuration without an edge key.")
+    problem = refusal(server)
+    if problem:
+        raise ConfigRefused(problem)
+    gate = gate_for(server, edge_key)
+    return {kind: compose(server, kind, gate) for kind in ("nginx", "caddy")}
+
+
 def render(server: DicomWebServer, kind: str) -> str:
     """The configuration text for ``kind`` (nginx, apache, caddy or pacsbin).
 
@@ -142,7 +241,9 @@ def render(server: DicomWebServer, kind: str) -> str:
     problem = refusal(server)
     if problem:
         raise ConfigRefused(problem)
-    return compose(server, kind)
+    return compose(
+        server, kind, gate_for(server, None) if is_enforced(server) else None
+    )
 
 
 def refusal(server: DicomWebServer) -> str | None:
@@ -186,7 +287,11 @@ def pacsbin_view(server: DicomWebServer) -> PacsbinProxyView:
     sheet = pacsbinproxy.archive_sheet(server)
     try:
         config = pacsbinproxy.render(server, allowed_origins())
-        return PacsbinProxyView(config=config, sheet=sheet)
+        gate: list[tuple[str, str]] = []
+        if is_enforced(server):
+            gate, _refused = render_reverse_proxies(server)
+            gate = [(kind, text) for kind, text in gate if kind != "apache"]
+        return PacsbinProxyView(config=config, sheet=sheet, gate=gate)
     except pacsbinproxy.ProxyConfigRefused as exc:
         refused = str(exc)
     alternatives: list[tuple[str, str]] = []
@@ -199,21 +304,28 @@ def pacsbin_view(server: DicomWebServer) -> PacsbinProxyView:
             qido_url=settings.get("forward_qido_url", ""),
             wado_url=settings.get("forward_wado_url", ""),
             needs_credentials=server.needs_credentials,
+            edge_enforced=server.edge_enforced,
         )
         alternatives, _refused = render_reverse_proxies(archive)
     return PacsbinProxyView(refused=refused, sheet=sheet, alternatives=alternatives)
 
 
-def compose(server: DicomWebServer, kind: str) -> str:
+def compose(server: DicomWebServer, kind: str, gate: Gate | None = None) -> str:
     """The writer alone, without the URL rule: every value is escaped or
     quoted for its format, paths are percent-encoded, and a URL whose host,
     port, credentials or query cannot be written safely raises
-    ConfigRefused. ``render`` is what callers use; this is the second wall."""
+    ConfigRefused. ``render`` is what callers use; this is the second wall.
+    With ``gate``, the configuration enforces it (Apache's says it cannot)."""
     if kind not in _RENDERERS:
         raise UnknownKind(kind)
     qido, wado = (_writable_url(server, field, label) for field, label in URL_FIELDS)
     origins = [_plain(origin, "allowed origin") for origin in allowed_origins()]
-    return _RENDERERS[kind](server, origins, routes(qido, wado))
+    found = routes(qido, wado)
+    if gate and behind_pacsbin_proxy(server):
+        # The gate's nginx takes the proxy's public address; the proxy moves
+        # to a loopback port behind it (its config.jsonc says so).
+        found = [Route("/", BEHIND_GATE_UPSTREAM + "/", "Pacsbin's proxy")]
+    return _RENDERERS[kind](server, origins, found, gate)
 
 
 def _writable_url(server: DicomWebServer, field: str, label: str) -> str:
@@ -282,6 +394,7 @@ def _header(
     kind: str,
     comment: str,
     reload: str,
+    gate: Gate | None = None,
 ) -> list[str]:
     qido, wado = found[0], found[-1]
     lines = [
@@ -291,9 +404,19 @@ def _header(
         "Pacsbin's uploader needs.",
         f"1. Edit the server name ({PROXY_NAME}), the port and the certificate paths.",
         f"2. {reload}",
-        "3. Register the proxy's URLs for this server in the registry:",
-        f"     QIDO URL: https://{PROXY_NAME}{qido.prefix.rstrip('/')}",
-        f"     WADO URL: https://{PROXY_NAME}{wado.prefix.rstrip('/')}",
+        *(
+            [
+                "3. It takes the address the registry gives for this server "
+                f"({urlsplit(server.qido_url).netloc}): use that as the server "
+                "name, and keep the registered URLs.",
+            ]
+            if gate and behind_pacsbin_proxy(server)
+            else [
+                "3. Register the proxy's URLs for this server in the registry:",
+                f"     QIDO URL: https://{PROXY_NAME}{qido.prefix.rstrip('/')}",
+                f"     WADO URL: https://{PROXY_NAME}{wado.prefix.rstrip('/')}",
+            ]
+        ),
         f"Allowed origins: {', '.join(origins)}.",
         "The archive needs browser credentials: "
         + (
@@ -302,10 +425,52 @@ def _header(
             else "no (regenerate if that changes)."
         ),
     ]
+    if gate:
+        lines += gate_summary(server, gate, kind)
     return [f"{comment} {comment_text(line)}".rstrip() for line in lines]
 
 
-def _nginx(server: DicomWebServer, origins: list[str], found: list[Route]) -> str:
+def gate_summary(server: DicomWebServer, gate: Gate, kind: str) -> list[str]:
+    """The header's lines about the gate, in plain words for hospital IT."""
+    if kind == "Apache httpd":
+        return []
+    lines = [
+        "The gate (edge enforcement is on): every request but a CORS preflight "
+        "must carry a registry token (Authorization: Bearer) for a user approved "
+        f"on this server; the proxy asks the registry ({gate.verify_url}) and "
+        "refuses with the registry's 401 or 403, CORS headers kept. The token "
+        "never reaches the archive.",
+    ]
+    if kind == "nginx":
+        lines.append(
+            f"Decisions are cached for {gate.cache_seconds} s (a revocation "
+            "reaches this proxy within that); with the registry unreachable, a "
+            "decision is used for at most the grace the registry sets (now "
+            f"{gate.grace_seconds} s) after that, then the answer is 503."
+        )
+    else:
+        lines.append(
+            "Caddy keeps no decision cache: every request asks the registry (a "
+            "revocation applies at once), and with the registry unreachable the "
+            "answer is 503 at once (no grace)."
+        )
+    if behind_pacsbin_proxy(server):
+        lines.append(
+            "In front of Pacsbin's proxy: the proxy listens on "
+            f"{BEHIND_GATE_UPSTREAM} (its config.jsonc says so); firewall that "
+            "port, only this proxy may reach it."
+        )
+    if server.needs_credentials:
+        lines.append(
+            "The archive needs credentials: put its own on the line marked EDIT "
+            "below (they stay here, never sent to browsers)."
+        )
+    return lines
+
+
+def _nginx(
+    server: DicomWebServer, origins: list[str], found: list[Route], gate: Gate | None
+) -> str:
     variable = f"$pacsbin_cors_origin_{int(server.pk or 0)}"
     out = _header(
         server,
@@ -315,7 +480,10 @@ def _nginx(server: DicomWebServer, origins: list[str], found: list[Route]) -> st
         "#",
         "Save as /etc/nginx/conf.d/pacsbin-dicomweb.conf, then: nginx -t && "
         "systemctl reload nginx",
+        gate,
     )
+    if gate:
+        out += _nginx_cache(gate)
     out += [
         "",
         "# An allowed origin is echoed back; any other gets the first allowed one,",
@@ -346,6 +514,8 @@ def _nginx(server: DicomWebServer, origins: list[str], found: list[Route]) -> st
         ),
         "add_header Vary Origin always;",
     ]
+    if gate:
+        out += _nginx_verify(gate, cors)
     for route in found:
         out += [
             "",
@@ -362,6 +532,7 @@ def _nginx(server: DicomWebServer, origins: list[str], found: list[Route]) -> st
             f"            add_header Access-Control-Max-Age {MAX_AGE} always;",
             "            return 204;",
             "        }",
+            *(_nginx_gate_lines(server) if gate else []),
             "        # 'always': error answers carry the headers too, so a 404 is",
             "        # not mistaken for a CORS failure in the browser.",
             *(f"        {line}" for line in cors),
@@ -371,6 +542,7 @@ def _nginx(server: DicomWebServer, origins: list[str], found: list[Route]) -> st
             "        proxy_set_header X-Forwarded-Proto $scheme;",
             "        proxy_set_header X-Forwarded-Host $host;",
             "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+            *(_nginx_archive_credentials(server) if gate else []),
             *(["        proxy_ssl_server_name on;"] if route.https else []),
             f"        proxy_pass {nginx_string(route.upstream)};",
             "    }",
@@ -379,7 +551,104 @@ def _nginx(server: DicomWebServer, origins: list[str], found: list[Route]) -> st
     return "\n".join(out)
 
 
-def _apache(server: DicomWebServer, origins: list[str], found: list[Route]) -> str:
+def _nginx_cache(gate: Gate) -> list[str]:
+    return [
+        "",
+        "# The gate's decision cache (at http level: this file is included there).",
+        "# EDIT if your nginx keeps caches elsewhere: nginx makes this folder when",
+        "# it starts (its parent must exist).",
+        f"proxy_cache_path {gate.cache_folder} levels=1:2 keys_zone={gate.zone}:4m "
+        f"max_size=64m inactive={gate.inactive_seconds}s use_temp_path=off;",
+    ]
+
+
+def _nginx_verify(gate: Gate, cors: list[str]) -> list[str]:
+    https = gate.verify_url.startswith("https://")
+    return [
+        "",
+        "    # The gate's check: a subrequest to the registry (internal: browsers",
+        "    # cannot call it). It forwards the browser's Authorization (the token),",
+        "    # sends the edge key and no body.",
+        "    location = /_pacsbin_edge_verify {",
+        "        internal;",
+        f"        proxy_pass {nginx_string(gate.verify_url)};",
+        "        proxy_pass_request_body off;",
+        '        proxy_set_header Content-Length "";',
+        "        proxy_set_header Authorization $http_authorization;",
+        *(f"        # {comment_text(line)}" for line in gate.key_comment()),
+        f"        proxy_set_header X-Edge-Key {nginx_string(gate.key_value)};",
+        *(
+            [
+                "        proxy_ssl_server_name on;",
+                "        # The edge key goes only to the real registry. EDIT: your",
+                "        # distribution's CA bundle, if not Debian's or Ubuntu's.",
+                "        proxy_ssl_verify on;",
+                f"        proxy_ssl_trusted_certificate {CA_BUNDLE};",
+            ]
+            if https
+            else []
+        ),
+        "        proxy_connect_timeout 5s;",
+        "        proxy_read_timeout 10s;",
+        "        # Grants (204) are kept per token for the registry's max-age (its",
+        "        # EDGE_CACHE_SECONDS; the proxy_cache_valid below if it sends",
+        "        # none); refusals are never kept. With the registry down or",
+        "        # timing out, a kept grant is used only within the registry's",
+        "        # stale-if-error (EDGE_GRACE_SECONDS) after it expired: nginx",
+        "        # honours it. No proxy_cache_use_stale here: it would serve stale",
+        "        # grants for as long as they stay in the cache.",
+        "        # The server's proxy_buffering off would turn the cache off here.",
+        "        proxy_buffering on;",
+        "        # A kept decision is a small file: keeping its descriptor open",
+        "        # saves an open() per request. Its expiry is read from the file,",
+        "        # so a descriptor a second old can only make nginx ask sooner.",
+        "        open_file_cache max=10000 inactive=60s;",
+        "        open_file_cache_valid 1s;",
+        f"        proxy_cache {gate.zone};",
+        "        proxy_cache_key $http_authorization;",
+        f"        proxy_cache_valid 204 {gate.cache_seconds}s;",
+        "    }",
+        "",
+        "    # The registry could not be asked (down, timing out, erring) and no",
+        "    # usable decision is kept: closed, 503, CORS headers kept.",
+        "    location @pacsbin_edge_unavailable {",
+        *(f"        {line}" for line in cors),
+        "        return 503;",
+        "    }",
+    ]
+
+
+def _nginx_gate_lines(server: DicomWebServer) -> list[str]:
+    return [
+        "        # The gate: the registry decides (204 passes; its 401 or 403 goes",
+        "        # to the browser with the CORS headers below). nginx answers 500",
+        "        # when it could not decide, shown as 503.",
+        "        auth_request /_pacsbin_edge_verify;",
+        "        # The approved user, for your access log (log_format).",
+        "        auth_request_set $pacsbin_edge_email $upstream_http_x_pacsbin_email;",
+        "        error_page 500 = @pacsbin_edge_unavailable;",
+    ]
+
+
+def _nginx_archive_credentials(server: DicomWebServer) -> list[str]:
+    lines = [
+        "        # The browser's Authorization is the registry's token: never the",
+        "        # archive's.",
+    ]
+    if server.needs_credentials:
+        lines += [
+            "        # EDIT: the archive needs credentials: set its own here instead",
+            '        # of nothing, e.g. "Basic <base64 of user:password>" (they stay',
+            "        # at the edge, never sent to browsers).",
+        ]
+    return [*lines, '        proxy_set_header Authorization "";']
+
+
+def _apache(
+    server: DicomWebServer, origins: list[str], found: list[Route], gate: Gate | None
+) -> str:
+    if gate:
+        return _apache_cannot_gate(server, origins, found)
     pattern = "|".join(re.escape(origin) for origin in origins)
     out = _header(
         server,
@@ -441,7 +710,28 @@ def _apache(server: DicomWebServer, origins: list[str], found: list[Route]) -> s
     return "\n".join(out)
 
 
-def _caddy(server: DicomWebServer, origins: list[str], found: list[Route]) -> str:
+def _apache_cannot_gate(
+    server: DicomWebServer, origins: list[str], found: list[Route]
+) -> str:
+    """Comments only: an Apache proxy that forwards without the gate would be
+    the way around it."""
+    lines = [
+        f'Apache httpd configuration for "{server.name}" '
+        f"({server.institution.name}), made by Pacsbin Integrations.",
+        "Edge enforcement is on for this server, and Apache httpd cannot enforce "
+        "it: it has no standard way to ask the registry about each request's "
+        "token (nginx has auth_request, Caddy has forward_auth) and keep the "
+        "answer for a bounded time. So there is no Apache configuration: a "
+        "proxy that forwards without the check would let anyone past the gate.",
+        "Use the nginx or the Caddy configuration of this server (in front of, "
+        "or instead of, Apache), or turn edge enforcement off for this server.",
+    ]
+    return "\n".join([*(f"# {comment_text(line)}" for line in lines), ""])
+
+
+def _caddy(
+    server: DicomWebServer, origins: list[str], found: list[Route], gate: Gate | None
+) -> str:
     out = _header(
         server,
         origins,
@@ -450,6 +740,7 @@ def _caddy(server: DicomWebServer, origins: list[str], found: list[Route]) -> st
         "#",
         "Add to /etc/caddy/Caddyfile (Caddy gets the certificate itself), then: "
         "caddy validate --config /etc/caddy/Caddyfile && systemctl reload caddy",
+        gate,
     )
     out += [
         "",
@@ -474,6 +765,7 @@ def _caddy(server: DicomWebServer, origins: list[str], found: list[Route]) -> st
         f'\theader Access-Control-Allow-Headers "{ALLOW_HEADERS}"',
         f'\theader Access-Control-Expose-Headers "{EXPOSE_HEADERS}"',
         f'\theader Access-Control-Max-Age "{MAX_AGE}"',
+        *(_caddy_unavailable() if gate else []),
     ]
     for route in found:
         # The {uri} placeholder is ours; the path before it is data, escaped.
@@ -486,15 +778,65 @@ def _caddy(server: DicomWebServer, origins: list[str], found: list[Route]) -> st
             "\t\t# answered here, the archive never sees it.",
             "\t\t@preflight method OPTIONS",
             "\t\trespond @preflight 204",
+            *(_caddy_gate_lines(gate) if gate else []),
             f"\t\trewrite * {rewrite}",
             f"\t\treverse_proxy {caddy_string(route.upstream_origin)} {{",
             "\t\t\theader_up Host {upstream_hostport}",
+            *(_caddy_archive_credentials(server) if gate else []),
             *(f"\t\t\theader_down -{name}" for name in ARCHIVE_CORS_HEADERS),
             "\t\t}",
             "\t}",
         ]
     out += ["}", ""]
     return "\n".join(out)
+
+
+def _caddy_gate_lines(gate: Gate) -> list[str]:
+    return [
+        "\t\t# The gate: every other request is checked with the registry first",
+        "\t\t# (route runs before respond, hence the matcher). It forwards",
+        "\t\t# the browser's Authorization (the token) and sends the edge key; a",
+        "\t\t# 2xx passes, the registry's 401 or 403 goes to the browser with the",
+        "\t\t# CORS headers above.",
+        "\t\t@gated not method OPTIONS",
+        "\t\troute @gated {",
+        "\t\t\t# Marks a request whose check has not answered (see handle_errors).",
+        "\t\t\tvars pacsbin_edge asking",
+        f"\t\t\tforward_auth {caddy_string(gate.registry)} {{",
+        f"\t\t\t\turi {caddy_string(VERIFY_PATH)}",
+        *(f"\t\t\t\t# {comment_text(line)}" for line in gate.key_comment()),
+        f"\t\t\t\theader_up X-Edge-Key {caddy_string(gate.key_value)}",
+        "\t\t\t\theader_up Host {upstream_hostport}",
+        "\t\t\t}",
+        "\t\t\tvars pacsbin_edge passed",
+        "\t\t}",
+    ]
+
+
+def _caddy_unavailable() -> list[str]:
+    return [
+        "",
+        "\t# The registry could not be asked (down, timing out): closed, 503,",
+        "\t# CORS headers kept. An archive that is down stays a 502.",
+        "\thandle_errors {",
+        "\t\t@pacsbin_edge_unreachable vars pacsbin_edge asking",
+        "\t\trespond @pacsbin_edge_unreachable 503",
+        "\t}",
+    ]
+
+
+def _caddy_archive_credentials(server: DicomWebServer) -> list[str]:
+    lines = [
+        "\t\t\t# The browser's Authorization is the registry's token: never the",
+        "\t\t\t# archive's.",
+    ]
+    if server.needs_credentials:
+        lines += [
+            "\t\t\t# EDIT: the archive needs credentials: replace the next line",
+            '\t\t\t# with header_up Authorization "Basic <base64 of user:password>"',
+            "\t\t\t# (they stay at the edge, never sent to browsers).",
+        ]
+    return [*lines, "\t\t\theader_up -Authorization"]
 
 
 _RENDERERS = {"nginx": _nginx, "apache": _apache, "caddy": _caddy}

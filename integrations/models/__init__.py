@@ -13,8 +13,9 @@ from integrations.models.connectivity import (
     ConnectivityCheckManager,
     storable_findings,
 )
+from integrations.models.edge import EdgeSigningKey, EdgeUsage
 from integrations.models.keys import ApiKey, ApiKeyManager
-from integrations.models.monitoring import ServerHealth
+from integrations.models.monitoring import MonitoringAlert, ServerHealth
 from integrations.models.onboarding import OnboardingRequest, OnboardingRequestQuerySet
 from integrations.models.registry import (
     EMAIL_ONCE_PER_SERVER,
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_STORED_FINDINGS",
     "MAX_STORED_MESSAGE_LENGTH",
     "SERVER_NAME_UNIQUE",
+    "MonitoringAlert",
     "ServerHealth",
     "ApiKey",
     "ApiKeyManager",
@@ -47,6 +49,8 @@ __all__ = [
     "ConnectivityCheckManager",
     "DicomWebServer",
     "DicomWebServerQuerySet",
+    "EdgeSigningKey",
+    "EdgeUsage",
     "Institution",
     "OnboardingRequest",
     "OnboardingRequestQuerySet",

@@ -8,16 +8,49 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+# What each scope lets a key do, as the model permissions a staffer would need
+# to do the same by hand. ``manage`` is every management endpoint of the API
+# (tests/test_api_key_grants.py derives them from the API's views, so a new
+# endpoint cannot slip past); ``access`` is the access question, which a staff
+# session may ask with view on approved users.
+_REGISTRY_MODELS = ("institution", "dicomwebserver", "approveduser")
+SCOPE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "access": ("integrations.view_approveduser",),
+    "manage": (
+        *(
+            f"integrations.{action}_{model}"
+            for model in _REGISTRY_MODELS
+            for action in ("view", "add", "change", "delete")
+        ),
+        "integrations.view_connectivitycheck",
+        "integrations.add_connectivitycheck",
+    ),
+}
+_SCOPE_RANK = {"access": 1, "manage": 2}
 
 
 class ApiKeyManager(models.Manager["ApiKey"]):
     def create_key(
-        self, name: str, scope: str, expires_at: Any = None
+        self,
+        name: str,
+        scope: str,
+        expires_at: Any = None,
+        created_by: Any = None,
     ) -> tuple[ApiKey, str]:
-        """A new key and its raw value: the only time the raw value exists."""
-        key = self.model(name=name, scope=scope, expires_at=expires_at)
+        """A new key and its raw value: the only time the raw value exists.
+
+        ``created_by`` (a staff user) must hold every permission the scope
+        grants; None is an operator at the shell, who is trusted."""
+        if created_by is not None:
+            ApiKey.check_may_grant(created_by, scope)
+        key = self.model(
+            name=name, scope=scope, expires_at=expires_at, created_by=created_by
+        )
         raw = key.set_new_key()
         key.full_clean()
         key.save()
@@ -51,10 +84,13 @@ class ApiKey(models.Model):
     name = models.CharField(
         max_length=100,
         unique=True,
-        help_text="Who uses it, e.g. uploader-production. Named in the audit "
-        "history as api-key:<name>.",
+        # Admin help texts are HTML: no angle brackets, or "<name>" vanishes.
+        help_text="Who uses it, e.g. uploader-production. The audit history names "
+        "changes made with the key as “api-key:” followed by this name, with "
+        "the staffer who created the key.",
     )
-    scope = models.CharField(max_length=16, choices=Scope.choices)
+    # The least privilege unless someone picks more.
+    scope = models.CharField(max_length=16, choices=Scope.choices, default="access")
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     hashed_key = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -63,6 +99,16 @@ class ApiKey(models.Model):
     )
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The staffer answerable for the key: named beside it in the history of
+    # every change made with it. Null for keys made at the shell.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        editable=False,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
 
     objects = ApiKeyManager()
 
@@ -89,7 +135,37 @@ class ApiKey(models.Model):
 
     @property
     def audit_label(self) -> str:
-        return f"api-key:{self.name}"
+        """``api-key:<name>``, and the staffer who made it when one did
+        (within the history's 200 characters)."""
+        label = f"api-key:{self.name}"
+        if self.created_by is not None:
+            label += f" (created by {self.created_by.get_username()})"
+        return label[:200]
+
+    @staticmethod
+    def missing_permissions(user: Any, scope: str) -> list[str]:
+        """The permissions ``scope`` grants that ``user`` lacks (none for an
+        active superuser)."""
+        wanted = SCOPE_PERMISSIONS.get(scope, ())
+        return [perm for perm in wanted if not user.has_perm(perm)]
+
+    @staticmethod
+    def check_may_grant(user: Any, scope: str) -> None:
+        """Refuse a key of ``scope`` to a staffer who could not do by hand
+        what the key could: a key is never a way around a permission."""
+        missing = ApiKey.missing_permissions(user, scope)
+        if missing:
+            raise ValidationError(
+                f"A key of scope “{scope}” can do what needs the permission(s) "
+                f"{', '.join(missing)}, which {user.get_username()} does not have.",
+                code="scope_not_granted",
+            )
+
+    @staticmethod
+    def raises_scope(old: str | None, new: str) -> bool:
+        """True when going from ``old`` (None: a new key) to ``new`` gives a
+        key more power."""
+        return old is None or _SCOPE_RANK.get(new, 0) > _SCOPE_RANK.get(old, 0)
 
     def is_usable(self) -> bool:
         if self.revoked_at is not None:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from django.utils.text import capfirst
@@ -16,6 +17,7 @@ from integrations.validators import (
     MAX_URL_LENGTH,
     describe_pacsbin_proxy,
     dicomweb_url_validator,
+    email_key,
     validate_single_line,
 )
 
@@ -48,6 +50,27 @@ class OnboardingRequestQuerySet(models.QuerySet["OnboardingRequest"]):
 
     def review_queue(self) -> OnboardingRequestQuerySet:
         return self.confirmed().filter(status=OnboardingRequest.Status.SUBMITTED)
+
+    def address_confirmed(self, institution: Institution, address: str) -> bool:
+        """Whether ``address`` confirmed, by a link sent to itself, a request
+        about ``institution``. What a request merely says (the contact email
+        typed into a change) never counts."""
+        if not address:
+            return False
+        mine = self.filter(institution=institution)
+        confirmed = [
+            *mine.filter(address_confirmed_at__isnull=False).values_list(
+                "confirmation_address", flat=True
+            ),
+            *mine.filter(new_contact_confirmed_at__isnull=False).values_list(
+                "new_contact_address", flat=True
+            ),
+        ]
+        try:
+            key = email_key(address)
+            return any(email_key(e) == key for e in confirmed if e)
+        except ValidationError:
+            return False
 
 
 class OnboardingRequest(models.Model):
@@ -109,11 +132,22 @@ class OnboardingRequest(models.Model):
     # the address on record for a change (the status link proves nothing: it
     # is shown to whoever submits). Decisions are mailed here, once confirmed.
     confirmation_address = models.CharField(max_length=MAX_EMAIL_LENGTH, blank=True)
+    address_confirmed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the confirmation address pressed the button behind "
+        "the link sent to it.",
+    )
+    # A change that names a contact address other than the one confirming it:
+    # that address gets a link of its own once the change is confirmed, and
+    # becomes the institution's contact only if it confirms there too.
+    new_contact_address = models.CharField(max_length=MAX_EMAIL_LENGTH, blank=True)
+    new_contact_confirmed_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(
         null=True,
         blank=True,
-        help_text="When the contact opened the emailed link and confirmed; "
-        "only then is the request reviewed.",
+        help_text="When every address the request needs had confirmed the "
+        "link sent to it; only then is the request reviewed.",
     )
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
     confirmation_sends = models.PositiveSmallIntegerField(default=0)
@@ -134,6 +168,7 @@ class OnboardingRequest(models.Model):
     pacsbin_proxy = models.JSONField(
         "Pacsbin's proxy settings", null=True, blank=True, default=None
     )
+    edge_enforced = models.BooleanField("enforced at the archive's edge", default=False)
     notes = models.TextField(blank=True)
     emails_to_add = models.JSONField(default=list, blank=True)
     emails_to_remove = models.JSONField(default=list, blank=True)
@@ -174,6 +209,7 @@ class OnboardingRequest(models.Model):
         "cors_mode": ("server", "cors_mode"),
         "needs_credentials": ("server", "needs_credentials"),
         "pacsbin_proxy": ("server", "pacsbin_proxy"),
+        "edge_enforced": ("server", "edge_enforced"),
     }
 
     def live_values(self, row: str) -> dict[str, Any]:
@@ -231,3 +267,22 @@ class OnboardingRequest(models.Model):
     @property
     def is_awaiting_confirmation(self) -> bool:
         return not self.is_confirmed and not self.confirmation_expired
+
+    @property
+    def is_address_confirmed(self) -> bool:
+        return self.address_confirmed_at is not None
+
+    @property
+    def awaits_new_contact(self) -> bool:
+        """The change is confirmed from the record; the new contact address
+        has still to confirm the link sent to it."""
+        return bool(self.new_contact_address) and self.new_contact_confirmed_at is None
+
+    @property
+    def pending_address(self) -> str:
+        """The address whose confirmation the request waits for ('' if none)."""
+        if self.is_confirmed:
+            return ""
+        if not self.is_address_confirmed:
+            return self.confirmation_address
+        return self.new_contact_address if self.awaits_new_contact else ""

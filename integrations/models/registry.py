@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models
-from django.db.models.functions import Lower
+from django.db.models import Q
+from django.db.models.functions import Lower, Now
 from simple_history.models import HistoricalRecords
 
 from integrations import audit
@@ -108,8 +109,12 @@ def duplicates_named(instance: models.Model) -> Iterator[None]:
         raise ValidationError(errors) from None
 
 
-def _history() -> HistoricalRecords:
-    return HistoricalRecords(bases=[audit.AuditedHistory], get_user=audit.history_user)
+def _history(excluded_fields: list[str] | None = None) -> HistoricalRecords:
+    return HistoricalRecords(
+        bases=[audit.AuditedHistory],
+        get_user=audit.history_user,
+        excluded_fields=excluded_fields,
+    )
 
 
 class Institution(models.Model):
@@ -154,7 +159,14 @@ class DicomWebServerQuerySet(models.QuerySet["DicomWebServer"]):
         by institution then name. Only active ones unless ``active_only`` is
         False. The access question's one definition: the API, the admin's
         "What does this email see?" and the benchmark all ask it here."""
-        servers = self.filter(approved_users__email_key=email_key(email))
+        # One filter() call: the key and the expiry are tested on the same
+        # approval row (one join). Now() is the database's clock, so the
+        # compiled statement stays the same (access.rows runs it as is).
+        servers = self.filter(
+            Q(approved_users__email_key=email_key(email)),
+            Q(approved_users__expires_at__isnull=True)
+            | Q(approved_users__expires_at__gt=Now()),
+        )
         if active_only:
             servers = servers.filter(status=DicomWebServer.Status.ACTIVE)
         return servers.select_related("institution").order_by(
@@ -218,6 +230,20 @@ class DicomWebServer(models.Model):
         "title, host, port; the proxy's AE title and DIMSE port) or DICOMweb "
         "(forwarding URLs). Only for servers whose CORS is met by Pacsbin's proxy.",
     )
+    edge_enforced = models.BooleanField(
+        "enforced at the archive's edge",
+        default=False,
+        help_text="The archive's reverse proxy refuses every DICOMweb request "
+        "without a registry token for a user approved here (README, The gate). "
+        "The access answer then carries a token for this server.",
+    )
+    # The edge key (``<server id>.<secret>``) is shown once; only its hash is
+    # kept, and not in the history (its creation time is, so every rotation
+    # is audited without the hash leaving this table).
+    edge_key_hash = models.CharField(max_length=64, blank=True, editable=False)
+    edge_key_created_at = models.DateTimeField(
+        "edge key created", null=True, blank=True, editable=False
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -234,9 +260,10 @@ class DicomWebServer(models.Model):
         "cors_mode",
         "needs_credentials",
         "pacsbin_proxy",
+        "edge_enforced",
         "notes",
     )
-    history = _history()
+    history = _history(excluded_fields=["edge_key_hash"])
 
     class Meta:
         verbose_name = "DICOMweb server"
@@ -383,6 +410,9 @@ class ApprovedUser(models.Model):
     # column so both the constraint and the access lookup are plain index scans.
     email_key = models.CharField(max_length=MAX_EMAIL_LENGTH, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Null: never. Past it the approval is gone from the access answer (the
+    # same one query) and refused by the gate.
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never.")
 
     history = _history()
 

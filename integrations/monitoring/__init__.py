@@ -4,7 +4,7 @@ schedule and tells staff when a server's state changes (DESIGN.md
 
 - ``rounds``: due servers, claiming, checking a batch, bulk writes, pruning;
 - ``states``: what a check does to a server's health, and which changes alert;
-- ``alerts``: the emails;
+- ``alerts``: alerts queued as rows, mailed by the dispatcher (a digest);
 - ``tasks``: the Celery tasks (beat → dispatch → check_batch on workers);
 - ``health``: the health answer of the API; ``timeline``: the admin's SVG;
   ``metrics``: /metrics for Prometheus.

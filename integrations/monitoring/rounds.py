@@ -54,6 +54,10 @@ WRITTEN = [
     "consecutive_failures",
     "last_check_seconds",
     "tls_alert_stage",
+    "tls_later_since",
+    "tls_later_expires_at",
+    "recent_changes",
+    "flapping_since",
 ]
 
 
@@ -95,9 +99,16 @@ def due_ids(now: datetime, limit: int = DUE_PAGE) -> list[int]:
     )
 
 
+def claimed_until(now: datetime) -> datetime:
+    """Where a claim made at ``now`` moves ``next_check_at``: the next round.
+    A batch lost with its worker is claimed again then, and the value is the
+    batch's claim token (``check_batch``'s ``claimed_until``)."""
+    return now + states.interval()
+
+
 def claim(ids: Iterable[int], now: datetime) -> list[int]:
     """The servers of ``ids`` this caller claimed (see the module's doc)."""
-    until = now + states.interval()
+    until = claimed_until(now)
     with transaction.atomic():
         due = ServerHealth.objects.filter(_due(now), pk__in=list(ids))
         if connection.features.has_select_for_update_skip_locked:
@@ -110,7 +121,13 @@ def claim(ids: Iterable[int], now: datetime) -> list[int]:
 def dispatch(
     send: Callable[[list[int]], object], now: datetime | None = None
 ) -> list[int]:
-    """Claim every due server and ``send`` them on in batches; the claimed ids."""
+    """Claim every due server and ``send`` them on in batches, then mail the
+    alerts that checks recorded (one digest); the claimed ids.
+
+    Embedded, the batches ran inside ``send``: this round's alerts go now.
+    On Celery the workers record them later, and the next tick mails them,
+    once no new one came for a tick (a round's batches finish close
+    together), so a round is one digest rather than one per batch."""
     now = now or timezone.now()
     enroll(now)
     claimed_all: list[int] = []
@@ -121,7 +138,14 @@ def dispatch(
             send(batch)
         claimed_all += claimed
         if len(ids) < DUE_PAGE:
-            return claimed_all
+            break
+    settle = (
+        timedelta(0)
+        if settings.CELERY_TASK_ALWAYS_EAGER
+        else timedelta(seconds=settings.MONITOR_TICK_SECONDS)
+    )
+    alerts.flush(settle=settle)
+    return claimed_all
 
 
 @dataclass
@@ -159,17 +183,42 @@ def _probe(health: ServerHealth, origin: str) -> Checked:
     return Checked(result, seconds, timezone.now(), learnt)
 
 
-def check_batch(ids: list[int]) -> BatchReport:
+def check_batch(ids: list[int], claim: datetime | None = None) -> BatchReport:
     """Check the claimed servers ``ids`` (MONITOR_CHECK_THREADS at once),
-    record every finished check in bulk, send the alerts. On the task's soft
+    record every finished check and its alerts in bulk (the dispatcher mails
+    the alerts). On the task's soft
     time limit the finished ones are recorded and the rest wait for their
-    next turn (their next_check_at was moved by the claim)."""
+    next turn (their next_check_at was moved by the claim).
+
+    ``claim``: the ``claimed_until`` the batch was sent with. A batch the
+    broker hands out again (its worker was lost) checks only the servers
+    still under that claim and not checked since it was made: one a later
+    round claimed again, or whose check was recorded before the
+    acknowledgement was lost, is not checked twice."""
     healths = {
         health.pk: health
         for health in ServerHealth.objects.select_related(
             "server", "server__institution"
         ).filter(pk__in=ids, server__status=DicomWebServer.Status.ACTIVE)
     }
+    if claim is not None:
+        claimed_at = claim - states.interval()
+        stale = [
+            pk
+            for pk, h in healths.items()
+            if h.next_check_at != claim
+            or (h.last_checked_at is not None and h.last_checked_at >= claimed_at)
+        ]
+        if stale:
+            logger.warning(
+                "Skipping %d of %d servers of a batch claimed until %s: claimed "
+                "or checked again since.",
+                len(stale),
+                len(healths),
+                claim.isoformat(),
+            )
+            for pk in stale:
+                del healths[pk]
     if not healths:
         return BatchReport()
     origin = settings.UPLOADER_ORIGINS[0]
@@ -242,15 +291,19 @@ def record(
             ServerHealth.objects.bulk_update(
                 learnt, ["capabilities", "capabilities_learnt_at"]
             )
+        # In the same transaction as the states: a worker that dies before
+        # the commit leaves neither, one that dies after leaves both.
+        alerts.queue(report.changes)
     report.checked = len(rows)
-    alerts.send(report.changes)
     return report
 
 
 def prune(now: datetime | None = None) -> int:
     """Delete monitoring's check rows older than MONITOR_KEEP_DAYS (server-side
-    checks that no person ran), a slice at a time; how many went."""
+    checks that no person ran), a slice at a time, and its alert rows; how
+    many checks went."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.MONITOR_KEEP_DAYS)
+    alerts.prune(cutoff)
     old = ConnectivityCheck.objects.filter(
         created_at__lt=cutoff,
         source=ConnectivityCheck.Source.SERVER,

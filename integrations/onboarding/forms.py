@@ -166,6 +166,16 @@ class ServerDetailsForm(ProxyFieldsForm):
         "prompt) before answering. Then the CORS headers must name "
         "https://pacsbin.com exactly; a “*” is refused by browsers.",
     )
+    edge_enforced = forms.BooleanField(
+        label="Only let approved users read the archive (the gate)",
+        required=False,
+        help_text="Without this, the list of approved users only tells "
+        "Pacsbin's uploader whom to show the archive to: anyone who can reach "
+        "your proxy still gets images. With it, your reverse proxy (nginx or "
+        "Caddy; we give you the configuration) asks this registry about every "
+        "request and refuses anyone not approved here, within 30 seconds of "
+        "their removal.",
+    )
     notes = forms.CharField(
         label="Anything else we should know",
         required=False,
@@ -435,6 +445,7 @@ class NewServerForm(ServerDetailsForm):
         "wado_url",
         "cors_mode",
         "needs_credentials",
+        "edge_enforced",
         "emails",
         "notes",
         "leave_blank",
@@ -480,6 +491,7 @@ class UpdateServerForm(ServerDetailsForm):
         "wado_url",
         "cors_mode",
         "needs_credentials",
+        "edge_enforced",
         "emails_to_add",
         "emails_to_remove",
         "notes",

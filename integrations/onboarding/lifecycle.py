@@ -98,6 +98,20 @@ def contact_address_on_record(
     return ""
 
 
+def new_contact_of(onboarding_request: OnboardingRequest) -> str:
+    """The contact address a change names when it is not the address that
+    confirms the change ('' otherwise): typed by whoever holds the status
+    link, it must confirm a link of its own before it is anyone's contact."""
+    r = onboarding_request
+    if not r.confirmation_address or not r.contact_email:
+        return ""
+    try:
+        same = email_key(r.contact_email) == email_key(r.confirmation_address)
+    except ValidationError:
+        same = False
+    return "" if same else r.contact_email
+
+
 def submit_request(
     data: dict[str, Any],
     *,
@@ -128,13 +142,16 @@ def submit_request(
             onboarding_request.confirmation_address = contact_address_on_record(
                 server, submitted_from
             )
+            onboarding_request.new_contact_address = new_contact_of(onboarding_request)
         if onboarding_request.confirmation_address:
             onboarding_request.confirmation_sent_at = timezone.now()
             onboarding_request.confirmation_sends = 1
         onboarding_request.save()
         if onboarding_request.confirmation_address:
             transaction.on_commit(
-                lambda: notify.confirmation_requested(onboarding_request, site_url)
+                lambda: notify.confirmation_requested(
+                    onboarding_request, site_url, what_it_does(onboarding_request)
+                )
             )
     return onboarding_request
 
@@ -155,20 +172,57 @@ def expired_message(onboarding_request: OnboardingRequest) -> str:
     )
 
 
-def confirm_request(onboarding_request: OnboardingRequest, site_url: str) -> bool:
-    """The contact opened the emailed link and pressed the button: the request
-    enters the review queue and staff are told. True when this call confirmed
-    it, False when it was confirmed already (staff are not told twice)."""
+class Confirming:
+    """Which link a confirmation came through."""
+
+    ADDRESS = "address"  # the request's confirmation address
+    NEW_CONTACT = "new_contact"  # the new contact address a change names
+
+
+def confirm_request(
+    onboarding_request: OnboardingRequest,
+    site_url: str,
+    via: str = Confirming.ADDRESS,
+) -> bool:
+    """Someone opened an emailed link and pressed the button: the address it
+    was sent to is confirmed. When that was the last address the request
+    needs (a change naming a new contact needs that one too, mailed only once
+    the change itself is confirmed), the request enters the review queue and
+    staff are told. True when this call confirmed something, False when it
+    was confirmed already (nobody is mailed twice)."""
     with transaction.atomic():
         r = OnboardingRequest.objects.select_for_update().get(pk=onboarding_request.pk)
         if r.is_confirmed:
             return False
         if r.confirmation_expired:
             raise ConfirmationError(expired_message(r))
-        r.confirmed_at = timezone.now()
-        r.save(update_fields=["confirmed_at"])
-        transaction.on_commit(lambda: notify.submission_received(r, site_url))
-    onboarding_request.confirmed_at = r.confirmed_at
+        now = timezone.now()
+        if via == Confirming.NEW_CONTACT:
+            if r.new_contact_confirmed_at or not r.is_address_confirmed:
+                return False
+            r.new_contact_confirmed_at = now
+        else:
+            if r.is_address_confirmed:
+                return False
+            r.address_confirmed_at = now
+            if r.awaits_new_contact:
+                r.confirmation_sent_at = now
+                r.confirmation_sends += 1
+                transaction.on_commit(lambda: notify.new_contact_requested(r, site_url))
+        if not r.awaits_new_contact:
+            r.confirmed_at = now
+            transaction.on_commit(lambda: notify.submission_received(r, site_url))
+        r.save(
+            update_fields=[
+                "address_confirmed_at",
+                "new_contact_confirmed_at",
+                "confirmed_at",
+                "confirmation_sent_at",
+                "confirmation_sends",
+            ]
+        )
+    for name in ("address_confirmed_at", "new_contact_confirmed_at", "confirmed_at"):
+        setattr(onboarding_request, name, getattr(r, name))
     return True
 
 
@@ -208,7 +262,14 @@ def resend_confirmation(onboarding_request: OnboardingRequest, site_url: str) ->
         r.confirmation_sent_at = now
         r.confirmation_sends += 1
         r.save(update_fields=["confirmation_sent_at", "confirmation_sends"])
-        transaction.on_commit(lambda: notify.confirmation_requested(r, site_url))
+        # Whichever link the request waits for: the new contact's once the
+        # change itself is confirmed.
+        if r.is_address_confirmed:
+            transaction.on_commit(lambda: notify.new_contact_requested(r, site_url))
+        else:
+            transaction.on_commit(
+                lambda: notify.confirmation_requested(r, site_url, what_it_does(r))
+            )
 
 
 def _lock_open(onboarding_request: OnboardingRequest) -> OnboardingRequest:
@@ -292,7 +353,7 @@ def stale_reason(onboarding_request: OnboardingRequest) -> str:
 
 def _apply_update(
     onboarding_request: OnboardingRequest,
-) -> tuple[Institution, DicomWebServer, list[str]]:
+) -> tuple[Institution, DicomWebServer, list[Difference]]:
     r = onboarding_request
     if r.server_id:
         # Lock the live rows so nobody edits them between the check and the write.
@@ -317,6 +378,11 @@ def _apply_update(
     assert server is not None
     institution = server.institution
     changed = [d for d in differences(r) if d.changed]
+    if r.awaits_new_contact and any(d.field == "contact_email" for d in changed):
+        raise ReviewError(
+            f"{r.new_contact_address} has not confirmed the link sent to it, so "
+            "it cannot become the contact on record; nothing was applied."
+        )
     for d in changed:
         setattr(institution if d.row == "institution" else server, d.field, d.requested)
     try:
@@ -330,7 +396,7 @@ def _apply_update(
         institution.save()
     if any(d.row == "server" for d in changed):
         server.save()
-    return institution, server, [d.label for d in changed]
+    return institution, server, changed
 
 
 _PERMISSION_LABELS = {
@@ -439,7 +505,17 @@ def _approve(
             )
         else:
             institution, server, changed = _apply_update(r)
-            result = ApprovalResult(r, institution, server, changed_fields=changed)
+            result = ApprovalResult(
+                r, institution, server, changed_fields=[d.label for d in changed]
+            )
+            old_contact = next(
+                (d.live for d in changed if d.field == "contact_email" and d.live), ""
+            )
+            if old_contact:
+                # The old contact hears that the registry now writes elsewhere.
+                transaction.on_commit(
+                    lambda: notify.contact_replaced(r, old_contact, site_url)
+                )
         added = registry.add_approved_users(server, r.emails_to_add)
         result.added, result.existing = added.added, added.existing
         result.removed = registry.remove_approved_users(server, r.emails_to_remove)
@@ -551,6 +627,57 @@ def email_review(onboarding_request: OnboardingRequest) -> EmailReview:
             e for e in r.emails_to_remove if email_key(e) not in approved
         ],
     )
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    """What a change does, as its confirmation page and email show it."""
+
+    changed: list[Difference]
+    emails: EmailReview
+
+    @property
+    def labels(self) -> list[str]:
+        return [d.label for d in self.changed]
+
+    def in_words(self, names_new_contact: bool) -> str:
+        """For the email to the address on record: the labels of the fields
+        and how many emails, never the values (anyone holding the status link
+        can have this mail sent; the values are on the page behind its link)."""
+        parts = []
+        if self.labels:
+            parts.append("changes " + ", ".join(self.labels))
+        if self.emails.to_add_new:
+            parts.append(f"approves {len(self.emails.to_add_new)} new email(s)")
+        if self.emails.to_remove_present:
+            parts.append(
+                f"removes {len(self.emails.to_remove_present)} approved email(s)"
+            )
+        text = f"What it does: it {'; '.join(parts) or 'changes nothing live'}."
+        if names_new_contact:
+            text += (
+                " It names a new contact address, which gets a confirmation "
+                "link of its own once you confirm, and becomes the contact on "
+                "record only after it confirms too and staff approve."
+            )
+        return text
+
+
+def change_summary(onboarding_request: OnboardingRequest) -> ChangeSummary:
+    """The fields a change alters (live value → requested) and the emails it
+    would really add or remove."""
+    return ChangeSummary(
+        changed=[d for d in differences(onboarding_request) if d.changed],
+        emails=email_review(onboarding_request),
+    )
+
+
+def what_it_does(onboarding_request: OnboardingRequest) -> str:
+    """A change's summary for its confirmation email ('' for a new request)."""
+    r = onboarding_request
+    if r.kind != OnboardingRequest.Kind.UPDATE:
+        return ""
+    return change_summary(r).in_words(bool(r.new_contact_address))
 
 
 def purge_expired_requests(*, dry_run: bool = False) -> list[str]:

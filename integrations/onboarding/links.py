@@ -70,8 +70,31 @@ def confirmation_link(onboarding_request: OnboardingRequest) -> str:
 def request_for_confirmation_link(link: str) -> OnboardingRequest:
     """The request a confirmation link confirms: 404 for a tampered or unknown
     link, ``LinkExpired`` for a real one older than ONBOARDING_CONFIRM_HOURS."""
+    return _request_for_timestamped(link, _CONFIRM_SALT)
+
+
+# The new contact address of a change gets a link of its own: pressing the
+# button there proves that address, never the change's confirmation address.
+_NEW_CONTACT_SALT = "integrations.onboarding.new-contact-link"
+
+
+def new_contact_link(onboarding_request: OnboardingRequest) -> str:
+    return signing.TimestampSigner(salt=_NEW_CONTACT_SALT).sign(
+        onboarding_request.token
+    )
+
+
+def request_for_new_contact_link(link: str) -> OnboardingRequest:
+    """Like ``request_for_confirmation_link``, for the new contact's link."""
+    r = _request_for_timestamped(link, _NEW_CONTACT_SALT)
+    if not r.new_contact_address:
+        raise Http404
+    return r
+
+
+def _request_for_timestamped(link: str, salt: str) -> OnboardingRequest:
     try:
-        token = signing.TimestampSigner(salt=_CONFIRM_SALT).unsign(
+        token = signing.TimestampSigner(salt=salt).unsign(
             link, max_age=timedelta(hours=settings.ONBOARDING_CONFIRM_HOURS)
         )
     except signing.SignatureExpired:
@@ -79,6 +102,8 @@ def request_for_confirmation_link(link: str) -> OnboardingRequest:
     except signing.BadSignature:
         raise Http404 from None
     try:
-        return OnboardingRequest.objects.get(token=token)
+        return OnboardingRequest.objects.select_related("server__institution").get(
+            token=token
+        )
     except OnboardingRequest.DoesNotExist:
         raise Http404 from None

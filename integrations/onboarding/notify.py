@@ -17,7 +17,11 @@ from django.core.mail import send_mail
 from django.urls import reverse
 
 from integrations.models import OnboardingRequest
-from integrations.onboarding.links import confirmation_link, status_link
+from integrations.onboarding.links import (
+    confirmation_link,
+    new_contact_link,
+    status_link,
+)
 from integrations.validators import one_line
 
 logger = logging.getLogger(__name__)
@@ -62,27 +66,40 @@ def _send(subject: str, body: str, recipients: list[str]) -> None:
         logger.exception("Could not send %r to %s", subject, recipients)
 
 
+def new_contact_url(onboarding_request: OnboardingRequest, site_url: str) -> str:
+    path = reverse(
+        "integrations:onboarding_confirm_contact",
+        kwargs={"link": new_contact_link(onboarding_request)},
+    )
+    return f"{site_url.rstrip('/')}{path}"
+
+
 def confirmation_requested(
-    onboarding_request: OnboardingRequest, site_url: str
+    onboarding_request: OnboardingRequest, site_url: str, what_it_does: str = ""
 ) -> None:
     """The link that proves the contact reads this mailbox. Nothing the
-    submitter typed is in it but their name (on one line) and the reference:
-    it may reach a stranger whose address was typed by someone else."""
+    submitter typed is in it, not even a name: it may reach a stranger whose
+    address was typed by someone else. A change says ``what_it_does`` in our
+    own words (``lifecycle.ChangeSummary.in_words``)."""
     r = onboarding_request
     if r.kind == OnboardingRequest.Kind.UPDATE:
         what = (
             "Someone sent a change to your archive's Pacsbin integration from "
-            "its status page, and this is the contact address on record for it."
+            f"its status page, and this is the contact address on record for it. "
+            f"Reference: {r.reference}.\n\n{what_it_does} The page behind "
+            "the link shows each value, as it is and as it would be, before you "
+            "confirm."
         )
     else:
         what = (
             "Someone, hopefully you, asked to connect an image archive to "
-            "Pacsbin's uploader and gave this address as the contact."
+            "Pacsbin's uploader and gave this address as the contact. "
+            f"Reference: {r.reference}."
         )
     hours = settings.ONBOARDING_CONFIRM_HOURS
     body = (
-        f"Hello {one_line(r.contact_name)},\n\n"
-        f"{what} Reference: {r.reference}.\n\n"
+        "Hello,\n\n"
+        f"{what}\n\n"
         f"Nobody at Pacsbin looks at it until you confirm. Open this link "
         f"within {hours} hours and press the button on the page:\n"
         f"{confirmation_url(r, site_url)}\n\n"
@@ -93,6 +110,56 @@ def confirmation_requested(
         f"Confirm your Pacsbin integration request {r.reference}",
         body,
         [r.confirmation_address],
+    )
+
+
+def new_contact_requested(onboarding_request: OnboardingRequest, site_url: str) -> None:
+    """The new contact address of a confirmed change proves it reads this
+    mailbox. Like every mail to an address not yet confirmed, it carries
+    nothing anyone typed."""
+    r = onboarding_request
+    hours = settings.ONBOARDING_CONFIRM_HOURS
+    body = (
+        "Hello,\n\n"
+        "A change to an archive's Pacsbin integration names this address as "
+        "its new contact, and the contact on record confirmed the change. "
+        f"Reference: {r.reference}.\n\n"
+        "The contact hears from Pacsbin about the integration (review "
+        "decisions, monitoring alerts) and confirms its later changes. This "
+        "address becomes the contact only if you confirm: open this link within "
+        f"{hours} hours and press the button on the page:\n"
+        f"{new_contact_url(r, site_url)}\n\n"
+        "If you did not expect this, ignore this email: nothing changes.\n"
+    )
+    _send(
+        f"Confirm your address for Pacsbin integration request {r.reference}",
+        body,
+        [r.new_contact_address],
+    )
+
+
+def contact_replaced(
+    onboarding_request: OnboardingRequest, old_contact: str, site_url: str
+) -> None:
+    """Tell the contact on record, once a change is approved, that the
+    registry now writes to another address (which confirmed a link of its
+    own)."""
+    r = onboarding_request
+    institution = r.server.institution.name if r.server else r.institution_name
+    body = (
+        "Hello,\n\n"
+        f"With request {r.reference}, approved by Pacsbin staff, the contact "
+        f"address of the Pacsbin integration of {one_line(institution)} is now "
+        f"{one_line(r.contact_email)}. Decisions, monitoring alerts and the "
+        "confirmation of later changes go there from now on, no longer to "
+        "this address.\n\n"
+        "If your team did not want this, write to us quoting "
+        f"{r.reference}.\n"
+    )
+    _send(
+        f"Pacsbin integration {r.reference}: the contact address changed",
+        body,
+        [old_contact],
     )
 
 

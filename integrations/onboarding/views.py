@@ -14,12 +14,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations.clientip import client_ip
 from integrations.connectivity import proxyconfig, reports
+from integrations.models import OnboardingRequest
 from integrations.onboarding import abuse, cors, lifecycle, links, status_checks
 from integrations.onboarding.forms import (
     NewServerForm,
     ServerDetailsForm,
     UpdateServerForm,
 )
+from integrations.publicurls import public_origin
 
 RATE_LIMITED = (
     "Too many submissions from your network in the last hour. Nothing was "
@@ -29,9 +31,9 @@ RATE_LIMITED = (
 
 
 def site_url(request: HttpRequest) -> str:
-    """The base of links in emails: the configured public origin, else the
-    host this request came to (already checked against ALLOWED_HOSTS)."""
-    return settings.REGISTRY_PUBLIC_ORIGIN or request.build_absolute_uri("/")
+    """The base of links in emails: REGISTRY_PUBLIC_ORIGIN (the request's
+    host only in the debug demo, see ``publicurls``)."""
+    return public_origin(request)
 
 
 def _refused(request: HttpRequest) -> HttpResponse:
@@ -87,6 +89,7 @@ def new_request(request: HttpRequest) -> HttpResponse:
 @never_cache
 def submitted(request: HttpRequest, link: str) -> HttpResponse:
     onboarding_request = links.request_for_link(link)
+    # Shown to this visitor on the host they came to (mail uses publicurls).
     status_url = request.build_absolute_uri(
         reverse("integrations:onboarding_status", kwargs={"link": link})
     )
@@ -121,17 +124,34 @@ def _link_expired(request: HttpRequest) -> HttpResponse:
 @never_cache
 @require_http_methods(["GET", "POST"])
 def confirm(request: HttpRequest, link: str) -> HttpResponse:
-    """The emailed link. GET only shows a button: mail scanners open links
-    on their own, and must not confirm anything. The POST (CSRF-protected)
-    confirms."""
+    """The link emailed to the confirmation address. GET only shows what is
+    confirmed and a button: mail scanners open links on their own, and must
+    not confirm anything. The POST (CSRF-protected) confirms."""
+    return _confirm(request, link, lifecycle.Confirming.ADDRESS)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def confirm_contact(request: HttpRequest, link: str) -> HttpResponse:
+    """The link emailed to the new contact address a confirmed change names;
+    as harmless to open as ``confirm``."""
+    return _confirm(request, link, lifecycle.Confirming.NEW_CONTACT)
+
+
+def _confirm(request: HttpRequest, link: str, via: str) -> HttpResponse:
+    new_contact = via == lifecycle.Confirming.NEW_CONTACT
     try:
-        r = links.request_for_confirmation_link(link)
+        r = (
+            links.request_for_new_contact_link(link)
+            if new_contact
+            else links.request_for_confirmation_link(link)
+        )
     except links.LinkExpired:
         return _link_expired(request)
     error = ""
     if request.method == "POST" and not r.is_confirmed:
         try:
-            lifecycle.confirm_request(r, site_url(request))
+            lifecycle.confirm_request(r, site_url(request), via)
         except lifecycle.ConfirmationError as exc:
             error = exc.message
     elif not r.is_confirmed and r.confirmation_expired:
@@ -143,15 +163,21 @@ def confirm(request: HttpRequest, link: str) -> HttpResponse:
             {"title": "This request has expired", "message": error},
             status=410,
         )
+    done = r.new_contact_confirmed_at if new_contact else r.address_confirmed_at
+    is_update = r.kind == OnboardingRequest.Kind.UPDATE
     return render(
         request,
         "onboarding/confirm.html",
         {
-            "title": f"Confirm request {r.reference}"
-            if not r.is_confirmed
-            else f"Request {r.reference} is confirmed",
+            "title": f"Request {r.reference} is confirmed"
+            if done
+            else f"Confirm request {r.reference}",
             "r": r,
-            "link": link,
+            "done": done,
+            "new_contact": new_contact,
+            # A change is shown before its button (what a new request says
+            # stays off this page: its link may reach anyone).
+            "summary": lifecycle.change_summary(r) if is_update else None,
             "status_url": reverse(
                 "integrations:onboarding_status",
                 kwargs={"link": links.status_link(r)},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
@@ -33,14 +34,25 @@ class Command(BaseCommand):
             default=None,
             help="Expire after this many days (default: never).",
         )
+        parser.add_argument(
+            "--created-by",
+            metavar="USERNAME",
+            default=None,
+            help="The staffer answerable for the key, named with it in the "
+            "history of its changes; they must hold every permission the scope "
+            "grants. Default: none (an operator at the shell).",
+        )
 
     def handle(self, *args: Any, name: str, scope: str, **options: Any) -> None:
         days = options["expires_in_days"]
         if days is not None and days < 1:
             raise CommandError("--expires-in-days must be at least 1.")
         expires_at = timezone.now() + timedelta(days=days) if days else None
+        creator = self._user(options["created_by"])
         try:
-            key, raw = ApiKey.objects.create_key(name, scope, expires_at=expires_at)
+            key, raw = ApiKey.objects.create_key(
+                name, scope, expires_at=expires_at, created_by=creator
+            )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(
@@ -48,3 +60,13 @@ class Command(BaseCommand):
             "is not stored and will not be shown again."
         )
         self.stdout.write(raw)
+
+    @staticmethod
+    def _user(username: str | None) -> Any:
+        if username is None:
+            return None
+        model = get_user_model()
+        try:
+            return model._default_manager.get_by_natural_key(username)
+        except model.DoesNotExist:
+            raise CommandError(f"--created-by: no user “{username}”.") from None

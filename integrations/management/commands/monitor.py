@@ -12,7 +12,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from integrations.models import ServerHealth
-from integrations.monitoring import rounds, tasks
+from integrations.monitoring import alerts, rounds, tasks
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Command(BaseCommand):
 
     def round(self) -> tuple[list[int], float]:
         started = time.monotonic()
-        claimed = rounds.dispatch(send=tasks.check_batch.delay)
+        claimed = tasks.send_round()
         return claimed, time.monotonic() - started
 
     def once(self, wait: float | None) -> None:
@@ -54,6 +54,8 @@ class Command(BaseCommand):
         started = time.monotonic()
         timeout = settings.MONITOR_TASK_TIME_LIMIT + 30 if wait is None else wait
         missing = rounds.wait_for(claimed, since, timeout)
+        # The workers' alerts of this round, now that its checks are done.
+        alerts.flush()
         seconds = time.monotonic() - started
         self.stdout.write(
             f"Checked {len(claimed) - len(missing)} of {len(claimed)} due "
