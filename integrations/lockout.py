@@ -57,6 +57,16 @@ class LoginLockoutHandler(AxesDatabaseHandler):
             return max(per_client, get_failure_limit(request, credentials))
         return per_client
 
+    def user_login_failed(
+        self, sender: Any, credentials: dict, request: Any = None, **kwargs: Any
+    ) -> None:
+        # A refused single sign-on (integrations/sso.py) is the provider's and
+        # the registry's verdict, not a guessed password; counted under no user
+        # name it would soon lock every staffer's sign-on out.
+        if "username" not in (credentials or {}):
+            return
+        super().user_login_failed(sender, credentials, request, **kwargs)
+
     def reset_user_attempts(
         self, request: HttpRequest, credentials: dict | None = None
     ) -> int:

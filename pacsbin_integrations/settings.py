@@ -68,6 +68,60 @@ UPLOADER_JWT_SECRET = env.secret("UPLOADER_JWT_SECRET")
 # Seconds a Bearer token may live (exp - iat): a leaked token cannot be revoked.
 UPLOADER_JWT_MAX_LIFETIME = env.int("UPLOADER_JWT_MAX_LIFETIME", 86400, minimum=1)
 CONNECTIVITY_ALLOW_PRIVATE = env.bool("CONNECTIVITY_ALLOW_PRIVATE", False)
+
+
+def _oidc_issuer(name: str) -> str:
+    """The provider's issuer URL: https (plain http only on loopback, for a
+    provider run beside the registry in tests), no query or fragment."""
+    raw = env.str(name)
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if (
+        parts.scheme not in ("https", "http")
+        or (parts.scheme == "http" and not loopback)
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+    ):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not an issuer URL: use https://host[/path] "
+            "(the provider's issuer, as its discovery document names it)."
+        )
+    return raw.rstrip("/")
+
+
+# Staff single sign-on (README "Staff single sign-on"): on when all three are
+# set; a partial set would silently leave it off, so it stops start-up.
+OIDC_ISSUER = _oidc_issuer("OIDC_ISSUER")
+OIDC_CLIENT_ID = env.str("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = env.secret("OIDC_CLIENT_SECRET")
+_oidc_given = {
+    "OIDC_ISSUER": OIDC_ISSUER,
+    "OIDC_CLIENT_ID": OIDC_CLIENT_ID,
+    "OIDC_CLIENT_SECRET": OIDC_CLIENT_SECRET,
+}
+if any(_oidc_given.values()) and not all(_oidc_given.values()):
+    raise ImproperlyConfigured(
+        "Single sign-on needs OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET "
+        "together; missing: "
+        + ", ".join(name for name, value in _oidc_given.items() if not value)
+        + "."
+    )
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", "groups")
+OIDC_SCOPES = env.str("OIDC_SCOPES", "openid email groups")
+if "openid" not in OIDC_SCOPES.split() or "email" not in OIDC_SCOPES.split():
+    raise ImproperlyConfigured(
+        f"OIDC_SCOPES={OIDC_SCOPES!r} must include openid and email."
+    )
+# Without single sign-on configured OIDC_ONLY would lock everyone out.
+OIDC_ONLY = env.bool("OIDC_ONLY", False)
+if OIDC_ONLY and not OIDC_ISSUER:
+    raise ImproperlyConfigured(
+        "OIDC_ONLY=1 turns password login off, but single sign-on is not "
+        "configured (set OIDC_ISSUER, OIDC_CLIENT_ID and OIDC_CLIENT_SECRET)."
+    )
 # Room for a bulk add of 100,000 emails in one JSON request (Django's default,
 # 2.5 MB, holds about 60,000).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -256,8 +310,13 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, refusing passwords of staff who sign in with single
+    # sign-on (integrations/sso.py).
+    "integrations.sso.PasswordBackend",
+    "integrations.sso.StaffOIDCBackend",
 ]
+# Where the single sign-on callback sends a staffer without a ?next= page.
+LOGIN_REDIRECT_URL = "admin:index"
 
 # Brute-force protection of the admin login (django-axes).
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", 5, minimum=1)

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
 
+from integrations import sso
 from integrations.monitoring.metrics import metrics_view
 
 admin.site.site_header = "Pacsbin Integrations"
@@ -14,7 +15,18 @@ admin.site.index_title = "DICOMweb registry"
 handler500 = "integrations.api.errors.server_error"
 
 urlpatterns = [
+    # Before the admin's own: the login page with the single sign-on button.
+    path("admin/login/", sso.admin_login),
     path("admin/", admin.site.urls),
+    # Staff single sign-on; the callback is the URL registered with the provider.
+    path(
+        "oidc/authenticate/", sso.StartView.as_view(), name="oidc_authentication_init"
+    ),
+    path(
+        "oidc/callback/",
+        sso.CallbackView.as_view(),
+        name="oidc_authentication_callback",
+    ),
     path("api/", include("integrations.api.urls")),
     path("metrics", metrics_view, name="metrics"),
     path("", include("integrations.urls")),

@@ -731,3 +731,54 @@ def caddy_validate(config: str, tmp: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         env=caddy_env(tmp),
     )
+
+
+# A certified OpenID provider for the single sign-on tests, from npm.
+OIDC_PROVIDER_VERSION = "8.8.1"
+OIDC_PROVIDER_SCRIPT = Path(__file__).resolve().parent / "oidc_provider.mjs"
+
+
+def install_oidc_provider(cache: Path | None = None) -> Path:
+    """``npm install oidc-provider`` once per version into a cache folder (.ci/run
+    calls this before the tests, so nothing downloads while they run); the
+    folder holding its node_modules."""
+    import fcntl
+
+    require(NODE, NPM)
+    base = (
+        cache
+        or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "pacsbin-integrations-tests"
+    )
+    base.mkdir(parents=True, exist_ok=True)
+    out = base / f"oidc-provider-{OIDC_PROVIDER_VERSION}"
+    with (base / "oidc-provider.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "node_modules" / "oidc-provider" / "package.json").exists():
+            out.mkdir(exist_ok=True)
+            installed = subprocess.run(
+                [NPM, "install", "--no-audit", "--no-fund", "--omit=dev"]
+                + ["--prefix", str(out), f"oidc-provider@{OIDC_PROVIDER_VERSION}"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert installed.returncode == 0, installed.stderr[-3000:]
+    return out
+
+
+@contextmanager
+def oidc_provider(
+    tmp: Path, *, client_id: str, client_secret: str, redirect_uri: str
+) -> Iterator[str]:
+    """tests/oidc_provider.mjs on a free loopback port; yields its issuer URL."""
+    folder = install_oidc_provider()
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    script = folder / "oidc_provider.mjs"  # beside node_modules, for its imports
+    script.write_text(OIDC_PROVIDER_SCRIPT.read_text())
+    args = [NODE, str(script), str(port), client_id, client_secret, redirect_uri]
+    with running(
+        args, tmp / "oidc-provider.log", f"{issuer}/.well-known/openid-configuration"
+    ):
+        yield issuer
