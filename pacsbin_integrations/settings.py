@@ -557,6 +557,8 @@ REST_FRAMEWORK = {
 }
 
 SPECTACULAR_SETTINGS = {
+    # /api/v1/health's "status" and "cache" share one choice set: one name.
+    "ENUM_NAME_OVERRIDES": {"BackingServiceStateEnum": ["ok", "unavailable"]},
     "TITLE": "Pacsbin Integrations API",
     "DESCRIPTION": "The registry of DICOMweb servers for Pacsbin's uploader: "
     "the access question, and the management API.",
