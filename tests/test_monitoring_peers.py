@@ -370,7 +370,8 @@ def test_an_https_archive_has_its_certificate_expiry_recorded_and_alerted(
     from tests.factories import make_institution, make_server
 
     settings.UPLOADER_ORIGINS = ["https://pacsbin.com"]
-    settings.REGISTRY_PUBLIC_ORIGIN = ""
+    # The alert's links need an origin (required with debug off).
+    settings.REGISTRY_PUBLIC_ORIGIN = "https://pacsbin.com"
     settings.CONNECTIVITY_ALLOW_PRIVATE = True
     settings.MONITOR_ALERT_EMAILS = ["oncall@registry.example"]
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -77,7 +77,9 @@ def dimse_server(
 @pytest.fixture
 def _origins(settings: Any) -> None:
     settings.UPLOADER_ORIGINS = [UPLOADER]
-    settings.REGISTRY_PUBLIC_ORIGIN = ""
+    # Served under the uploader's origin: the configurations allow that one
+    # origin, and mailed links (required with debug off) have an origin.
+    settings.REGISTRY_PUBLIC_ORIGIN = UPLOADER
 
 
 def test_dimse_mode_through_the_real_proxy(
