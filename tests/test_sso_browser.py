@@ -55,6 +55,8 @@ def test_staff_sign_in_through_a_real_provider(
         settings.OIDC_ISSUER = issuer
         settings.OIDC_CLIENT_ID = CLIENT_ID
         settings.OIDC_CLIENT_SECRET = SECRET
+        # The callback URL registered at the provider is built on it.
+        settings.REGISTRY_PUBLIC_ORIGIN = base
         sso.forget_provider()
         from playwright.sync_api import sync_playwright
 
