@@ -181,7 +181,10 @@ def set_status(servers: QuerySet[DicomWebServer], status: str) -> int:
     """Change the status of several servers, one audited save each."""
     changed = 0
     with transaction.atomic():
-        for server in servers.select_for_update():
+        # Lock the servers' own rows only: a caller's queryset may join
+        # nullable relations (the admin list joins health), which PostgreSQL
+        # cannot lock.
+        for server in servers.select_related(None).select_for_update(of=("self",)):
             if server.status != status:
                 server.status = status
                 server.save(update_fields=["status", "updated_at"])
