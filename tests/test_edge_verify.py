@@ -259,6 +259,23 @@ class ForbiddenTests(VerifyTestCase):
     def test_a_bad_edge_key_is_a_403_even_without_a_token(self) -> None:
         self.assert_forbidden(self.verify(token=False, edge_key="1.wrong"))
 
+    def test_without_the_edge_key_no_signature_is_checked(self) -> None:
+        # Anyone can reach verify: a caller without this server's key is
+        # refused before the costly ES256 check of a token never seen.
+        forged = [f"{self.token}x", self.token]
+        with mock.patch.object(
+            decisions, "_verify_signature", wraps=decisions._verify_signature
+        ) as checked:
+            for token in forged:
+                self.assert_forbidden(
+                    self.verify(token, edge_key=f"{self.pacs.pk}.wrong")
+                )
+            self.assertEqual(checked.call_count, 0)
+            self.assert_granted(self.verify())
+            self.assertEqual(checked.call_count, 1)
+            self.assert_granted(self.verify())  # remembered: checked once
+            self.assertEqual(checked.call_count, 1)
+
     def test_a_server_without_a_key_or_unknown_is_a_403(self) -> None:
         self.assert_forbidden(self.verify(edge_key=f"{self.other.pk}.anything"))
         self.assert_forbidden(self.verify(edge_key="999999.anything"))
