@@ -561,6 +561,7 @@ REST_FRAMEWORK = {
     # ?format= belongs to the access question (format=ohif), not to DRF.
     "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "integrations.api.errors.exception_handler",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -56,6 +56,12 @@ class KeyFormsTests(TestCase):
         assert "Authorization: Api-Key <key>" in detail and "X-Api-Key" in detail
         assert response["WWW-Authenticate"] == "Api-Key"
 
+    def test_the_management_api_says_how_to_send_a_key_too(self) -> None:
+        response = self.client.get(SERVERS)
+        assert response.status_code == 401
+        assert "Authorization: Api-Key <key>" in response.json()["detail"]
+        assert response["WWW-Authenticate"] == "Api-Key"
+
     def test_a_refused_bearer_token_is_challenged_as_a_bearer_token(self) -> None:
         bad = bearer_header(user_token("jane@uni.edu", secret="another-secret-" * 4))
         for response in (

@@ -12,9 +12,22 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from redis.exceptions import RedisError
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ErrorDetail, NotAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from integrations.api.auth import NOT_PROVIDED
 
 logger = logging.getLogger(__name__)
+
+
+def exception_handler(exc: Exception, context: dict[str, object]) -> Response | None:
+    """DRF's handler, with a 401 for missing credentials that says how to
+    send them (as the access question's does), not only that they are missing."""
+    if isinstance(exc, NotAuthenticated):
+        # The same exception: DRF has set its WWW-Authenticate challenge.
+        exc.detail = ErrorDetail(NOT_PROVIDED, code=exc.default_code)
+    return drf_exception_handler(exc, context)
 
 
 class Conflict(APIException):
