@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -511,18 +512,29 @@ class BackgroundFlushTests(TransactionTestCase):
         edge_key = registry.replace_edge_key(pacs)
         token = tokens.token_for(JANE, pacs.pk).value
         usage._last_flush = time.monotonic()
+        # Which thread writes, not how soon: a busy machine may take longer
+        # than the timer to answer, so the request's own thread is the proof.
+        writers: list[threading.Thread] = []
+        write = usage._write
+
+        def recording_write(taken: Any) -> int:
+            writers.append(threading.current_thread())
+            return write(taken)
+
         with (
             mock.patch.object(usage, "FLUSH_SECONDS", 0.3),
             mock.patch.object(usage, "BACKGROUND_FLUSH", True),
+            mock.patch.object(usage, "_write", recording_write),
         ):
             response = self.client.get(
                 URL, HTTP_X_EDGE_KEY=edge_key, HTTP_AUTHORIZATION=f"Bearer {token}"
             )
             self.assertEqual(response.status_code, 204)
-            self.assertEqual(EdgeUsage.objects.count(), 0)
             deadline = time.monotonic() + 10
             while not EdgeUsage.objects.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
+        self.assertEqual(len(writers), 1)
+        self.assertIsNot(writers[0], threading.main_thread())
         row = EdgeUsage.objects.get()
         self.assertEqual((row.server_id, row.email, row.granted), (pacs.pk, JANE, 1))
         self.assertIsNone(usage._timer)
