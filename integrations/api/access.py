@@ -289,14 +289,29 @@ def _fetch(
 def _run(
     connection: BaseDatabaseWrapper, sql: str, params: list[Any]
 ) -> list[tuple[Any, ...]]:
+    """One statement on the driver cursor kept for this connection.
+
+    A new psycopg cursor per answer costs about 70,000 instructions more than
+    reusing one (measured with callgrind: 214k against 143k per read), most
+    of the access answer's lead over the health check on PostgreSQL. The
+    cursor belongs to the driver connection it was opened on (Django's
+    connections are per thread); a new connection, or any error, opens a
+    new one."""
     connection.ensure_connection()
+    raw = connection.connection
+    kept = getattr(connection, "_access_cursor", None)
     with connection.wrap_database_errors:
-        cursor = connection.connection.cursor()
+        if kept is None or kept[0] is not raw:
+            kept = (raw, raw.cursor())
+            connection._access_cursor = kept  # type: ignore[attr-defined]
+        cursor = kept[1]
         try:
             cursor.execute(sql, params)
             return cursor.fetchall()
-        finally:
+        except BaseException:
+            connection._access_cursor = None  # type: ignore[attr-defined]
             cursor.close()
+            raise
 
 
 # Only a placeholder in the compiled SQL; it must pass the email rule, which
