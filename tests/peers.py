@@ -12,6 +12,7 @@ import functools
 import io
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -35,6 +36,7 @@ APACHE = "/usr/sbin/apache2"
 APACHE_MODULES = Path("/usr/lib/apache2/modules")
 CADDY = "/usr/bin/caddy"
 CHROMIUM = "/usr/bin/chromium"
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 NODE = "/usr/bin/node"
 NPM = "/usr/bin/npm"
 # Pacsbin's proxy, as published: ../shared/peers from the project root (never
@@ -99,7 +101,36 @@ def launch_chromium(playwright: Any) -> Any:
     )
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = map(int, EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
+    """A loopback port that is free now, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) is one it also gives to outgoing
+    connections: between choosing it and a peer binding it (gunicorn after
+    its migrations, seconds later), a database or Redis client may take it
+    as its own end, and the peer fails with "Address already in use"."""
+    ephemeral = _ephemeral_ports()
+    for _ in range(200):
+        port = random.randrange(20000, 32768)
+        if port in ephemeral or port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)  # not twice to this process's own peers
+        return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
