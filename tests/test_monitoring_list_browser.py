@@ -22,7 +22,11 @@ from tests.test_onboarding_browser import (  # noqa: F401 -- fixtures
     staff_login,
 )
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("chromium"),
+]
 
 # Elements whose content is wider than their box (text cut off or spilling).
 CLIPPED = """() => [...document.querySelectorAll(
@@ -53,7 +57,7 @@ def fill_monitoring() -> None:
         add_checks(server, ["ok", "unreachable", "blocked"] * 7)
 
 
-def test_the_monitoring_list_fits_1280_px(live_server, chromium: str) -> None:
+def test_the_monitoring_list_fits_1280_px(live_server) -> None:
     make_reviewer()
     fill_monitoring()
     assert PASSWORD
@@ -71,9 +75,7 @@ def test_the_monitoring_list_fits_1280_px(live_server, chromium: str) -> None:
         assert page.problems == []  # type: ignore[attr-defined]
 
 
-def test_the_status_page_with_the_proxy_form_fits_a_phone(
-    live_server, chromium: str
-) -> None:
+def test_the_status_page_with_the_proxy_form_fits_a_phone(live_server) -> None:
     r = submitted_request()
     path = f"/onboarding/status/{status_link(r)}/"
     with browser_page() as page:
