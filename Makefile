@@ -2,12 +2,15 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 8000
 # The demo's settings, kept in .demo.env so that `python manage.py ...` works as
 # the README writes it in this checkout. Loopback archives are allowed: the demo
 # starts one (a small DICOMweb stub) so a healthy server shows beside failing ones.
-DEMO_SETTINGS := DJANGO_DEBUG=1 CONNECTIVITY_ALLOW_PRIVATE=1
+# The public origin carries the port: links in mail sent without a request (the
+# monitor's alerts) would otherwise point at port 80.
+DEMO_SETTINGS := DJANGO_DEBUG=1 CONNECTIVITY_ALLOW_PRIVATE=1 \
+  REGISTRY_PUBLIC_ORIGIN=http://127.0.0.1:$(PORT)
 DEMO_ARCHIVE_PORT ?= 8098
-PORT ?= 8000
 
 .PHONY: run test lint check bench bench-monitoring fuzz clean requirements
 

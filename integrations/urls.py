@@ -25,6 +25,16 @@ urlpatterns: list = [
         name="onboarding_resend_confirmation",
     ),
     path(
+        "onboarding/status/<str:link>/proxy-urls",
+        onboarding.proxy_urls,
+        name="onboarding_proxy_urls",
+    ),
+    path(
+        "onboarding/mine/<str:link>/",
+        onboarding.mailed_status,
+        name="onboarding_mailed_status",
+    ),
+    path(
         "onboarding/confirm/<str:link>/",
         onboarding.confirm,
         name="onboarding_confirm",

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
-from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.db.models import F, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -20,10 +20,8 @@ from integrations.connectivity import capabilities
 from integrations.inputs import parse_id
 from integrations.models import CheckOutcome, DicomWebServer, ServerHealth
 from integrations.monitoring import health as server_health
-from integrations.monitoring import timeline
+from integrations.monitoring import listing, timeline
 
-# The order of the list: what needs attention first.
-STATE_ORDER = ["failing", "unknown", "ok", "unmonitored"]
 STATE_NOTES = {
     "unmonitored": "The registry cannot reach this archive (inside a hospital "
     "network, or its address is private): it is not checked on a schedule and "
@@ -41,6 +39,22 @@ def state_badge(state: str, label: str) -> str:
     short = "OK" if state == "ok" else state.capitalize()
     return format_html(
         '<span class="pi-badge pi-state-{}" title="{}">{}</span>', state, label, short
+    )
+
+
+def health_badge(health: ServerHealth) -> str:
+    """A server's badge by what is known (a first failure is "Confirming",
+    never "never checked"; see monitoring/listing.py)."""
+    key = listing.shown_state(health)
+    if key == "unknown" and health.last_checked_at is None:
+        title = "Not checked yet"
+    else:
+        title = listing.SHOWN_LABELS[key]
+    return format_html(
+        '<span class="pi-badge pi-state-{}" title="{}">{}</span>',
+        listing.BADGE[key],
+        title,
+        listing.SHOWN_LABELS[key],
     )
 
 
@@ -81,11 +95,13 @@ class MonitoringAdminMixin:
         if health.pk and ServerHealth.objects.filter(pk=health.pk).exists():
             url = reverse("admin:integrations_serverhealth_change", args=[health.pk])
             link = format_html(' — <a href="{}">monitoring settings</a>', url)
+        note = STATE_NOTES.get(health.state, "")
+        if health.last_checked_at is not None and health.state == "unknown":
+            note = ""  # checked: the label says what is known
         return format_html(
-            "{} since {}{}<br>Last checked {}; last ok {}; outcome {}; "
+            "{}{}<br>Last checked {}; last ok {}; outcome {}; "
             "TLS certificate: {}.<br>{}",
-            state_badge(health.state, health.get_state_display()),
-            _when(health.since),
+            listing.label(health, timezone.now()),
             link,
             _when(health.last_checked_at),
             _when(health.last_ok_at),
@@ -93,7 +109,7 @@ class MonitoringAdminMixin:
             f"expires {_when(health.tls_expires_at)} ({days} days left)"
             if days is not None
             else "—",
-            STATE_NOTES.get(health.state, ""),
+            note,
         )
 
     @admin.display(description="last 7 days")
@@ -113,21 +129,40 @@ class MonitoringAdminMixin:
         return capabilities_table(server_health.of(server))
 
 
+class ShownStateFilter(admin.SimpleListFilter):
+    """The list's totals as a filter: what is known of each server
+    (``listing.SHOWN``), not only its stored state."""
+
+    title = "what is known"
+    parameter_name = "shown"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(key, listing.SHOWN_LABELS[key]) for key in listing.SHOWN]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[ServerHealth]
+    ) -> QuerySet[ServerHealth]:
+        value = self.value()
+        found = listing.conditions()
+        return queryset.filter(found[value]) if value in found else queryset
+
+
 @admin.register(ServerHealth)
 class ServerHealthAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
     """Every monitored server by state: failing first, then by how long."""
 
     list_display = [
         "server_link",
-        "institution",
         "state_shown",
-        "since_shown",
-        "last_ok_shown",
         "last_checked_shown",
+        "last_ok_shown",
         "tls_days",
-        "outcome",
+        "recent_checks",
     ]
-    list_filter = ["state", "out_of_reach", "alert_contact"]
+    # The server's name links to its page; "settings" to this row's opt-ins.
+    list_display_links = None
+    list_filter = [ShownStateFilter, "state", "out_of_reach", "alert_contact"]
+    change_list_template = "admin/integrations/serverhealth/change_list.html"
 
     class Media:
         css = {"all": ["integrations/admin.css"]}
@@ -152,16 +187,23 @@ class ServerHealthAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ServerHealth]:
-        rank = Case(
-            *(When(state=state, then=Value(i)) for i, state in enumerate(STATE_ORDER)),
-            output_field=IntegerField(),
-        )
         return (
             super()
             .get_queryset(request)
-            .annotate(state_rank=rank)
-            .order_by("state_rank", "since", "pk")
+            .annotate(shown_rank=listing.rank())
+            .order_by("shown_rank", F("since").asc(nulls_last=True), "pk")
         )
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The page's rows with their last checks: one query for the page."""
+        changelist = super().get_changelist_instance(request)
+        now = timezone.now()
+        rows = list(changelist.result_list)  # evaluated once, kept for the page
+        sparks = listing.recent_checks((row.pk for row in rows), now)
+        for row in rows:
+            row.listed_at = now
+            row.sparks = sparks.get(row.pk, [])
+        return changelist
 
     def get_object(
         self, request: HttpRequest, object_id: str, from_field: str | None = None
@@ -181,34 +223,67 @@ class ServerHealthAdmin(StrictNumberLookupsMixin, admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        title = {"title": "Servers by monitoring state"}
-        extra_context = {**title, **(extra_context or {})}
+        selected = request.GET.get(ShownStateFilter.parameter_name, "")
+        counts = listing.totals(self.get_queryset(request))
+        totals = [
+            {
+                "key": key,
+                "label": listing.SHOWN_LABELS[key],
+                "count": counts[key],
+                "badge": listing.BADGE[key],
+                "query": "" if key == selected else f"?shown={key}",
+                "selected": key == selected,
+            }
+            for key in listing.SHOWN
+        ]
+        context = {
+            "title": "Servers by monitoring state",
+            "totals": totals,
+            "total": sum(counts.values()),
+        }
+        extra_context = {**context, **(extra_context or {})}
         return super().changelist_view(request, extra_context)
 
     @admin.display(description="server", ordering="server__name")
     def server_link(self, health: ServerHealth) -> str:
         url = reverse("admin:integrations_dicomwebserver_change", args=[health.pk])
-        return format_html('<a href="{}">{}</a>', url, health.server.name)
+        settings_url = reverse(
+            "admin:integrations_serverhealth_change", args=[health.pk]
+        )
+        return format_html(
+            '<a href="{}">{}</a><br><span class="pi-muted">{}</span> · '
+            '<a href="{}" class="pi-muted">settings</a>',
+            url,
+            health.server.name,
+            health.server.institution.name,
+            settings_url,
+        )
 
-    @admin.display(description="institution", ordering="server__institution__name")
-    def institution(self, health: ServerHealth) -> str:
-        return health.server.institution.name
+    @staticmethod
+    def _now(health: ServerHealth) -> datetime:
+        return getattr(health, "listed_at", None) or timezone.now()
 
-    @admin.display(description="state", ordering="state_rank")
+    @admin.display(description="state", ordering="shown_rank")
     def state_shown(self, health: ServerHealth) -> str:
-        return state_badge(health.state, health.get_state_display())
-
-    @admin.display(description="since", ordering="since")
-    def since_shown(self, health: ServerHealth) -> str:
-        return _when(health.since)
+        if not health.server_id:
+            return ""
+        return listing.label(health, self._now(health))
 
     @admin.display(description="last ok", ordering="last_ok_at")
     def last_ok_shown(self, health: ServerHealth) -> str:
-        return _when(health.last_ok_at)
+        return listing.relative(health.last_ok_at, self._now(health))
 
     @admin.display(description="last checked", ordering="last_checked_at")
     def last_checked_shown(self, health: ServerHealth) -> str:
-        return _when(health.last_checked_at)
+        return listing.relative(health.last_checked_at, self._now(health))
+
+    @admin.display(description=f"last {listing.SPARK_CHECKS} checks")
+    def recent_checks(self, health: ServerHealth) -> str:
+        sparks = getattr(health, "sparks", None)
+        if sparks is None:  # a page other than the list: its own query
+            now = timezone.now()
+            sparks = listing.recent_checks([health.pk], now).get(health.pk, [])
+        return listing.sparkline(sparks, self._now(health))
 
     @admin.display(description="TLS days left", ordering="tls_expires_at")
     def tls_days(self, health: ServerHealth) -> str:

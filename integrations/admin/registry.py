@@ -22,7 +22,11 @@ from simple_history.admin import SimpleHistoryAdmin
 from integrations import registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
 from integrations.admin.gate import EdgeGateAdminMixin
-from integrations.admin.monitoring import MonitoringAdminMixin, state_badge
+from integrations.admin.monitoring import (
+    MonitoringAdminMixin,
+    health_badge,
+    state_badge,
+)
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.edge import usage
 from integrations.forms import (
@@ -282,7 +286,7 @@ class DicomWebServerAdmin(
         health = getattr(server, "health", None)
         if health is None:
             return state_badge("unknown", "Not checked yet")
-        return state_badge(health.state, health.get_state_display())
+        return health_badge(health)
 
     @admin.display(description="CORS", ordering="cors_mode")
     def cors_short(self, server: DicomWebServer) -> str:

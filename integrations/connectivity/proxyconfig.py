@@ -412,7 +412,10 @@ def _header(
             ]
             if gate and behind_pacsbin_proxy(server)
             else [
-                "3. Register the proxy's URLs for this server in the registry:",
+                "3. Give the registry the proxy's URLs: before review, under "
+                "“Your proxy's URLs” on your request's status page (one review "
+                "then switches the proxy on); after it, as a change sent from "
+                "that page:",
                 f"     QIDO URL: https://{PROXY_NAME}{qido.prefix.rstrip('/')}",
                 f"     WADO URL: https://{PROXY_NAME}{wado.prefix.rstrip('/')}",
             ]

@@ -77,6 +77,24 @@ def run_check(
     return check
 
 
+def run_request_check(onboarding_request: OnboardingRequest) -> ConnectivityCheck:
+    """The server-side probe of a request's URLs before review (a reverse
+    proxy's URLs the contact just gave), from the first uploader origin,
+    recorded on the request: the SSRF guard refuses a private or loopback
+    address (outcome "blocked": only the contact's browser can check it)."""
+    r = onboarding_request
+    origin = settings.UPLOADER_ORIGINS[0]
+    described = DicomWebServer(**r.server_values())
+    result = probe_server(described, origin)
+    return ConnectivityCheck.objects.record(
+        onboarding_request=r,
+        source=ConnectivityCheck.Source.SERVER,
+        origin=origin,
+        outcome=result.outcome,
+        findings=[finding.to_dict() for finding in result.findings],
+    )
+
+
 def run_checks(
     server: DicomWebServer, origins: list[str] | None = None, *, user: Any = None
 ) -> list[ConnectivityCheck]:

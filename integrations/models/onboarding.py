@@ -158,6 +158,21 @@ class OnboardingRequest(models.Model):
     wado_url = models.CharField(
         "WADO URL", max_length=MAX_URL_LENGTH, validators=[dicomweb_url_validator]
     )
+    # The archive's own URLs, kept when the contact later gave a reverse
+    # proxy's URLs on the status page before review (qido_url and wado_url are
+    # then the proxy's, which approval activates); blank otherwise.
+    archive_qido_url = models.CharField(
+        "archive's own QIDO URL", max_length=MAX_URL_LENGTH, blank=True
+    )
+    archive_wado_url = models.CharField(
+        "archive's own WADO URL", max_length=MAX_URL_LENGTH, blank=True
+    )
+    proxy_urls_given_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the contact last gave the reverse proxy's URLs on the "
+        "status page.",
+    )
     cors_mode = models.CharField(
         "how CORS is met",
         max_length=16,
@@ -277,6 +292,10 @@ class OnboardingRequest(models.Model):
         """The change is confirmed from the record; the new contact address
         has still to confirm the link sent to it."""
         return bool(self.new_contact_address) and self.new_contact_confirmed_at is None
+
+    @property
+    def gave_proxy_urls(self) -> bool:
+        return bool(self.archive_qido_url)
 
     @property
     def pending_address(self) -> str:

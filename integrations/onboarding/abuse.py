@@ -33,6 +33,9 @@ BROWSER_CHECKS_PER_HOUR = 30
 # "Send the confirmation email again" from one network: a few for a slow
 # mailbox; more is someone mailing strangers through us.
 CONFIRMATION_RESENDS_PER_HOUR = 10
+# "Your proxy's URLs" on a status page: each one probes the URLs from the
+# registry, so a handful an hour from one network.
+PROXY_URL_CHANGES_PER_HOUR = 10
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -83,6 +86,12 @@ def count_browser_check(request: HttpRequest) -> bool:
 def count_confirmation_resend(request: HttpRequest) -> bool:
     """Count one resend request; True while the client is within its limit."""
     return _count(request, "confirmation-resends", CONFIRMATION_RESENDS_PER_HOUR)
+
+
+def count_proxy_urls(request: HttpRequest) -> bool:
+    """Count one "Your proxy's URLs" post; True while the client is within
+    its limit."""
+    return _count(request, "proxy-urls", PROXY_URL_CHANGES_PER_HOUR)
 
 
 def origin_of(url: str) -> str | None:

@@ -78,7 +78,70 @@ ARCHIVE_SPEAKS_CHOICES = [
 ]
 
 
-class ServerDetailsForm(ProxyFieldsForm):
+class DicomWebUrlsForm(forms.Form):
+    """A QIDO-RS URL and a WADO-RS URL ("same as QIDO-RS" by default), each
+    through the one URL rule: the public form's archive URLs, and the status
+    page's "Your proxy's URLs"."""
+
+    qido_url = forms.CharField(
+        label="QIDO-RS URL (search)",
+        max_length=2000,
+        required=False,
+        help_text="The DICOMweb address the uploader searches for studies, "
+        "for example https://pacs.example.edu/dicomweb. We add /studies "
+        "ourselves. No user name or password in the address.",
+        widget=forms.URLInput(attrs={"inputmode": "url", "spellcheck": "false"}),
+    )
+    wado_same = forms.BooleanField(
+        label="WADO-RS uses the same address as QIDO-RS",
+        required=False,
+        initial=True,
+        help_text="Most archives answer both at one address. Untick to give a "
+        "different one.",
+    )
+    wado_url = forms.CharField(
+        label="WADO-RS URL (retrieve)",
+        max_length=2000,
+        required=False,
+        help_text="The DICOMweb address the uploader downloads images from.",
+        widget=forms.URLInput(attrs={"inputmode": "url", "spellcheck": "false"}),
+    )
+    # The words of a missing QIDO-RS URL (whose URL the form asks for).
+    qido_required = "Enter the archive's QIDO-RS URL."
+
+    def _clean_archive_urls(self, data: dict[str, Any]) -> None:
+        raw = data.get("qido_url", "")
+        if not raw.strip():
+            self.add_error(
+                "qido_url",
+                ValidationError(self.qido_required, code="required"),
+            )
+        else:
+            try:
+                data["qido_url"] = normalize_dicomweb_url(raw)
+            except ValidationError as exc:
+                self.add_error("qido_url", exc)
+        if data.get("wado_same"):
+            if "qido_url" in data:
+                data["wado_url"] = data["qido_url"]
+            return
+        raw = data.get("wado_url", "")
+        if not raw.strip():
+            self.add_error(
+                "wado_url",
+                ValidationError(
+                    "Enter the WADO-RS URL, or tick “same address as QIDO-RS”.",
+                    code="required",
+                ),
+            )
+            return
+        try:
+            data["wado_url"] = normalize_dicomweb_url(raw)
+        except ValidationError as exc:
+            self.add_error("wado_url", exc)
+
+
+class ServerDetailsForm(ProxyFieldsForm, DicomWebUrlsForm):
     """The fields a new server and a change to one have in common."""
 
     archive_speaks = forms.ChoiceField(
@@ -122,29 +185,6 @@ class ServerDetailsForm(ProxyFieldsForm):
         max_length=200,
         help_text="How radiologists will see this archive in Pacsbin's uploader, "
         "for example “Main PACS” or “Research archive”.",
-    )
-    qido_url = forms.CharField(
-        label="QIDO-RS URL (search)",
-        max_length=2000,
-        required=False,
-        help_text="The DICOMweb address the uploader searches for studies, "
-        "for example https://pacs.example.edu/dicomweb. We add /studies "
-        "ourselves. No user name or password in the address.",
-        widget=forms.URLInput(attrs={"inputmode": "url", "spellcheck": "false"}),
-    )
-    wado_same = forms.BooleanField(
-        label="WADO-RS uses the same address as QIDO-RS",
-        required=False,
-        initial=True,
-        help_text="Most archives answer both at one address. Untick to give a "
-        "different one.",
-    )
-    wado_url = forms.CharField(
-        label="WADO-RS URL (retrieve)",
-        max_length=2000,
-        required=False,
-        help_text="The DICOMweb address the uploader downloads images from.",
-        widget=forms.URLInput(attrs={"inputmode": "url", "spellcheck": "false"}),
     )
     cors_mode = forms.ChoiceField(
         label="How will the browser be allowed to read from the archive?",
@@ -259,37 +299,6 @@ class ServerDetailsForm(ProxyFieldsForm):
         if data.get("cors_mode") == DicomWebServer.CorsMode.DIMSE_PROXY:
             self._clean_dicomweb_proxy(data)
         return data
-
-    def _clean_archive_urls(self, data: dict[str, Any]) -> None:
-        raw = data.get("qido_url", "")
-        if not raw.strip():
-            self.add_error(
-                "qido_url",
-                ValidationError("Enter the archive's QIDO-RS URL.", code="required"),
-            )
-        else:
-            try:
-                data["qido_url"] = normalize_dicomweb_url(raw)
-            except ValidationError as exc:
-                self.add_error("qido_url", exc)
-        if data.get("wado_same"):
-            if "qido_url" in data:
-                data["wado_url"] = data["qido_url"]
-            return
-        raw = data.get("wado_url", "")
-        if not raw.strip():
-            self.add_error(
-                "wado_url",
-                ValidationError(
-                    "Enter the WADO-RS URL, or tick “same address as QIDO-RS”.",
-                    code="required",
-                ),
-            )
-            return
-        try:
-            data["wado_url"] = normalize_dicomweb_url(raw)
-        except ValidationError as exc:
-            self.add_error("wado_url", exc)
 
     def _proxy_origin(self, data: dict[str, Any]) -> str | None:
         raw = data.get("proxy_url", "")
@@ -563,3 +572,31 @@ def _path_params(url: str, path: str) -> dict[str, str]:
     """A message's words for a URL whose path Pacsbin's proxy cannot keep:
     the path, and the origin the proxy would ask instead."""
     return {"path": printable(path, 80), "origin": url[: len(url) - len(path)]}
+
+
+class ProxyUrlsForm(DicomWebUrlsForm):
+    """The status page's "Your proxy's URLs": where the reverse proxy the
+    contact put in front of the archive answers, given before review."""
+
+    qido_required = "Enter your proxy's QIDO-RS URL."
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", "proxy")
+        super().__init__(*args, **kwargs)
+        fields = self.fields
+        fields["qido_url"].label = "Your proxy's QIDO-RS URL"
+        fields["qido_url"].help_text = (
+            "Where your reverse proxy answers searches, for example "
+            "https://pacs-proxy.hospital.example/dicomweb (the QIDO URL line "
+            "at the top of the configuration you installed)."
+        )
+        for name in ("qido_url", "wado_url"):
+            fields[name].required_in_branch = True  # type: ignore[attr-defined]
+        fields["wado_same"].label = "WADO-RS uses the same address"
+        fields["wado_url"].label = "Your proxy's WADO-RS URL"
+        fields["wado_url"].help_text = "Where your reverse proxy serves images."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        self._clean_archive_urls(data)
+        return data

@@ -30,6 +30,7 @@ from integrations.onboarding import links, notify
 from integrations.validators import (
     describe_pacsbin_proxy,
     email_key,
+    normalize_dicomweb_url,
     printable,
     validate_single_line,
 )
@@ -277,6 +278,65 @@ def resend_confirmation(onboarding_request: OnboardingRequest, site_url: str) ->
             )
 
 
+def proxy_urls_refusal(onboarding_request: OnboardingRequest) -> str:
+    """Why this request cannot take a reverse proxy's URLs from its status
+    page ('' when it can): only a new server's request, before review, whose
+    archive speaks DICOMweb itself (behind Pacsbin's proxy the URLs are the
+    proxy's from the start). After review, a change does it."""
+    r = onboarding_request
+    if r.kind != OnboardingRequest.Kind.NEW:
+        return "A change's URLs are given in the change itself."
+    if r.confirmation_expired:
+        return expired_message(r)
+    if r.status != OnboardingRequest.Status.SUBMITTED:
+        return (
+            f"{r.reference} was already {r.get_status_display().lower()}: send "
+            "the proxy's URLs with “Send a change” instead."
+        )
+    if r.cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY:
+        return (
+            "This request's URLs are already those of Pacsbin's proxy; send a "
+            "change once it is approved to give others."
+        )
+    return ""
+
+
+def give_proxy_urls(
+    onboarding_request: OnboardingRequest, qido_url: str, wado_url: str
+) -> OnboardingRequest:
+    """The contact put a reverse proxy in front of the archive before review:
+    the request's URLs become the proxy's (what approval activates) and its
+    CORS is met by that proxy; the archive's own URLs are kept, the first
+    ones given, for the reviewer and for the configurations. ``qido_url`` and
+    ``wado_url`` are normalised already (``ProxyUrlsForm``). ReviewError when
+    the request no longer takes them; nothing is written then."""
+    try:
+        qido_url, wado_url = map(normalize_dicomweb_url, (qido_url, wado_url))
+    except ValidationError as exc:
+        raise ReviewError(_validation_message(exc)) from None
+    with transaction.atomic():
+        r = OnboardingRequest.objects.select_for_update().get(pk=onboarding_request.pk)
+        refusal = proxy_urls_refusal(r)
+        if refusal:
+            raise ReviewError(refusal)
+        if not r.archive_qido_url:
+            r.archive_qido_url, r.archive_wado_url = r.qido_url, r.wado_url
+        r.qido_url, r.wado_url = qido_url, wado_url
+        r.cors_mode = DicomWebServer.CorsMode.REVERSE_PROXY
+        r.proxy_urls_given_at = timezone.now()
+        r.save(
+            update_fields=[
+                "archive_qido_url",
+                "archive_wado_url",
+                "qido_url",
+                "wado_url",
+                "cors_mode",
+                "proxy_urls_given_at",
+            ]
+        )
+    return r
+
+
 def _lock_open(onboarding_request: OnboardingRequest) -> OnboardingRequest:
     locked = OnboardingRequest.objects.select_for_update().get(pk=onboarding_request.pk)
     if not locked.is_confirmed:
@@ -356,10 +416,17 @@ def _create_live_rows(
         except ValidationError as exc:
             raise ReviewError(_validation_message(exc)) from None
         institution.save()
+    notes = r.notes
+    if r.gave_proxy_urls:
+        notes = (
+            f"{notes}\n\nBehind a reverse proxy (its URLs were given before "
+            f"review); the archive itself: QIDO {r.archive_qido_url}, WADO "
+            f"{r.archive_wado_url}."
+        ).strip()
     server = DicomWebServer(
         institution=institution,
         **r.server_values(),
-        notes=r.notes,
+        notes=notes,
         status=DicomWebServer.Status.ACTIVE
         if activate
         else DicomWebServer.Status.PENDING,

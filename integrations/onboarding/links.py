@@ -42,8 +42,12 @@ def status_link(onboarding_request: OnboardingRequest) -> str:
 def request_for_link(link: str) -> OnboardingRequest:
     """The request a status link opens; a plain 404 for anything else, so a
     tampered link and an unknown one look the same."""
+    return _request_for_signed(link, _SALT)
+
+
+def _request_for_signed(link: str, salt: str) -> OnboardingRequest:
     try:
-        token = signing.Signer(salt=_SALT).unsign(link)
+        token = signing.Signer(salt=salt).unsign(link)
     except signing.BadSignature:
         raise Http404 from None
     try:
@@ -52,6 +56,22 @@ def request_for_link(link: str) -> OnboardingRequest:
         ).get(token=token)
     except OnboardingRequest.DoesNotExist:
         raise Http404 from None
+
+
+# The status link a confirmation email carries: that mail goes to an address
+# nobody has confirmed yet (anyone may type a stranger's), so its link opens
+# the status page, which shows what the submitter typed, only once that
+# address confirmed; before, a page with nothing typed on it.
+_MAILED_STATUS_SALT = "integrations.onboarding.mailed-status-link"
+
+
+def mailed_status_link(onboarding_request: OnboardingRequest) -> str:
+    return signing.Signer(salt=_MAILED_STATUS_SALT).sign(onboarding_request.token)
+
+
+def request_for_mailed_link(link: str) -> OnboardingRequest:
+    """The request a mailed status link is for; a plain 404 otherwise."""
+    return _request_for_signed(link, _MAILED_STATUS_SALT)
 
 
 _CONFIRM_SALT = "integrations.onboarding.confirm-link"

@@ -16,9 +16,10 @@ from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.urls import reverse
 
-from integrations.models import OnboardingRequest
+from integrations.models import DicomWebServer, OnboardingRequest
 from integrations.onboarding.links import (
     confirmation_link,
+    mailed_status_link,
     new_contact_link,
     status_link,
 )
@@ -52,6 +53,16 @@ def confirmation_url(onboarding_request: OnboardingRequest, site_url: str) -> st
     path = reverse(
         "integrations:onboarding_confirm",
         kwargs={"link": confirmation_link(onboarding_request)},
+    )
+    return f"{site_url.rstrip('/')}{path}"
+
+
+def mailed_status_url(onboarding_request: OnboardingRequest, site_url: str) -> str:
+    """The status page link of a mail to an address not yet confirmed: it
+    opens the status page only once that address confirmed (links.py)."""
+    path = reverse(
+        "integrations:onboarding_mailed_status",
+        kwargs={"link": mailed_status_link(onboarding_request)},
     )
     return f"{site_url.rstrip('/')}{path}"
 
@@ -103,6 +114,10 @@ def confirmation_requested(
         f"Nobody at Pacsbin looks at it until you confirm. Open this link "
         f"within {hours} hours and press the button on the page:\n"
         f"{confirmation_url(r, site_url)}\n\n"
+        "Once you have confirmed, this link opens the request's private "
+        "status page (the review status, how to set up CORS for your archive, "
+        "and where to give your proxy's URLs); keep it to yourself:\n"
+        f"{mailed_status_url(r, site_url)}\n\n"
         "If this was not you, ignore this email: an unconfirmed request "
         "expires and is deleted.\n"
     )
@@ -193,6 +208,36 @@ def submission_received(onboarding_request: OnboardingRequest, site_url: str) ->
     )
 
 
+def approved_detail(onboarding_request: OnboardingRequest) -> str:
+    """What an approval means for the uploader, by the server's status now
+    (a change to an active server is live at once; a new server may be kept
+    pending until its connection works)."""
+    server = onboarding_request.server
+    if server is None:
+        return "Your status page shows the current state."
+    name = one_line(server.name)
+    if server.status == DicomWebServer.Status.ACTIVE:
+        if onboarding_request.kind == OnboardingRequest.Kind.UPDATE:
+            return (
+                f"{name} is active, and the change applies now: Pacsbin's "
+                "uploader uses it from your approved users' next search."
+            )
+        return (
+            f"{name} is active: your approved users see it in Pacsbin's uploader now."
+        )
+    if server.status == DicomWebServer.Status.PENDING:
+        return (
+            f"{name} is not switched on yet (pending): Pacsbin staff switch it "
+            "on once the connection works, usually after a passing check from "
+            "your status page. Your approved users see it in Pacsbin's uploader "
+            "from then on."
+        )
+    return (
+        f"{name} is suspended: Pacsbin's uploader does not offer it until "
+        "Pacsbin staff switch it on again. Write to us if that is unexpected."
+    )
+
+
 def decision_made(onboarding_request: OnboardingRequest, site_url: str) -> None:
     """Tell the contact, at the address they confirmed and nowhere else."""
     r = onboarding_request
@@ -201,10 +246,7 @@ def decision_made(onboarding_request: OnboardingRequest, site_url: str) -> None:
         return
     if r.status == OnboardingRequest.Status.APPROVED:
         outcome = "has been approved"
-        detail = (
-            "Your approved users will see the server in Pacsbin's uploader once "
-            "it is active. Your status page shows the current state."
-        )
+        detail = approved_detail(r)
     else:
         outcome = "was not approved"
         reason = "\n".join(f"  {one_line(line)}" for line in r.reason.splitlines())

@@ -39,6 +39,28 @@ def server_for(onboarding_request: OnboardingRequest) -> DicomWebServer:
     )
 
 
+def archive_server_for(onboarding_request: OnboardingRequest) -> DicomWebServer:
+    """The server the fix-it configurations proxy to: the archive itself.
+    After the contact gave a reverse proxy's URLs the request's (and, once
+    approved, the live server's) URLs are the proxy's, so the archive's own,
+    kept on the request, are used. Writes nothing."""
+    r = onboarding_request
+    server = server_for(r)
+    if not r.gave_proxy_urls:
+        return server
+    return DicomWebServer(
+        pk=server.pk,
+        institution=server.institution,
+        name=server.name,
+        qido_url=r.archive_qido_url,
+        wado_url=r.archive_wado_url,
+        cors_mode=server.cors_mode,
+        needs_credentials=server.needs_credentials,
+        pacsbin_proxy=server.pacsbin_proxy,
+        edge_enforced=server.edge_enforced,
+    )
+
+
 def fixit_configs(server: DicomWebServer) -> tuple[list[tuple[str, str]], str]:
     """The configurations, or none and why (a URL stored before the rule).
     None for a server behind Pacsbin's proxy: ``pacsbin_view`` is its fix."""

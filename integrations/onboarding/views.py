@@ -13,11 +13,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from integrations.clientip import client_ip
-from integrations.connectivity import proxyconfig, reports
+from integrations.connectivity import proxyconfig, reports, runs
 from integrations.models import OnboardingRequest
 from integrations.onboarding import abuse, cors, lifecycle, links, status_checks
 from integrations.onboarding.forms import (
     NewServerForm,
+    ProxyUrlsForm,
     ServerDetailsForm,
     UpdateServerForm,
 )
@@ -222,10 +223,27 @@ def resend_confirmation(request: HttpRequest, link: str) -> HttpResponse:
 
 @never_cache
 def status(request: HttpRequest, link: str) -> HttpResponse:
-    onboarding_request = links.request_for_link(link)
-    r = onboarding_request
+    return _status_page(request, link, links.request_for_link(link))
+
+
+def _status_page(
+    request: HttpRequest,
+    link: str,
+    r: OnboardingRequest,
+    proxy_form: ProxyUrlsForm | None = None,
+    status_code: int = 200,
+) -> HttpResponse:
     checked = status_checks.server_for(r)
-    configs, configs_refused = status_checks.fixit_configs(checked)
+    archive = status_checks.archive_server_for(r)
+    configs, configs_refused = status_checks.fixit_configs(archive)
+    takes_proxy_urls = not lifecycle.proxy_urls_refusal(r)
+    if proxy_form is None and takes_proxy_urls:
+        initial = {"qido_url": r.qido_url, "wado_url": r.wado_url}
+        if not r.gave_proxy_urls:
+            initial = {}
+        proxy_form = ProxyUrlsForm(
+            initial={**initial, "wado_same": r.wado_url == r.qido_url}
+        )
     # What a browser on this page will send as Origin (a GET carries none).
     page_origin = f"{request.scheme}://{request.get_host()}"
     response = render(
@@ -239,6 +257,7 @@ def status(request: HttpRequest, link: str) -> HttpResponse:
             "can_update": r.server_id is not None,
             "updates": r.updates.order_by("-created_at")[:20],
             "checked": checked,
+            "archive": archive,
             "page_origin": page_origin,
             "origin_is_exact": status_checks.origin_is_exact(page_origin),
             "uploader_origins": settings.UPLOADER_ORIGINS,
@@ -248,15 +267,82 @@ def status(request: HttpRequest, link: str) -> HttpResponse:
             "configs_refused": configs_refused,
             "config_origins": proxyconfig.allowed_origins(),
             "pacsbin": status_checks.pacsbin_view(r),
+            "proxy_form": proxy_form if takes_proxy_urls else None,
         },
+        status=status_code,
     )
     # The browser check fetch()es the archive: its origin, and only it, joins
     # connect-src; the rest of the public pages' policy stays as it is.
-    archive = abuse.origin_of(checked.qido_url)
+    target = abuse.origin_of(checked.qido_url)
     response["Content-Security-Policy"] = abuse.content_security_policy(
-        [archive] if archive else []
+        [target] if target else []
     )
     return response
+
+
+PROXY_URLS_LIMITED = (
+    "Too many changes of URLs from your network in the last hour (at most "
+    f"{abuse.PROXY_URL_CHANGES_PER_HOUR}); nothing was changed. Please try "
+    "again later."
+)
+
+
+@never_cache
+@require_POST
+def proxy_urls(request: HttpRequest, link: str) -> HttpResponse:
+    """ "Your proxy's URLs" on the status page of a request before review:
+    the reverse proxy's URLs replace the request's (the archive's are kept for
+    the reviewer), then the registry checks them. CSRF-protected like every
+    POST; counted before the link is looked at, like the browser check."""
+    allowed = abuse.count_proxy_urls(request)
+    r = links.request_for_link(link)
+    form = ProxyUrlsForm(request.POST)
+    if not allowed:
+        form.is_valid()  # to show the typed values back
+        form.add_error(None, PROXY_URLS_LIMITED)
+        return _status_page(request, link, r, form, status_code=429)
+    if not form.is_valid():
+        return _status_page(request, link, r, form, status_code=400)
+    try:
+        r = lifecycle.give_proxy_urls(
+            r, form.cleaned_data["qido_url"], form.cleaned_data["wado_url"]
+        )
+    except lifecycle.ReviewError as exc:
+        return render(
+            request,
+            "onboarding/refused.html",
+            {
+                "title": "URLs not changed",
+                "message": exc.message,
+                "back_url": reverse(
+                    "integrations:onboarding_status", kwargs={"link": link}
+                ),
+            },
+            status=409,
+        )
+    runs.run_request_check(r)
+    url = reverse("integrations:onboarding_status", kwargs={"link": link})
+    return redirect(f"{url}#proxy-urls")
+
+
+@never_cache
+@require_http_methods(["GET"])
+def mailed_status(request: HttpRequest, link: str) -> HttpResponse:
+    """The status link of the confirmation email. Its address may belong to
+    anyone (a submitter types it): until that address confirmed, the page
+    shows nothing the submitter typed; then it opens the status page."""
+    r = links.request_for_mailed_link(link)
+    if r.is_address_confirmed:
+        return redirect("integrations:onboarding_status", link=links.status_link(r))
+    return render(
+        request,
+        "onboarding/mailed_status.html",
+        {
+            "title": f"Request {r.reference}",
+            "r": r,
+            "confirm_hours": settings.ONBOARDING_CONFIRM_HOURS,
+        },
+    )
 
 
 @never_cache
