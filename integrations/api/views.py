@@ -254,7 +254,9 @@ class ApprovedUserListView(ServerChildMixin, generics.ListAPIView):
                 {"emails": [_item_error(given, *error) for error in exc.errors]}
             ) from None
         with acting_for(request):
-            result = registry.add_normalised_users(server, emails)
+            result = registry.add_normalised_users(
+                server, emails, payload.validated_data["expiry"]
+            )
         answer = BulkAddResultSerializer(
             {"added": result.added, "existing": result.existing}
         )
