@@ -183,6 +183,15 @@ class Ending:
     expires_at: datetime
 
 
+def ending_soon(now: datetime | None = None) -> Any:
+    """Approvals that end within NOTICE_DAYS (the admin's "Ends within 7
+    days")."""
+    now = now or timezone.now()
+    return ApprovedUser.objects.filter(
+        expires_at__gt=now, expires_at__lte=now + timedelta(days=NOTICE_DAYS)
+    )
+
+
 def due(now: datetime) -> Any:
     """Approvals of active servers that end within NOTICE_DAYS and were not
     told yet."""

@@ -3,6 +3,7 @@ API keys, the tool onboarding staff use all day."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -15,11 +16,12 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from integrations import registry
+from integrations import expiry, registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
 from integrations.admin.gate import EdgeGateAdminMixin
 from integrations.admin.monitoring import MonitoringAdminMixin, state_badge
@@ -28,6 +30,7 @@ from integrations.edge import usage
 from integrations.forms import (
     AccessLookupForm,
     ApiKeyAdminForm,
+    ApprovedUserAdminForm,
     DicomWebServerAdminForm,
     DicomWebServerInlineForm,
 )
@@ -84,6 +87,43 @@ class SelectedServerFilter(admin.SimpleListFilter):
         if server_id is None:
             raise IncorrectLookupParameters(f"{escaped(value, 50)} is not a server id.")
         return queryset.filter(server_id=server_id)
+
+
+class ExpiryFilter(admin.SimpleListFilter):
+    """Approvals by their end: the "ending soon" list the index links to."""
+
+    title = "access ends"
+    parameter_name = "expiry"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("soon", f"Within {expiry.NOTICE_DAYS} days"),
+            ("dated", "On a date (not ended yet)"),
+            ("ended", "Ended"),
+            ("never", "Never"),
+        ]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[ApprovedUser]
+    ) -> QuerySet[ApprovedUser]:
+        now = timezone.now()
+        value = self.value()
+        if value == "soon":
+            return queryset.filter(
+                expires_at__gt=now,
+                expires_at__lte=now + timedelta(days=expiry.NOTICE_DAYS),
+            )
+        if value == "dated":
+            return queryset.filter(expires_at__gt=now)
+        if value == "ended":
+            return queryset.filter(expires_at__lte=now)
+        if value == "never":
+            return queryset.filter(expires_at__isnull=True)
+        if value:
+            raise IncorrectLookupParameters(
+                f"{escaped(value, 50)} is not an expiry filter."
+            )
+        return queryset
 
 
 def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[ApprovedUser]:
@@ -233,7 +273,10 @@ class DicomWebServerAdmin(
         ),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
         ("Monitoring", {"fields": MonitoringAdminMixin.monitoring_fields}),
-        ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
+        (
+            "Approved users",
+            {"fields": ["approved_users_link", "add_emails", "access_lasts"]},
+        ),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]
 
@@ -308,10 +351,24 @@ class DicomWebServerAdmin(
         emails = form.cleaned_data.get("add_emails") or []
         if not emails:
             return
-        result = registry.add_approved_users(form.instance, emails)
+        expiry = form.access_expiry()
+        result = registry.add_approved_users(form.instance, emails, expiry)
+        until = f"until {expiry.at:%Y-%m-%d %H:%M} UTC" if expiry.at else "with no end"
         if result.added:
             self.message_user(
-                request, f"Approved {len(result.added)} new email(s).", messages.SUCCESS
+                request,
+                f"Approved {len(result.added)} new email(s)"
+                + (f", {until}." if expiry.at else "."),
+                messages.SUCCESS,
+            )
+        if result.end_changed:
+            self.message_user(
+                request,
+                f"Access of {len(result.end_changed)} already approved email(s) "
+                f"now lasts {until}: "
+                + ", ".join(result.end_changed[:20])
+                + (" …" if len(result.end_changed) > 20 else ""),
+                messages.SUCCESS,
             )
         if result.existing:
             self.message_user(
@@ -354,11 +411,12 @@ class ApprovedUserAdmin(AuditedAdmin):
         "last_used",
     ]
     list_select_related = ["server__institution"]
-    list_filter = ["server__status", SelectedServerFilter]
+    list_filter = ["server__status", ExpiryFilter, SelectedServerFilter]
     search_fields = ["email_key"]
     search_help_text = "A whole email, or its beginning."
     autocomplete_fields = ["server"]
-    fields = ["server", "email", "created_at"]
+    form = ApprovedUserAdminForm
+    fields = ["server", "email", "expires_at", "created_at"]
     readonly_fields = ["created_at"]
     show_full_result_count = False
     paginator = CappedCountPaginator
@@ -377,6 +435,13 @@ class ApprovedUserAdmin(AuditedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovedUser]:
         return usage.with_last_used(super().get_queryset(request))
+
+    def save_model(
+        self, request: HttpRequest, obj: ApprovedUser, form: Any, change: bool
+    ) -> None:
+        if "expires_at" in form.changed_data:
+            obj.expiry_notified_at = None  # a new end is told anew
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="last used through the edge")
     def last_used(self, approved: ApprovedUser) -> Any:
