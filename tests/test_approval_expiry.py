@@ -239,3 +239,76 @@ class GateTests(TestCase):
                 self.pacs, [JANE], expiry.Expiry(timezone.now() + timedelta(days=1))
             )
         self.assertEqual(self.verify().status_code, 204)
+
+
+class PermissionTests(TestCase):
+    """Giving an end renews approvals already there: it needs the change
+    permission on approved users, in the API and on the server page alike."""
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        from django.contrib.auth.models import Permission, User
+
+        hospital = Institution.objects.create(name="University Hospital")
+        cls.pacs = server(hospital, "PACS", emails=[JANE])
+        cls.clerk = User.objects.create_user(
+            "clerk", "clerk@x.example", "pw-long-enough-1", is_staff=True
+        )
+        cls.clerk.user_permissions.add(
+            *Permission.objects.filter(
+                codename__in=[
+                    "view_approveduser",
+                    "add_approveduser",
+                    "view_dicomwebserver",
+                    "change_dicomwebserver",
+                ]
+            )
+        )
+
+    def setUp(self) -> None:
+        self.client.force_login(self.clerk)
+
+    def test_the_api_refuses_an_end_without_change_and_writes_nothing(self) -> None:
+        url = f"/api/v1/servers/{self.pacs.pk}/approved-users/"
+        response = self.client.post(
+            url,
+            json.dumps({"emails": [JANE, "new@x.example"], "days": 5}),
+            content_type="application/json",
+        )
+        self.assertEqual(response.status_code, 403, response.content)
+        self.assertIn("change approved users", response.json()["detail"])
+        self.assertEqual(self.pacs.approved_users.count(), 1)
+        response = self.client.post(
+            url,
+            json.dumps({"emails": ["new@x.example"]}),
+            content_type="application/json",
+        )
+        self.assertEqual(response.status_code, 200)
+
+    def test_the_server_page_hides_access_lasts_and_ignores_a_forged_one(
+        self,
+    ) -> None:
+        page = f"/admin/integrations/dicomwebserver/{self.pacs.pk}/change/"
+        self.assertNotContains(self.client.get(page), "Access lasts")
+        ApprovedUser.objects.filter(email=JANE).update(
+            expires_at=timezone.now() + timedelta(days=3)
+        )
+        response = self.client.post(
+            page,
+            {
+                "institution": self.pacs.institution_id,
+                "name": self.pacs.name,
+                "qido_url": self.pacs.qido_url,
+                "wado_url": self.pacs.wado_url,
+                "status": self.pacs.status,
+                "cors_mode": self.pacs.cors_mode,
+                "add_emails": f"{JANE}\nnew@x.example",
+                "access_lasts": "365",
+            },
+        )
+        self.assertEqual(response.status_code, 302)
+        ends = dict(self.pacs.approved_users.values_list("email", "expires_at"))
+        self.assertIsNone(ends["new@x.example"])
+        end = ends[JANE]
+        assert end is not None
+        self.assertLess(end, timezone.now() + timedelta(days=4))

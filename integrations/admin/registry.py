@@ -196,6 +196,9 @@ class InstitutionAdmin(AuditedAdmin):
         return institution.server_count  # type: ignore[attr-defined]
 
 
+# Needed to give pasted emails an end (it renews approvals already there).
+RENEW_PERMISSION = "integrations.change_approveduser"
+
 PROXY_FIELDSET = "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)"
 
 
@@ -283,8 +286,21 @@ class DicomWebServerAdmin(
     def get_fieldsets(
         self, request: HttpRequest, obj: DicomWebServer | None = None
     ) -> Any:
-        """The proxy's inputs folded away unless the server is behind it."""
+        """The proxy's inputs folded away unless the server is behind it;
+        "Access lasts" only for staff who may change approvals (it renews
+        those already approved)."""
         fieldsets = super().get_fieldsets(request, obj)
+        if not request.user.has_perm(RENEW_PERMISSION):
+            fieldsets = [
+                (
+                    name,
+                    {
+                        **options,
+                        "fields": [f for f in options["fields"] if f != "access_lasts"],
+                    },
+                )
+                for name, options in fieldsets
+            ]
         if obj is not None and obj.cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY:
             return fieldsets
         return [
@@ -351,14 +367,18 @@ class DicomWebServerAdmin(
         emails = form.cleaned_data.get("add_emails") or []
         if not emails:
             return
-        expiry = form.access_expiry()
+        # Without the change permission on approvals, pasting only adds (no
+        # end, existing ends untouched), whatever the post says.
+        renews = request.user.has_perm(RENEW_PERMISSION)
+        expiry = form.access_expiry() if renews else None
         result = registry.add_approved_users(form.instance, emails, expiry)
-        until = f"until {expiry.at:%Y-%m-%d %H:%M} UTC" if expiry.at else "with no end"
+        at = expiry.at if expiry else None
+        until = f"until {at:%Y-%m-%d %H:%M} UTC" if at else "with no end"
         if result.added:
             self.message_user(
                 request,
                 f"Approved {len(result.added)} new email(s)"
-                + (f", {until}." if expiry.at else "."),
+                + (f", {until}." if at else "."),
                 messages.SUCCESS,
             )
         if result.end_changed:

@@ -246,6 +246,9 @@ class EndField(serializers.JSONField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(required=False, allow_null=True, **kwargs)
 
+    def to_internal_value(self, data: Any) -> Any:
+        return data  # judged whole by expiry.expiry_from, naming the value
+
 
 @extend_schema_field(OpenApiTypes.INT)
 class DaysField(EndField):
