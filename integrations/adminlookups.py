@@ -120,8 +120,9 @@ class RegistryAdminSite(admin.AdminSite):
 
     def index(self, request: HttpRequest, extra_context: Any = None) -> Any:
         """The index leads with what needs a staffer today: requests waiting
-        for review, and "What does this email see?" (each only for those
-        allowed to open it)."""
+        for review, "What does this email see?" and the approvals ending
+        within a week (each only for those allowed to open it)."""
+        from integrations import expiry
         from integrations.models import OnboardingRequest
 
         user = request.user
@@ -138,5 +139,13 @@ class RegistryAdminSite(admin.AdminSite):
         if user.has_perm("integrations.view_approveduser"):
             today["lookup_url"] = reverse(
                 "admin:integrations_access_lookup", current_app=self.name
+            )
+            today["ending_soon"] = expiry.ending_soon().count()
+            today["ending_soon_url"] = (
+                reverse(
+                    "admin:integrations_approveduser_changelist",
+                    current_app=self.name,
+                )
+                + "?expiry=soon"
             )
         return super().index(request, {**(extra_context or {}), "today": today})

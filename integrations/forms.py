@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
-from integrations.models import ApiKey, DicomWebServer
+from integrations.expiry import MAX_DAYS, Expiry
+from integrations.models import ApiKey, ApprovedUser, DicomWebServer
 from integrations.validators import (
     PROXY_KEYS,
     PROXY_MODE_DICOMWEB,
@@ -160,8 +163,32 @@ def compose_proxy(form: forms.BaseForm, *, wanted: bool) -> dict[str, Any] | Non
         return None
 
 
+# The paste box's "Access lasts" choices: days, or "" for no end.
+ACCESS_LASTS_CHOICES = [
+    ("", "No end"),
+    ("30", "30 days"),
+    ("90", "90 days"),
+    ("365", "365 days"),
+]
+
+
 class DicomWebServerAdminForm(ProxyFieldsForm, forms.ModelForm):
     add_emails = EmailPasteField(label="Approve emails")
+    access_lasts = forms.TypedChoiceField(
+        label="Access lasts",
+        choices=ACCESS_LASTS_CHOICES,
+        coerce=int,
+        empty_value=None,
+        required=False,
+        help_text="For the emails pasted above, the new ones and those already "
+        "approved alike (their end is replaced: “No end” makes it permanent). "
+        "Staff and the institution's contact are told a week before it ends.",
+    )
+
+    def access_expiry(self) -> Expiry:
+        """The end the paste box gives every email in it."""
+        days = self.cleaned_data.get("access_lasts")
+        return Expiry(timezone.now() + timedelta(days=days) if days else None)
 
     class Meta:
         model = DicomWebServer
@@ -237,6 +264,31 @@ class DicomWebServerInlineForm(InlineConstraintsForm):
                 ]
             )
         super()._update_errors(errors)  # type: ignore[misc]
+
+
+class ApprovedUserAdminForm(forms.ModelForm):
+    """One approval's page: its end may be changed (or emptied: no end)."""
+
+    class Meta:
+        model = ApprovedUser
+        fields = ["server", "email", "expires_at"]
+
+    def clean_expires_at(self) -> Any:
+        at = self.cleaned_data.get("expires_at")
+        if at is None or "expires_at" not in self.changed_data:
+            return at
+        if at <= timezone.now():
+            raise ValidationError(
+                "%(value)s is in the past: give a later end, or delete the "
+                "approval to end it now.",
+                params={"value": f"{at:%Y-%m-%d %H:%M}"},
+            )
+        if at > timezone.now() + timedelta(days=MAX_DAYS):
+            raise ValidationError(
+                "%(value)s is more than %(max)s days away.",
+                params={"value": f"{at:%Y-%m-%d %H:%M}", "max": MAX_DAYS},
+            )
+        return at
 
 
 class AccessLookupForm(forms.Form):

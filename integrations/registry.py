@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history
+from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from integrations import audit
 from integrations.edge import decisions, edgekeys
+from integrations.expiry import Expiry
 from integrations.models import ApprovedUser, DicomWebServer
 from integrations.validators import email_key, fold_emails
 
@@ -36,6 +38,8 @@ def chunks(items: list[T], size: int = BULK_BATCH_SIZE) -> Iterator[list[T]]:
 class BulkAddResult:
     added: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
+    # Of ``existing``, those whose end date the addition changed.
+    end_changed: list[str] = field(default_factory=list)
 
 
 class BulkEmailError(ValueError):
@@ -55,17 +59,25 @@ def normalise_all(emails: Iterable[str]) -> list[str]:
     return folded.emails
 
 
-def add_approved_users(server: DicomWebServer, emails: Iterable[str]) -> BulkAddResult:
+def add_approved_users(
+    server: DicomWebServer, emails: Iterable[str], expiry: Expiry | None = None
+) -> BulkAddResult:
     """Approve many emails for one server, all or nothing, with audit history.
 
     Every email is validated first: any bad one raises BulkEmailError naming
     each, and nothing is written. Ones already approved are reported, not
     duplicated. Answers the normalised forms.
+
+    ``expiry`` (None: not said) is the end of every approval named: the new
+    ones get it, and so do the existing ones (re-approving someone "for 90
+    days" renews them), each change in the history.
     """
-    return add_normalised_users(server, normalise_all(emails))
+    return add_normalised_users(server, normalise_all(emails), expiry)
 
 
-def add_normalised_users(server: DicomWebServer, emails: list[str]) -> BulkAddResult:
+def add_normalised_users(
+    server: DicomWebServer, emails: list[str], expiry: Expiry | None = None
+) -> BulkAddResult:
     """The writing half of ``add_approved_users``, for callers that ran
     ``normalise_all`` themselves to report bad values their own way, so no
     address is validated twice. ``emails`` must be what ``normalise_all`` gave.
@@ -81,7 +93,7 @@ def add_normalised_users(server: DicomWebServer, emails: list[str]) -> BulkAddRe
     while True:
         try:
             with transaction.atomic():
-                return _add_missing(server, wanted)
+                return _add_missing(server, wanted, expiry)
         except IntegrityError:
             if attempt >= ADD_ATTEMPTS:
                 raise
@@ -100,7 +112,9 @@ def existing_keys(server: DicomWebServer, keys: list[str]) -> set[str]:
     return found
 
 
-def _add_missing(server: DicomWebServer, wanted: dict[str, str]) -> BulkAddResult:
+def _add_missing(
+    server: DicomWebServer, wanted: dict[str, str], expiry: Expiry | None
+) -> BulkAddResult:
     """One attempt of ``add_normalised_users``, inside its transaction."""
     result = BulkAddResult()
     # Lock the server row so two bulk adds to one server serialise cleanly.
@@ -114,8 +128,16 @@ def _add_missing(server: DicomWebServer, wanted: dict[str, str]) -> BulkAddResul
         else:
             result.added.append(email)
             new_rows.append(
-                ApprovedUser(server=server, email=email, email_key=key, created_at=now)
+                ApprovedUser(
+                    server=server,
+                    email=email,
+                    email_key=key,
+                    created_at=now,
+                    expires_at=expiry.at if expiry else None,
+                )
             )
+    if expiry is not None and existing:
+        result.end_changed = _set_end(server, sorted(existing), expiry, now)
     if new_rows:
         bulk_create_with_history(
             new_rows,
@@ -126,6 +148,37 @@ def _add_missing(server: DicomWebServer, wanted: dict[str, str]) -> BulkAddResul
         )
         decisions.invalidate(server.pk)  # bulk_create sends no signal
     return result
+
+
+def _set_end(
+    server: DicomWebServer, keys: list[str], expiry: Expiry, now: datetime
+) -> list[str]:
+    """Give these existing approvals ``expiry``'s end (audited, one history
+    row each that changes); the emails changed. A new end is told anew a
+    week before it (expiry.notify_expiring)."""
+    changed: list[ApprovedUser] = []
+    for batch in chunks(keys):
+        rows = ApprovedUser.objects.filter(server=server, email_key__in=batch)
+        rows = (
+            rows.exclude(expires_at=expiry.at)
+            if expiry.at
+            else rows.filter(expires_at__isnull=False)
+        )
+        changed.extend(rows.order_by("email_key"))
+    for row in changed:
+        row.expires_at = expiry.at
+        row.expiry_notified_at = None
+    if changed:
+        bulk_update_with_history(
+            changed,
+            ApprovedUser,
+            ["expires_at", "expiry_notified_at"],
+            batch_size=BULK_BATCH_SIZE,
+            default_date=now,
+            **audit.bulk_history_attrs(),
+        )
+        decisions.invalidate(server.pk)  # bulk_update sends no signal
+    return [row.email for row in changed]
 
 
 def remove_approved_users(server: DicomWebServer, emails: Iterable[str]) -> list[str]:
@@ -166,6 +219,7 @@ def record_bulk_deletion(rows: list[ApprovedUser]) -> None:
                 email=row.email,
                 email_key=row.email_key,
                 created_at=row.created_at,
+                expires_at=row.expires_at,
                 history_date=now,
                 history_type="-",
                 history_user=attrs["default_user"],

@@ -502,6 +502,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"queue": MONITOR_QUEUE},
     },
+    # Approvals ending within a week: one notice per server (expiry.py).
+    "approvals-notify-expiring": {
+        "task": "approvals.notify_expiring",
+        "schedule": 900.0,
+        "options": {"queue": MONITOR_QUEUE, "expires": 900.0},
+    },
 }
 
 # Security headers. With debug off everything is on unless the deployment is

@@ -272,6 +272,24 @@ class ApiBodies(TestCase):
         self.assertIn("\\ud800@x.com", response.json()["detail"])
         self.assertFalse(ApprovedUser.objects.exists())
 
+    def test_odd_ends_on_a_bulk_add_are_400_naming_them(self) -> None:
+        url = f"/api/v1/servers/{self.server.pk}/approved-users/"
+        for body, named in [
+            ('{"emails": ["a@x.edu"], "expires_at": "\\ud800"}', "\\ud800"),
+            ('{"emails": ["a@x.edu"], "expires_at": "2027-01-01\\u0000"}', "\\u0000"),
+            ('{"emails": ["a@x.edu"], "days": ' + HUGE + "}", HUGE),
+            ('{"emails": ["a@x.edu"], "days": 1e400}', "Infinity"),
+            ('{"emails": ["a@x.edu"], "expires_at": {"a": [1]}}', '{"a": [1]}'),
+        ]:
+            with self.subTest(body=body):
+                response = self.post(url, body)
+                self.assertEqual(response.status_code, 400, response.content)
+                body = response.json()
+                messages = [body["detail"]] if "detail" in body else []
+                messages += body.get("days", []) + body.get("expires_at", [])
+                self.assertTrue(any(named in m for m in messages), messages)
+        self.assertFalse(ApprovedUser.objects.exists())
+
     def test_a_lone_surrogate_in_a_key_is_400(self) -> None:
         response = self.post("/api/v1/institutions/", '{"name\\udc00": "A"}')
         self.assertEqual(response.status_code, 400)

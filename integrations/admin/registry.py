@@ -3,6 +3,7 @@ API keys, the tool onboarding staff use all day."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -15,11 +16,12 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from integrations import registry
+from integrations import expiry, registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
 from integrations.admin.gate import EdgeGateAdminMixin
 from integrations.admin.monitoring import (
@@ -32,6 +34,7 @@ from integrations.edge import usage
 from integrations.forms import (
     AccessLookupForm,
     ApiKeyAdminForm,
+    ApprovedUserAdminForm,
     DicomWebServerAdminForm,
     DicomWebServerInlineForm,
 )
@@ -88,6 +91,43 @@ class SelectedServerFilter(admin.SimpleListFilter):
         if server_id is None:
             raise IncorrectLookupParameters(f"{escaped(value, 50)} is not a server id.")
         return queryset.filter(server_id=server_id)
+
+
+class ExpiryFilter(admin.SimpleListFilter):
+    """Approvals by their end: the "ending soon" list the index links to."""
+
+    title = "access ends"
+    parameter_name = "expiry"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("soon", f"Within {expiry.NOTICE_DAYS} days"),
+            ("dated", "On a date (not ended yet)"),
+            ("ended", "Ended"),
+            ("never", "Never"),
+        ]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[ApprovedUser]
+    ) -> QuerySet[ApprovedUser]:
+        now = timezone.now()
+        value = self.value()
+        if value == "soon":
+            return queryset.filter(
+                expires_at__gt=now,
+                expires_at__lte=now + timedelta(days=expiry.NOTICE_DAYS),
+            )
+        if value == "dated":
+            return queryset.filter(expires_at__gt=now)
+        if value == "ended":
+            return queryset.filter(expires_at__lte=now)
+        if value == "never":
+            return queryset.filter(expires_at__isnull=True)
+        if value:
+            raise IncorrectLookupParameters(
+                f"{escaped(value, 50)} is not an expiry filter."
+            )
+        return queryset
 
 
 def email_search(queryset: QuerySet[ApprovedUser], term: str) -> QuerySet[ApprovedUser]:
@@ -159,6 +199,9 @@ class InstitutionAdmin(AuditedAdmin):
     def server_count(self, institution: Institution) -> int:
         return institution.server_count  # type: ignore[attr-defined]
 
+
+# Needed to give pasted emails an end (it renews approvals already there).
+RENEW_PERMISSION = "integrations.change_approveduser"
 
 PROXY_FIELDSET = "Pacsbin's proxy (only when CORS is met by Pacsbin's proxy)"
 
@@ -237,15 +280,31 @@ class DicomWebServerAdmin(
         ),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
         ("Monitoring", {"fields": MonitoringAdminMixin.monitoring_fields}),
-        ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
+        (
+            "Approved users",
+            {"fields": ["approved_users_link", "add_emails", "access_lasts"]},
+        ),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]
 
     def get_fieldsets(
         self, request: HttpRequest, obj: DicomWebServer | None = None
     ) -> Any:
-        """The proxy's inputs folded away unless the server is behind it."""
+        """The proxy's inputs folded away unless the server is behind it;
+        "Access lasts" only for staff who may change approvals (it renews
+        those already approved)."""
         fieldsets = super().get_fieldsets(request, obj)
+        if not request.user.has_perm(RENEW_PERMISSION):
+            fieldsets = [
+                (
+                    name,
+                    {
+                        **options,
+                        "fields": [f for f in options["fields"] if f != "access_lasts"],
+                    },
+                )
+                for name, options in fieldsets
+            ]
         if obj is not None and obj.cors_mode == DicomWebServer.CorsMode.DIMSE_PROXY:
             return fieldsets
         return [
@@ -312,10 +371,28 @@ class DicomWebServerAdmin(
         emails = form.cleaned_data.get("add_emails") or []
         if not emails:
             return
-        result = registry.add_approved_users(form.instance, emails)
+        # Without the change permission on approvals, pasting only adds (no
+        # end, existing ends untouched), whatever the post says.
+        renews = request.user.has_perm(RENEW_PERMISSION)
+        expiry = form.access_expiry() if renews else None
+        result = registry.add_approved_users(form.instance, emails, expiry)
+        at = expiry.at if expiry else None
+        until = f"until {at:%Y-%m-%d %H:%M} UTC" if at else "with no end"
         if result.added:
             self.message_user(
-                request, f"Approved {len(result.added)} new email(s).", messages.SUCCESS
+                request,
+                f"Approved {len(result.added)} new email(s)"
+                + (f", {until}." if at else "."),
+                messages.SUCCESS,
+            )
+        if result.end_changed:
+            self.message_user(
+                request,
+                f"Access of {len(result.end_changed)} already approved email(s) "
+                f"now lasts {until}: "
+                + ", ".join(result.end_changed[:20])
+                + (" …" if len(result.end_changed) > 20 else ""),
+                messages.SUCCESS,
             )
         if result.existing:
             self.message_user(
@@ -358,11 +435,12 @@ class ApprovedUserAdmin(AuditedAdmin):
         "last_used",
     ]
     list_select_related = ["server__institution"]
-    list_filter = ["server__status", SelectedServerFilter]
+    list_filter = ["server__status", ExpiryFilter, SelectedServerFilter]
     search_fields = ["email_key"]
     search_help_text = "A whole email, or its beginning."
     autocomplete_fields = ["server"]
-    fields = ["server", "email", "created_at"]
+    form = ApprovedUserAdminForm
+    fields = ["server", "email", "expires_at", "created_at"]
     readonly_fields = ["created_at"]
     show_full_result_count = False
     paginator = CappedCountPaginator
@@ -381,6 +459,13 @@ class ApprovedUserAdmin(AuditedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApprovedUser]:
         return usage.with_last_used(super().get_queryset(request))
+
+    def save_model(
+        self, request: HttpRequest, obj: ApprovedUser, form: Any, change: bool
+    ) -> None:
+        if "expires_at" in form.changed_data:
+            obj.expiry_notified_at = None  # a new end is told anew
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="last used through the edge")
     def last_used(self, approved: ApprovedUser) -> Any:

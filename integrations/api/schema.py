@@ -430,7 +430,12 @@ approved_users = extend_schema_view(
         summary="Approve emails in bulk (all or nothing)",
         description="Any invalid email: 400 naming every invalid one (by "
         "position and value) and nothing is written. Emails already approved "
-        "are reported under `existing`.",
+        "are reported under `existing`. With `expires_at` (ISO 8601; null: "
+        "never) or `days` (not both), every email named ends then, the "
+        "existing ones too (re-approving someone for 90 days renews them); "
+        "a date in the past, more than 3650 days away or not a date: 400 "
+        "naming the value, nothing written. Without either, new approvals "
+        "never end and existing ones keep their end.",
         tags=["approved users"],
         parameters=[_SERVER_ID],
         request=s.BulkEmailsSerializer,
@@ -446,6 +451,19 @@ approved_users = extend_schema_view(
                 "emails",
                 value={
                     "emails": ["Jane.Doe@University.edu", "john.roe@university.edu"]
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "for 90 days",
+                value={"emails": ["Jane.Doe@University.edu"], "days": 90},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "until a date",
+                value={
+                    "emails": ["Jane.Doe@University.edu"],
+                    "expires_at": "2027-03-31T23:59:59Z",
                 },
                 request_only=True,
             ),

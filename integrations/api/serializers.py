@@ -12,10 +12,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from integrations import expiry
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
     ApprovedUser,
@@ -236,6 +238,23 @@ class EmailItemField(serializers.JSONField):
         super().__init__(allow_null=True, **kwargs)
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
+class EndField(serializers.JSONField):
+    """Any JSON value, judged by ``expiry.expiry_from`` (whose messages name
+    the value, as DRF's own date field's do not)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, allow_null=True, **kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        return data  # judged whole by expiry.expiry_from, naming the value
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class DaysField(EndField):
+    pass
+
+
 class BulkEmailsSerializer(serializers.Serializer):
     emails = serializers.ListField(
         child=EmailItemField(),
@@ -243,6 +262,24 @@ class BulkEmailsSerializer(serializers.Serializer):
         max_length=MAX_BULK_EMAILS,
         help_text="Emails to approve; any invalid one and nothing is written.",
     )
+    expires_at = EndField(
+        help_text="When every approval named ends (ISO 8601 date-time; a "
+        "date alone: the end of that day, UTC), later than now and at most "
+        f"{expiry.MAX_DAYS} days away; null: never. Applies to the emails "
+        "already approved too (their end is replaced). Left out: new "
+        "approvals never end and existing ones keep theirs.",
+    )
+    days = DaysField(
+        help_text=f"Instead of expires_at: every approval named ends this many "
+        f"days from now (1 to {expiry.MAX_DAYS}), the existing ones too.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            attrs["expiry"] = expiry.expiry_from(attrs, timezone.now())
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from None
+        return attrs
 
 
 class BulkAddResultSerializer(serializers.Serializer):
@@ -250,7 +287,9 @@ class BulkAddResultSerializer(serializers.Serializer):
         child=serializers.CharField(), help_text="Newly approved (normalised)."
     )
     existing = serializers.ListField(
-        child=serializers.CharField(), help_text="Already approved (normalised)."
+        child=serializers.CharField(),
+        help_text="Already approved (normalised); with expires_at or days, "
+        "their end is now that one.",
     )
 
 

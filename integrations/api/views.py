@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import generics, status, viewsets
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -253,12 +253,26 @@ class ApprovedUserListView(ServerChildMixin, generics.ListAPIView):
             raise ValidationError(
                 {"emails": [_item_error(given, *error) for error in exc.errors]}
             ) from None
+        ends = payload.validated_data["expiry"]
+        if ends is not None and not _may_renew(request):
+            raise PermissionDenied(
+                "Giving approvals an end (days or expires_at) renews those "
+                "already approved: your account lacks the permission to "
+                "change approved users."
+            )
         with acting_for(request):
-            result = registry.add_normalised_users(server, emails)
+            result = registry.add_normalised_users(server, emails, ends)
         answer = BulkAddResultSerializer(
             {"added": result.added, "existing": result.existing}
         )
         return Response(answer.data)
+
+
+def _may_renew(request: Request) -> bool:
+    """A key of scope manage may; a staff session needs change on approvals."""
+    if isinstance(request.user, ApiClient):
+        return True
+    return request.user.has_perm("integrations.change_approveduser")
 
 
 def _item_error(given: list[Any], position: int, value: str, message: str) -> str:

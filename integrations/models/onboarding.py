@@ -187,6 +187,9 @@ class OnboardingRequest(models.Model):
     notes = models.TextField(blank=True)
     emails_to_add = models.JSONField(default=list, blank=True)
     emails_to_remove = models.JSONField(default=list, blank=True)
+    # The last day the emails to add are approved (the end of a study, say);
+    # null: no end. Applied when the request is approved (lifecycle).
+    emails_end_on = models.DateField("approved until", null=True, blank=True)
 
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -413,8 +413,12 @@ class ApprovedUser(models.Model):
     # Null: never. Past it the approval is gone from the access answer (the
     # same one query) and refused by the gate.
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never.")
+    # When the week-before notice about this expiry was mailed (expiry.py);
+    # cleared whenever expires_at changes, so a new end date is told again.
+    # Not history: a mail sent is no change to who may see images.
+    expiry_notified_at = models.DateTimeField(null=True, blank=True, editable=False)
 
-    history = _history()
+    history = _history(excluded_fields=["expiry_notified_at"])
 
     objects = ApprovedUserQuerySet.as_manager()
 
@@ -431,7 +435,11 @@ class ApprovedUser(models.Model):
             ),
         ]
         # The access question: every approval of one email, without a table scan.
-        indexes = [models.Index(fields=["email_key"], name="approved_user_email_idx")]
+        indexes = [
+            models.Index(fields=["email_key"], name="approved_user_email_idx"),
+            # The week-before notice's scan and the admin's expiry filter.
+            models.Index(fields=["expires_at"], name="approved_user_expiry_idx"),
+        ]
 
     def __str__(self) -> str:
         return self.email

@@ -53,3 +53,11 @@ def dispatch() -> int:
 @shared_task(name="monitoring.prune")
 def prune() -> int:
     return rounds.prune()
+
+
+@shared_task(name="approvals.notify_expiring")
+def notify_expiring() -> int:
+    """The week-before notice of approvals that end (integrations.expiry)."""
+    from integrations import expiry
+
+    return expiry.notify_expiring()

@@ -4,17 +4,21 @@ submission that passes here also passes the admin and the API."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
+from integrations import expiry
 from integrations.forms import (
     PROXY_FIELDS,
     EmailPasteField,
     ProxyFieldsForm,
     proxy_initial,
 )
+from integrations.inputs import escaped
 from integrations.models import DicomWebServer, OnboardingRequest, check_pacsbin_proxy
 from integrations.onboarding.abuse import MAX_EMAILS
 from integrations.validators import (
@@ -424,6 +428,42 @@ class ServerDetailsForm(ProxyFieldsForm, DicomWebUrlsForm):
         }
 
 
+class EndDayField(forms.DateField):
+    """ "Approved until": an optional last day (ISO 8601, as a browser's date
+    input sends it), today at the earliest, expiry.MAX_DAYS ahead at most."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("label", "Approved until")
+        kwargs.setdefault("input_formats", ["%Y-%m-%d"])
+        kwargs.setdefault(
+            "widget", forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+        )
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> date | None:
+        try:
+            return super().to_python(value)
+        except ValidationError:
+            raise ValidationError(
+                "“%(value)s” is not a day: give it as YYYY-MM-DD, e.g. 2027-03-31.",
+                code="invalid",
+                params={"value": escaped(str(value).strip(), 40)},
+            ) from None
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        if value is not None:
+            expiry.check_end_day(value, timezone.localdate())
+
+
+END_DAY_HELP = (
+    "Optional: the last day these accounts may use the archive (the end of "
+    "a study, say); the access ends when that day does, and you are told a "
+    "week before. Leave empty for no end. At most ten years ahead."
+)
+
+
 class NewServerForm(ServerDetailsForm):
     institution_name = forms.CharField(
         label="Institution",
@@ -442,6 +482,7 @@ class NewServerForm(ServerDetailsForm):
         "Duplicates are folded. Only these accounts will see the server. "
         f"At most {MAX_EMAILS:,} per submission.",
     )
+    emails_end_on = EndDayField(help_text=END_DAY_HELP)
 
     field_order = [
         "institution_name",
@@ -462,6 +503,7 @@ class NewServerForm(ServerDetailsForm):
         "needs_credentials",
         "edge_enforced",
         "emails",
+        "emails_end_on",
         "notes",
         "leave_blank",
     ]
@@ -474,6 +516,7 @@ class NewServerForm(ServerDetailsForm):
             **super().request_fields(),
             "institution_name": self.cleaned_data["institution_name"],
             "emails_to_add": self.cleaned_data["emails"],
+            "emails_end_on": self.cleaned_data.get("emails_end_on"),
             "emails_to_remove": [],
         }
 
@@ -483,6 +526,10 @@ class UpdateServerForm(ServerDetailsForm):
         label="Emails to add",
         help_text="Pacsbin account emails that should get access: one per line, "
         "or separated by commas or semicolons. Leave empty for none.",
+    )
+    emails_end_on = EndDayField(
+        help_text=END_DAY_HELP.replace("these accounts", "the accounts to add")
+        + " Accounts already approved that you list get this end too."
     )
     emails_to_remove = CappedEmailPasteField(
         label="Emails to remove",
@@ -508,6 +555,7 @@ class UpdateServerForm(ServerDetailsForm):
         "needs_credentials",
         "edge_enforced",
         "emails_to_add",
+        "emails_end_on",
         "emails_to_remove",
         "notes",
         "leave_blank",
@@ -564,6 +612,7 @@ class UpdateServerForm(ServerDetailsForm):
         return {
             **super().request_fields(),
             "emails_to_add": self.cleaned_data["emails_to_add"],
+            "emails_end_on": self.cleaned_data.get("emails_end_on"),
             "emails_to_remove": self.cleaned_data["emails_to_remove"],
         }
 

@@ -16,7 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from integrations import audit, registry
+from integrations import audit, expiry, registry
+from integrations.expiry import Expiry
 from integrations.models import (
     SERVER_NAME_UNIQUE,
     ApprovedUser,
@@ -552,6 +553,23 @@ def missing_permissions(onboarding_request: OnboardingRequest, user: Any) -> lis
     ]
 
 
+def requested_expiry(onboarding_request: OnboardingRequest) -> Expiry | None:
+    """The end the request gives the emails it adds: through its "approved
+    until" day (None: it names no end, and existing approvals keep theirs).
+    ReviewError when that day has passed while the request waited."""
+    day = onboarding_request.emails_end_on
+    if day is None or not onboarding_request.emails_to_add:
+        return None
+    at = expiry.end_of_day(day)
+    if at <= timezone.now():
+        raise ReviewError(
+            f"The request asks for access until {day:%Y-%m-%d}, which has "
+            "passed; nothing was changed. Reject it with a reason (the contact "
+            "can ask again with a later day)."
+        )
+    return Expiry(at)
+
+
 def approve_request(
     onboarding_request: OnboardingRequest,
     reviewer: Any,
@@ -612,6 +630,7 @@ def _approve(
                 f"Approving {r.reference} needs the permission to "
                 f"{', '.join(missing)}; nothing was changed."
             )
+        ends = requested_expiry(r)
         if r.kind == OnboardingRequest.Kind.NEW:
             institution, server, created_institution = _create_live_rows(r, activate)
             result = ApprovalResult(
@@ -634,7 +653,7 @@ def _approve(
                 transaction.on_commit(
                     lambda: notify.contact_replaced(r, old_contact, site_url)
                 )
-        added = registry.add_approved_users(server, r.emails_to_add)
+        added = registry.add_approved_users(server, r.emails_to_add, ends)
         result.added, result.existing = added.added, added.existing
         result.removed = registry.remove_approved_users(server, r.emails_to_remove)
         r.status = OnboardingRequest.Status.APPROVED

@@ -11,10 +11,13 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count
 from django.utils import timezone
 
+from integrations import expiry
 from integrations.models import ServerHealth
 from integrations.monitoring import alerts, rounds, tasks
 
 logger = logging.getLogger(__name__)
+# As beat's "approvals-notify-expiring" (settings.CELERY_BEAT_SCHEDULE).
+EXPIRY_NOTICE_SECONDS = 900.0
 
 
 class Command(BaseCommand):
@@ -22,7 +25,8 @@ class Command(BaseCommand):
         "Monitoring's dispatcher. --once: one round in the foreground (claim "
         "every due server, check them, wait for the checks, print a summary; "
         "for cron or a test). Without --once: a round every "
-        "MONITOR_TICK_SECONDS until stopped, and pruning every hour: the "
+        "MONITOR_TICK_SECONDS until stopped, pruning every hour and the notice "
+        "of approvals ending within a week every 15 minutes: the "
         "embedded scheduler when CELERY_BROKER_URL is unset (with a broker, "
         "run celery beat instead, or this loop as the one dispatcher)."
     )
@@ -56,6 +60,7 @@ class Command(BaseCommand):
         missing = rounds.wait_for(claimed, since, timeout)
         # The workers' alerts of this round, now that its checks are done.
         alerts.flush()
+        expiry.notify_expiring()
         seconds = time.monotonic() - started
         self.stdout.write(
             f"Checked {len(claimed) - len(missing)} of {len(claimed)} due "
@@ -86,7 +91,7 @@ class Command(BaseCommand):
             f"looking every {settings.MONITOR_TICK_SECONDS:g} s; {mode}. "
             "Ctrl-C stops it."
         )
-        pruned_at = 0.0
+        pruned_at = notified_at = 0.0
         try:
             while True:
                 tick = time.monotonic()
@@ -94,6 +99,9 @@ class Command(BaseCommand):
                     if tick - pruned_at > 3600:
                         rounds.prune()
                         pruned_at = tick
+                    if tick - notified_at > EXPIRY_NOTICE_SECONDS:
+                        expiry.notify_expiring()
+                        notified_at = tick
                     claimed, seconds = self.round()
                 except Exception:
                     # A locked database or a broker that is down: try again
