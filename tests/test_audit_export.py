@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.http import StreamingHttpResponse
 from django.test import TestCase, override_settings
@@ -22,22 +21,11 @@ from integrations import audit, auditexport, registry
 from integrations.models import ApprovedUser, DicomWebServer, EdgeUsage, Institution
 from tests.api_helpers import key_header
 from tests.factories import api_key, make_institution, make_server
+from tests.test_permissions import staffer
 
 URL = "/api/v1/audit/"
 ADMIN_URL = "/admin/audit/"
 TOMORROW = date.today() + timedelta(days=1)
-
-
-def staffer(username: str, *codenames: str) -> Any:
-    user = get_user_model().objects.create_user(
-        username, f"{username}@pacsbin.example", is_staff=True
-    )
-    user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="integrations", codename__in=codenames
-        )
-    )
-    return user
 
 
 def all_history_at(moment: datetime) -> None:
