@@ -12,6 +12,10 @@ outside load test does (bench/outside.py: gunicorn with 2 sync workers).
 Then the gate at the edge (bench/edge.py): requests through nginx, gated with
 decisions cached against ungated (``--no-edge`` skips it).
 
+Then the audit export's memory (bench/audit.py): a year of history for
+1,000,000 approvals (``--quick``: 100,000) streamed as CSV, against a tenth
+of it (``--no-audit`` skips it).
+
 Then the monitoring section (bench/monitoring.py): one round over 10,000
 simulated archives through real Celery workers on Redis. ``--monitoring-only``
 runs just that (writes bench/last-monitoring.json); ``--no-monitoring`` skips it.
@@ -30,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import edge, monitoring
+from bench import audit, edge, monitoring
 from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH, ROOT, base_env
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -237,6 +241,21 @@ def run_edge(quick: bool) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+def run_audit(quick: bool) -> dict[str, Any]:
+    """bench/audit.py in its own process (it sets Django up for itself)."""
+    print("== the audit export's memory", file=sys.stderr)
+    approvals = "100000" if quick else "1000000"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.audit", "--approvals", approvals],
+        cwd=ROOT,
+        env=base_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -245,6 +264,7 @@ def main() -> None:
     parser.add_argument("--monitoring-only", action="store_true")
     parser.add_argument("--no-monitoring", action="store_true")
     parser.add_argument("--no-edge", action="store_true")
+    parser.add_argument("--no-audit", action="store_true")
     parser.add_argument(
         "--monitoring-servers", type=int, default=10_000, help="simulated archives"
     )
@@ -300,6 +320,8 @@ def main() -> None:
     report["databases"] = {k: v for k, v in report["databases"].items() if v}
     if not args.no_edge:
         report["edge"] = run_edge(quick=args.quick)
+    if not args.no_audit:
+        report["audit"] = run_audit(quick=args.quick)
     if not args.no_monitoring:
         report["monitoring"] = monitoring.run(args.monitoring_servers, workdir=WORKDIR)
     report["seconds"] = round(time.monotonic() - started, 1)
@@ -308,6 +330,9 @@ def main() -> None:
     if report.get("edge"):
         print()
         print(edge.table(report["edge"]))
+    if report.get("audit"):
+        print()
+        print(audit.table(report["audit"]))
     if report.get("monitoring"):
         print()
         print(monitoring.table(report["monitoring"]))

@@ -9,6 +9,7 @@ checked here first: ASCII digits, within 64 bits, or the "?e=1" page.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 from django.contrib import admin
@@ -19,7 +20,7 @@ from django.db import models
 from django.db.models.constants import LOOKUP_SEP
 from django.db.models.options import Options
 from django.http import HttpRequest
-from django.urls import reverse
+from django.urls import path, reverse
 
 from integrations.inputs import MAX_ID, parse_id
 
@@ -118,6 +119,16 @@ class RegistryAdminSite(admin.AdminSite):
             )
         super().register(model_or_iterable, admin_class, **options)
 
+    def get_urls(self) -> list[Any]:
+        from integrations.admin.audit import audit_export_view
+
+        audit_export = path(
+            "audit/",
+            self.admin_view(partial(audit_export_view, site=self)),
+            name="audit_export",
+        )
+        return [audit_export, *super().get_urls()]
+
     def index(self, request: HttpRequest, extra_context: Any = None) -> Any:
         """The index leads with what needs a staffer today: requests waiting
         for review, "What does this email see?" and the approvals ending
@@ -148,4 +159,8 @@ class RegistryAdminSite(admin.AdminSite):
                 )
                 + "?expiry=soon"
             )
+        from integrations.auditexport import may_export
+
+        if may_export(user):
+            today["audit_url"] = reverse("admin:audit_export", current_app=self.name)
         return super().index(request, {**(extra_context or {}), "today": today})

@@ -21,6 +21,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from integrations import auditexport
+
 # Aliased: ``access`` below is this module's decorator for the view.
 from integrations.api import access as access_question
 from integrations.api import serializers as s
@@ -800,6 +802,159 @@ def edge_key(view: Any) -> Any:
                     "A URL of the server breaks the URL rule: no configuration.",
                     {"detail": "No configuration for “Main PACS”: …"},
                 ),
+            },
+        )
+    )(view)
+
+
+# --- The audit export -------------------------------------------------------------
+
+_AUDIT_ROW = {
+    "type": "object",
+    "properties": {
+        "at": {"type": "string", "format": "date-time"},
+        "actor": {
+            "type": "string",
+            "description": "A staff username, `api-key:NAME (created by …)`, "
+            "another label (a command, the contact), or empty; for `used`, "
+            "the token's email.",
+        },
+        "action": {"type": "string", "enum": ["created", "changed", "deleted", "used"]},
+        "object_type": {
+            "type": "string",
+            "enum": ["institution", "server", "approved_user", "edge_usage"],
+        },
+        "object_id": {"type": "integer"},
+        "server": {"type": "integer", "nullable": True},
+        "email": {"type": "string"},
+        "before": {"type": "object", "nullable": True, "additionalProperties": {}},
+        "after": {"type": "object", "nullable": True, "additionalProperties": {}},
+    },
+    "required": list(auditexport.COLUMNS),
+}
+_AUDIT_EXAMPLE = {
+    "next": "https://registry.example.org/api/v1/audit/?server=7&cursor=WyIyMDI2…",
+    "results": [
+        {
+            "at": "2026-03-02T08:15:00.123456Z",
+            "actor": "api-key:deploy-bot (created by alice)",
+            "action": "changed",
+            "object_type": "server",
+            "object_id": 7,
+            "server": 7,
+            "email": "",
+            "before": {"status": "pending"},
+            "after": {"status": "active"},
+        },
+        {
+            "at": "2026-03-03T00:00:00Z",
+            "actor": "jane.doe@university.edu",
+            "action": "used",
+            "object_type": "edge_usage",
+            "object_id": 311,
+            "server": 7,
+            "email": "jane.doe@university.edu",
+            "before": None,
+            "after": {
+                "day": "2026-03-03",
+                "granted": 42,
+                "refused": 0,
+                "last_used_at": "2026-03-03T16:22:05Z",
+            },
+        },
+    ],
+}
+
+
+def audit(view: Any) -> Any:
+    def when(name: str, meaning: str) -> OpenApiParameter:
+        return OpenApiParameter(
+            name,
+            str,
+            description=f"An ISO 8601 date (`2026-03-02`) or date-time "
+            f"(`2026-03-02T08:15:00Z`; UTC without an offset): {meaning}",
+        )
+
+    return extend_schema_view(
+        get=extend_schema(
+            operation_id="audit_export",
+            summary="The audit export: every change, and the gate's daily use",
+            description="Every change to institutions, servers and approved "
+            "users (who, when, before and after) and the gate's use per server, "
+            "email and day, oldest first. `created` rows have the new object in "
+            "`after`, `deleted` rows the last state in `before`, `changed` rows "
+            "only the fields that changed; a `used` row stands for a whole UTC "
+            "day (`at` is its midnight). JSON: a page of `results` and `next`, "
+            "the URL of the next page (null after the last; follow it, its "
+            "cursor is opaque). `format=csv`: every row at once, streamed, with "
+            "the same columns (before/after as JSON), formula-safe (a cell "
+            "starting with = + - @, a tab or a carriage return gets a leading "
+            "apostrophe). An id that matches nothing (a deleted server's "
+            "included) is no error: its history, if any. Needs a key of scope "
+            "`manage`, or a staff session with view on institutions, servers "
+            "and approved users.",
+            tags=["audit"],
+            parameters=[
+                OpenApiParameter(
+                    "institution",
+                    int,
+                    description="The institution, its servers (also those it "
+                    "had), their approvals and use.",
+                ),
+                OpenApiParameter(
+                    "server", int, description="The server, its approvals and use."
+                ),
+                OpenApiParameter(
+                    "email",
+                    str,
+                    description="Approvals of this email and its use (matched "
+                    "as the access question matches).",
+                ),
+                when("since", "rows at or after it (a date: from its start)."),
+                when("until", "rows before it (a date: to its end, inclusive)."),
+                OpenApiParameter(
+                    "format", str, enum=["json", "csv"], description="Default json."
+                ),
+                OpenApiParameter(
+                    "cursor", str, description="Given in `next`; do not build it."
+                ),
+                PAGE_SIZE,
+            ],
+            responses={
+                (200, "application/json"): OpenApiResponse(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "next": {
+                                "type": "string",
+                                "format": "uri",
+                                "nullable": True,
+                            },
+                            "results": {"type": "array", "items": _AUDIT_ROW},
+                        },
+                        "required": ["next", "results"],
+                    },
+                    description="A page of rows, oldest first.",
+                    examples=[OpenApiExample("page", value=_AUDIT_EXAMPLE)],
+                ),
+                (200, "text/csv"): OpenApiResponse(
+                    OpenApiTypes.STR,
+                    description="`format=csv`: every row, streamed as an "
+                    "attachment; the header is "
+                    "`at,actor,action,object_type,object_id,server,email,before,after`.",
+                ),
+                400: _error(
+                    "A bad filter, format, page size or cursor; each named.",
+                    {
+                        "since": [
+                            "“yesterday” is not an ISO 8601 date or date-time: "
+                            "write 2026-03-02 or 2026-03-02T08:15:00Z."
+                        ]
+                    },
+                    body=_FIELD_ERRORS,
+                ),
+                401: UNAUTHENTICATED,
+                403: FORBIDDEN,
             },
         )
     )(view)

@@ -6,7 +6,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from integrations.api import connectivity_views, edge_views, views
+from integrations.api import audit_views, connectivity_views, edge_views, views
 
 app_name = "api"
 
@@ -19,6 +19,7 @@ urlpatterns = [
     # The same question with a trailing slash, as many clients write it.
     path("v1/access/", views.access_question_with_slash, name="access-slash"),
     path("v1/health", views.HealthView.as_view(), name="health"),
+    path("v1/audit/", audit_views.AuditExportView.as_view(), name="audit"),
     path("v1/edge/jwks.json", edge_views.jwks, name="edge-jwks"),
     path("v1/edge/verify", edge_views.verify, name="edge-verify"),
     path(

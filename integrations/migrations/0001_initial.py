@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,144 +17,435 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='DicomWebServer',
+            name="DicomWebServer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Unique within the institution.', max_length=200, verbose_name='display name')),
-                ('qido_url', models.CharField(max_length=2000, validators=[integrations.validators.normalize_dicomweb_url], verbose_name='QIDO URL')),
-                ('wado_url', models.CharField(max_length=2000, validators=[integrations.validators.normalize_dicomweb_url], verbose_name='WADO URL')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('active', 'Active'), ('suspended', 'Suspended')], default='pending', help_text='Only active servers are ever given to the uploader.', max_length=16)),
-                ('cors_mode', models.CharField(choices=[('direct', 'The archive sends CORS headers itself'), ('reverse_proxy', 'A reverse proxy adds CORS headers'), ('dimse_proxy', "Pacsbin's DIMSE proxy (proxyMode dicomweb)")], default='direct', max_length=16, verbose_name='how CORS is met')),
-                ('needs_credentials', models.BooleanField(default=False, help_text="The archive needs the user's own cookies or HTTP auth: then 'Access-Control-Allow-Origin: *' is not enough; the origin must be echoed with 'Access-Control-Allow-Credentials: true'.", verbose_name='needs browser credentials')),
-                ('notes', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Unique within the institution.",
+                        max_length=200,
+                        verbose_name="display name",
+                    ),
+                ),
+                (
+                    "qido_url",
+                    models.CharField(
+                        max_length=2000,
+                        validators=[integrations.validators.normalize_dicomweb_url],
+                        verbose_name="QIDO URL",
+                    ),
+                ),
+                (
+                    "wado_url",
+                    models.CharField(
+                        max_length=2000,
+                        validators=[integrations.validators.normalize_dicomweb_url],
+                        verbose_name="WADO URL",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("active", "Active"),
+                            ("suspended", "Suspended"),
+                        ],
+                        default="pending",
+                        help_text="Only active servers are ever given to the uploader.",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "cors_mode",
+                    models.CharField(
+                        choices=[
+                            ("direct", "The archive sends CORS headers itself"),
+                            ("reverse_proxy", "A reverse proxy adds CORS headers"),
+                            (
+                                "dimse_proxy",
+                                "Pacsbin's DIMSE proxy (proxyMode dicomweb)",
+                            ),
+                        ],
+                        default="direct",
+                        max_length=16,
+                        verbose_name="how CORS is met",
+                    ),
+                ),
+                (
+                    "needs_credentials",
+                    models.BooleanField(
+                        default=False,
+                        help_text="The archive needs the user's own cookies or HTTP auth: then 'Access-Control-Allow-Origin: *' is not enough; the origin must be echoed with 'Access-Control-Allow-Credentials: true'.",
+                        verbose_name="needs browser credentials",
+                    ),
+                ),
+                ("notes", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'DICOMweb server',
-                'ordering': [django.db.models.functions.text.Lower('institution__name'), django.db.models.functions.text.Lower('name')],
+                "verbose_name": "DICOMweb server",
+                "ordering": [
+                    django.db.models.functions.text.Lower("institution__name"),
+                    django.db.models.functions.text.Lower("name"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='HistoricalApprovedUser',
+            name="HistoricalApprovedUser",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_actor', models.CharField(blank=True, help_text='Who made the change.', max_length=200, verbose_name='actor')),
-                ('email', models.CharField(help_text='The normalised form, as email-validator returns it.', max_length=254)),
-                ('email_key', models.CharField(editable=False, max_length=254)),
-                ('created_at', models.DateTimeField(blank=True, editable=False)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('server', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='integrations.dicomwebserver')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "history_actor",
+                    models.CharField(
+                        blank=True,
+                        help_text="Who made the change.",
+                        max_length=200,
+                        verbose_name="actor",
+                    ),
+                ),
+                (
+                    "email",
+                    models.CharField(
+                        help_text="The normalised form, as email-validator returns it.",
+                        max_length=254,
+                    ),
+                ),
+                ("email_key", models.CharField(editable=False, max_length=254)),
+                ("created_at", models.DateTimeField(blank=True, editable=False)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")],
+                        max_length=1,
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "server",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="integrations.dicomwebserver",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical approved user',
-                'verbose_name_plural': 'historical approved users',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical approved user",
+                "verbose_name_plural": "historical approved users",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalInstitution',
+            name="HistoricalInstitution",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_actor', models.CharField(blank=True, help_text='Who made the change.', max_length=200, verbose_name='actor')),
-                ('name', models.CharField(help_text='Unique, ignoring case.', max_length=200)),
-                ('contact_name', models.CharField(blank=True, max_length=200)),
-                ('contact_email', models.EmailField(blank=True, max_length=254)),
-                ('notes', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(blank=True, editable=False)),
-                ('updated_at', models.DateTimeField(blank=True, editable=False)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "history_actor",
+                    models.CharField(
+                        blank=True,
+                        help_text="Who made the change.",
+                        max_length=200,
+                        verbose_name="actor",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Unique, ignoring case.", max_length=200
+                    ),
+                ),
+                ("contact_name", models.CharField(blank=True, max_length=200)),
+                ("contact_email", models.EmailField(blank=True, max_length=254)),
+                ("notes", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(blank=True, editable=False)),
+                ("updated_at", models.DateTimeField(blank=True, editable=False)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")],
+                        max_length=1,
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical institution',
-                'verbose_name_plural': 'historical institutions',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical institution",
+                "verbose_name_plural": "historical institutions",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='Institution',
+            name="Institution",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Unique, ignoring case.', max_length=200)),
-                ('contact_name', models.CharField(blank=True, max_length=200)),
-                ('contact_email', models.EmailField(blank=True, max_length=254)),
-                ('notes', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Unique, ignoring case.", max_length=200
+                    ),
+                ),
+                ("contact_name", models.CharField(blank=True, max_length=200)),
+                ("contact_email", models.EmailField(blank=True, max_length=254)),
+                ("notes", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': [django.db.models.functions.text.Lower('name')],
-                'constraints': [models.UniqueConstraint(django.db.models.functions.text.Lower('name'), name='institution_name_ci_unique')],
+                "ordering": [django.db.models.functions.text.Lower("name")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        django.db.models.functions.text.Lower("name"),
+                        name="institution_name_ci_unique",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='HistoricalDicomWebServer',
+            name="HistoricalDicomWebServer",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_actor', models.CharField(blank=True, help_text='Who made the change.', max_length=200, verbose_name='actor')),
-                ('name', models.CharField(help_text='Unique within the institution.', max_length=200, verbose_name='display name')),
-                ('qido_url', models.CharField(max_length=2000, validators=[integrations.validators.normalize_dicomweb_url], verbose_name='QIDO URL')),
-                ('wado_url', models.CharField(max_length=2000, validators=[integrations.validators.normalize_dicomweb_url], verbose_name='WADO URL')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('active', 'Active'), ('suspended', 'Suspended')], default='pending', help_text='Only active servers are ever given to the uploader.', max_length=16)),
-                ('cors_mode', models.CharField(choices=[('direct', 'The archive sends CORS headers itself'), ('reverse_proxy', 'A reverse proxy adds CORS headers'), ('dimse_proxy', "Pacsbin's DIMSE proxy (proxyMode dicomweb)")], default='direct', max_length=16, verbose_name='how CORS is met')),
-                ('needs_credentials', models.BooleanField(default=False, help_text="The archive needs the user's own cookies or HTTP auth: then 'Access-Control-Allow-Origin: *' is not enough; the origin must be echoed with 'Access-Control-Allow-Credentials: true'.", verbose_name='needs browser credentials')),
-                ('notes', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(blank=True, editable=False)),
-                ('updated_at', models.DateTimeField(blank=True, editable=False)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_change_reason', models.CharField(max_length=100, null=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('institution', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='integrations.institution')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "history_actor",
+                    models.CharField(
+                        blank=True,
+                        help_text="Who made the change.",
+                        max_length=200,
+                        verbose_name="actor",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Unique within the institution.",
+                        max_length=200,
+                        verbose_name="display name",
+                    ),
+                ),
+                (
+                    "qido_url",
+                    models.CharField(
+                        max_length=2000,
+                        validators=[integrations.validators.normalize_dicomweb_url],
+                        verbose_name="QIDO URL",
+                    ),
+                ),
+                (
+                    "wado_url",
+                    models.CharField(
+                        max_length=2000,
+                        validators=[integrations.validators.normalize_dicomweb_url],
+                        verbose_name="WADO URL",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("active", "Active"),
+                            ("suspended", "Suspended"),
+                        ],
+                        default="pending",
+                        help_text="Only active servers are ever given to the uploader.",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "cors_mode",
+                    models.CharField(
+                        choices=[
+                            ("direct", "The archive sends CORS headers itself"),
+                            ("reverse_proxy", "A reverse proxy adds CORS headers"),
+                            (
+                                "dimse_proxy",
+                                "Pacsbin's DIMSE proxy (proxyMode dicomweb)",
+                            ),
+                        ],
+                        default="direct",
+                        max_length=16,
+                        verbose_name="how CORS is met",
+                    ),
+                ),
+                (
+                    "needs_credentials",
+                    models.BooleanField(
+                        default=False,
+                        help_text="The archive needs the user's own cookies or HTTP auth: then 'Access-Control-Allow-Origin: *' is not enough; the origin must be echoed with 'Access-Control-Allow-Credentials: true'.",
+                        verbose_name="needs browser credentials",
+                    ),
+                ),
+                ("notes", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(blank=True, editable=False)),
+                ("updated_at", models.DateTimeField(blank=True, editable=False)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                ("history_change_reason", models.CharField(max_length=100, null=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")],
+                        max_length=1,
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "institution",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="integrations.institution",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical DICOMweb server',
-                'verbose_name_plural': 'historical DICOMweb servers',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical DICOMweb server",
+                "verbose_name_plural": "historical DICOMweb servers",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.AddField(
-            model_name='dicomwebserver',
-            name='institution',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='servers', to='integrations.institution'),
+            model_name="dicomwebserver",
+            name="institution",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="servers",
+                to="integrations.institution",
+            ),
         ),
         migrations.CreateModel(
-            name='ApprovedUser',
+            name="ApprovedUser",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.CharField(help_text='The normalised form, as email-validator returns it.', max_length=254)),
-                ('email_key', models.CharField(editable=False, max_length=254)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='approved_users', to='integrations.dicomwebserver')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "email",
+                    models.CharField(
+                        help_text="The normalised form, as email-validator returns it.",
+                        max_length=254,
+                    ),
+                ),
+                ("email_key", models.CharField(editable=False, max_length=254)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approved_users",
+                        to="integrations.dicomwebserver",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'approved user',
-                'ordering': ['email_key'],
-                'indexes': [models.Index(fields=['email_key'], name='approved_user_email_idx')],
-                'constraints': [models.UniqueConstraint(fields=('server', 'email_key'), name='approved_user_once_per_server'), models.CheckConstraint(condition=models.Q(('email_key', ''), _negated=True), name='approved_user_email_key_set')],
+                "verbose_name": "approved user",
+                "ordering": ["email_key"],
+                "indexes": [
+                    models.Index(fields=["email_key"], name="approved_user_email_idx")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("server", "email_key"),
+                        name="approved_user_once_per_server",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("email_key", ""), _negated=True),
+                        name="approved_user_email_key_set",
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='dicomwebserver',
-            index=models.Index(fields=['status'], name='server_status_idx'),
+            model_name="dicomwebserver",
+            index=models.Index(fields=["status"], name="server_status_idx"),
         ),
         migrations.AddConstraint(
-            model_name='dicomwebserver',
-            constraint=models.UniqueConstraint(models.F('institution'), django.db.models.functions.text.Lower('name'), name='server_name_ci_unique_per_institution'),
+            model_name="dicomwebserver",
+            constraint=models.UniqueConstraint(
+                models.F("institution"),
+                django.db.models.functions.text.Lower("name"),
+                name="server_name_ci_unique_per_institution",
+            ),
         ),
     ]

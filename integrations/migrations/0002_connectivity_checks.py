@@ -6,29 +6,81 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0001_initial'),
+        ("integrations", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ConnectivityCheck',
+            name="ConnectivityCheck",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('source', models.CharField(choices=[('server', 'Server-side probe'), ('browser', "Someone's browser")], max_length=16)),
-                ('origin', models.CharField(max_length=200)),
-                ('outcome', models.CharField(choices=[('ok', 'OK'), ('unreachable', 'Unreachable'), ('tls_error', 'TLS error'), ('not_dicomweb', 'Not DICOMweb'), ('cors_missing', 'CORS header missing'), ('cors_origin_mismatch', 'CORS for another origin'), ('preflight_failed', 'Preflight failed'), ('credentials_misconfigured', 'Credentials misconfigured'), ('blocked', 'Blocked by the SSRF guard')], max_length=32)),
-                ('findings', models.JSONField(blank=True, default=list)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='connectivity_checks', to='integrations.dicomwebserver')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("server", "Server-side probe"),
+                            ("browser", "Someone's browser"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("origin", models.CharField(max_length=200)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("ok", "OK"),
+                            ("unreachable", "Unreachable"),
+                            ("tls_error", "TLS error"),
+                            ("not_dicomweb", "Not DICOMweb"),
+                            ("cors_missing", "CORS header missing"),
+                            ("cors_origin_mismatch", "CORS for another origin"),
+                            ("preflight_failed", "Preflight failed"),
+                            ("credentials_misconfigured", "Credentials misconfigured"),
+                            ("blocked", "Blocked by the SSRF guard"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("findings", models.JSONField(blank=True, default=list)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="connectivity_checks",
+                        to="integrations.dicomwebserver",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'connectivity check',
-                'ordering': ['-created_at', '-pk'],
-                'indexes': [models.Index(fields=['server', '-created_at'], name='check_server_recent_idx')],
+                "verbose_name": "connectivity check",
+                "ordering": ["-created_at", "-pk"],
+                "indexes": [
+                    models.Index(
+                        fields=["server", "-created_at"], name="check_server_recent_idx"
+                    )
+                ],
             },
         ),
     ]

@@ -4,28 +4,65 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0002_connectivity_checks'),
+        ("integrations", "0002_connectivity_checks"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text='Who uses it, e.g. uploader-production. Named in the audit history as api-key:<name>.', max_length=100, unique=True)),
-                ('scope', models.CharField(choices=[('access', 'access: may ask the access question'), ('manage', 'manage: may also change the registry')], max_length=16)),
-                ('prefix', models.CharField(editable=False, max_length=16, unique=True)),
-                ('hashed_key', models.CharField(editable=False, max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField(blank=True, help_text='Empty: never expires.', null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        help_text="Who uses it, e.g. uploader-production. Named in the audit history as api-key:<name>.",
+                        max_length=100,
+                        unique=True,
+                    ),
+                ),
+                (
+                    "scope",
+                    models.CharField(
+                        choices=[
+                            ("access", "access: may ask the access question"),
+                            ("manage", "manage: may also change the registry"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "prefix",
+                    models.CharField(editable=False, max_length=16, unique=True),
+                ),
+                ("hashed_key", models.CharField(editable=False, max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "expires_at",
+                    models.DateTimeField(
+                        blank=True, help_text="Empty: never expires.", null=True
+                    ),
+                ),
+                (
+                    "revoked_at",
+                    models.DateTimeField(blank=True, editable=False, null=True),
+                ),
+                (
+                    "last_used_at",
+                    models.DateTimeField(blank=True, editable=False, null=True),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-                'ordering': ['name'],
+                "verbose_name": "API key",
+                "ordering": ["name"],
             },
         ),
     ]

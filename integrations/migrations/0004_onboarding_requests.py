@@ -6,46 +6,150 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0003_api_keys'),
+        ("integrations", "0003_api_keys"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OnboardingRequest',
+            name="OnboardingRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('new', 'New server'), ('update', 'Change to a server')], default='new', max_length=8)),
-                ('status', models.CharField(choices=[('submitted', 'Waiting for review'), ('approved', 'Approved'), ('rejected', 'Rejected')], default='submitted', max_length=16)),
-                ('reference', models.CharField(editable=False, max_length=16, unique=True)),
-                ('token', models.CharField(editable=False, max_length=64, unique=True)),
-                ('baseline', models.JSONField(blank=True, default=dict)),
-                ('institution_name', models.CharField(max_length=200)),
-                ('contact_name', models.CharField(max_length=200)),
-                ('contact_email', models.CharField(max_length=254)),
-                ('server_name', models.CharField(max_length=200)),
-                ('qido_url', models.CharField(max_length=2000, verbose_name='QIDO URL')),
-                ('wado_url', models.CharField(max_length=2000, verbose_name='WADO URL')),
-                ('cors_mode', models.CharField(choices=[('direct', 'The archive sends CORS headers itself'), ('reverse_proxy', 'A reverse proxy adds CORS headers'), ('dimse_proxy', "Pacsbin's DIMSE proxy (proxyMode dicomweb)")], default='direct', max_length=16, verbose_name='how CORS is met')),
-                ('needs_credentials', models.BooleanField(default=False, verbose_name='needs browser credentials')),
-                ('notes', models.TextField(blank=True)),
-                ('emails_to_add', models.JSONField(blank=True, default=list)),
-                ('emails_to_remove', models.JSONField(blank=True, default=list)),
-                ('reviewed_at', models.DateTimeField(blank=True, null=True)),
-                ('reason', models.TextField(blank=True, help_text='Why it was rejected; the contact is told.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('client_address', models.GenericIPAddressField(blank=True, null=True)),
-                ('institution', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='onboarding_requests', to='integrations.institution')),
-                ('reviewer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('server', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='onboarding_requests', to='integrations.dicomwebserver')),
-                ('submitted_from', models.ForeignKey(blank=True, help_text='The request whose status link this update was sent from.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='updates', to='integrations.onboardingrequest')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("new", "New server"),
+                            ("update", "Change to a server"),
+                        ],
+                        default="new",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("submitted", "Waiting for review"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                        ],
+                        default="submitted",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "reference",
+                    models.CharField(editable=False, max_length=16, unique=True),
+                ),
+                ("token", models.CharField(editable=False, max_length=64, unique=True)),
+                ("baseline", models.JSONField(blank=True, default=dict)),
+                ("institution_name", models.CharField(max_length=200)),
+                ("contact_name", models.CharField(max_length=200)),
+                ("contact_email", models.CharField(max_length=254)),
+                ("server_name", models.CharField(max_length=200)),
+                (
+                    "qido_url",
+                    models.CharField(max_length=2000, verbose_name="QIDO URL"),
+                ),
+                (
+                    "wado_url",
+                    models.CharField(max_length=2000, verbose_name="WADO URL"),
+                ),
+                (
+                    "cors_mode",
+                    models.CharField(
+                        choices=[
+                            ("direct", "The archive sends CORS headers itself"),
+                            ("reverse_proxy", "A reverse proxy adds CORS headers"),
+                            (
+                                "dimse_proxy",
+                                "Pacsbin's DIMSE proxy (proxyMode dicomweb)",
+                            ),
+                        ],
+                        default="direct",
+                        max_length=16,
+                        verbose_name="how CORS is met",
+                    ),
+                ),
+                (
+                    "needs_credentials",
+                    models.BooleanField(
+                        default=False, verbose_name="needs browser credentials"
+                    ),
+                ),
+                ("notes", models.TextField(blank=True)),
+                ("emails_to_add", models.JSONField(blank=True, default=list)),
+                ("emails_to_remove", models.JSONField(blank=True, default=list)),
+                ("reviewed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "reason",
+                    models.TextField(
+                        blank=True,
+                        help_text="Why it was rejected; the contact is told.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("client_address", models.GenericIPAddressField(blank=True, null=True)),
+                (
+                    "institution",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="onboarding_requests",
+                        to="integrations.institution",
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "server",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="onboarding_requests",
+                        to="integrations.dicomwebserver",
+                    ),
+                ),
+                (
+                    "submitted_from",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The request whose status link this update was sent from.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="updates",
+                        to="integrations.onboardingrequest",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'onboarding request',
-                'ordering': ['-created_at', '-pk'],
-                'indexes': [models.Index(fields=['status', 'created_at'], name='onboarding_queue_idx')],
+                "verbose_name": "onboarding request",
+                "ordering": ["-created_at", "-pk"],
+                "indexes": [
+                    models.Index(
+                        fields=["status", "created_at"], name="onboarding_queue_idx"
+                    )
+                ],
             },
         ),
     ]

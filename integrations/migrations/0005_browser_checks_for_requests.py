@@ -6,25 +6,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0004_onboarding_requests'),
+        ("integrations", "0004_onboarding_requests"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='connectivitycheck',
-            name='onboarding_request',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='connectivity_checks', to='integrations.onboardingrequest'),
+            model_name="connectivitycheck",
+            name="onboarding_request",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="connectivity_checks",
+                to="integrations.onboardingrequest",
+            ),
         ),
         migrations.AlterField(
-            model_name='connectivitycheck',
-            name='server',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='connectivity_checks', to='integrations.dicomwebserver'),
+            model_name="connectivitycheck",
+            name="server",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="connectivity_checks",
+                to="integrations.dicomwebserver",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='connectivitycheck',
-            constraint=models.CheckConstraint(condition=models.Q(('server__isnull', False), ('onboarding_request__isnull', False), _connector='OR'), name='check_has_server_or_request', violation_error_message='A connectivity check is made for a server or an onboarding request.'),
+            model_name="connectivitycheck",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("server__isnull", False),
+                    ("onboarding_request__isnull", False),
+                    _connector="OR",
+                ),
+                name="check_has_server_or_request",
+                violation_error_message="A connectivity check is made for a server or an onboarding request.",
+            ),
         ),
     ]

@@ -15,46 +15,60 @@ def confirm_existing_requests(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0006_bench_indexes'),
+        ("integrations", "0006_bench_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='onboardingrequest',
-            name='confirmation_address',
+            model_name="onboardingrequest",
+            name="confirmation_address",
             field=models.CharField(blank=True, max_length=254),
         ),
         migrations.AddField(
-            model_name='onboardingrequest',
-            name='confirmation_sends',
+            model_name="onboardingrequest",
+            name="confirmation_sends",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='onboardingrequest',
-            name='confirmation_sent_at',
+            model_name="onboardingrequest",
+            name="confirmation_sent_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='onboardingrequest',
-            name='confirmed_at',
-            field=models.DateTimeField(blank=True, help_text='When the contact opened the emailed link and confirmed; only then is the request reviewed.', null=True),
+            model_name="onboardingrequest",
+            name="confirmed_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="When the contact opened the emailed link and confirmed; only then is the request reviewed.",
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='historicalinstitution',
-            name='contact_name',
-            field=models.CharField(blank=True, max_length=200, validators=[integrations.validators.validate_single_line]),
+            model_name="historicalinstitution",
+            name="contact_name",
+            field=models.CharField(
+                blank=True,
+                max_length=200,
+                validators=[integrations.validators.validate_single_line],
+            ),
         ),
         migrations.AlterField(
-            model_name='institution',
-            name='contact_name',
-            field=models.CharField(blank=True, max_length=200, validators=[integrations.validators.validate_single_line]),
+            model_name="institution",
+            name="contact_name",
+            field=models.CharField(
+                blank=True,
+                max_length=200,
+                validators=[integrations.validators.validate_single_line],
+            ),
         ),
         migrations.AlterField(
-            model_name='onboardingrequest',
-            name='contact_name',
-            field=models.CharField(max_length=200, validators=[integrations.validators.validate_single_line]),
+            model_name="onboardingrequest",
+            name="contact_name",
+            field=models.CharField(
+                max_length=200,
+                validators=[integrations.validators.validate_single_line],
+            ),
         ),
         migrations.RunPython(confirm_existing_requests, migrations.RunPython.noop),
     ]

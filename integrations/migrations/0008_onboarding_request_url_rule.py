@@ -5,20 +5,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0007_onboarding_email_confirmation'),
+        ("integrations", "0007_onboarding_email_confirmation"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='onboardingrequest',
-            name='qido_url',
-            field=models.CharField(max_length=2000, validators=[integrations.validators.normalize_dicomweb_url], verbose_name='QIDO URL'),
+            model_name="onboardingrequest",
+            name="qido_url",
+            field=models.CharField(
+                max_length=2000,
+                validators=[integrations.validators.normalize_dicomweb_url],
+                verbose_name="QIDO URL",
+            ),
         ),
         migrations.AlterField(
-            model_name='onboardingrequest',
-            name='wado_url',
-            field=models.CharField(max_length=2000, validators=[integrations.validators.normalize_dicomweb_url], verbose_name='WADO URL'),
+            model_name="onboardingrequest",
+            name="wado_url",
+            field=models.CharField(
+                max_length=2000,
+                validators=[integrations.validators.normalize_dicomweb_url],
+                verbose_name="WADO URL",
+            ),
         ),
     ]

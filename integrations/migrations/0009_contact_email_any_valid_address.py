@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0008_onboarding_request_url_rule'),
+        ("integrations", "0008_onboarding_request_url_rule"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='historicalinstitution',
-            name='contact_email',
+            model_name="historicalinstitution",
+            name="contact_email",
             field=models.CharField(blank=True, max_length=254),
         ),
         migrations.AlterField(
-            model_name='institution',
-            name='contact_email',
+            model_name="institution",
+            name="contact_email",
             field=models.CharField(blank=True, max_length=254),
         ),
     ]

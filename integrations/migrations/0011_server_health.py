@@ -5,28 +5,75 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0010_recompute_email_keys'),
+        ("integrations", "0010_recompute_email_keys"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ServerHealth',
+            name="ServerHealth",
             fields=[
-                ('server', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='health', serialize=False, to='integrations.dicomwebserver')),
-                ('state', models.CharField(choices=[('ok', 'OK'), ('failing', 'Failing'), ('unknown', 'Unknown (never checked)'), ('unmonitored', "Unmonitored (out of the registry's reach)")], default='unknown', max_length=16)),
-                ('since', models.DateTimeField(blank=True, help_text='When the server entered its state.', null=True)),
-                ('last_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('last_ok_at', models.DateTimeField(blank=True, null=True)),
-                ('outcome', models.CharField(blank=True, choices=[('ok', 'OK'), ('unreachable', 'Unreachable'), ('tls_error', 'TLS error'), ('not_dicomweb', 'Not DICOMweb'), ('cors_missing', 'CORS header missing'), ('cors_origin_mismatch', 'CORS for another origin'), ('preflight_failed', 'Preflight failed'), ('credentials_misconfigured', 'Credentials misconfigured'), ('blocked', 'Blocked by the SSRF guard')], max_length=32)),
-                ('tls_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('capabilities', models.JSONField(blank=True, default=dict)),
-                ('capabilities_learnt_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "server",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="health",
+                        serialize=False,
+                        to="integrations.dicomwebserver",
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("ok", "OK"),
+                            ("failing", "Failing"),
+                            ("unknown", "Unknown (never checked)"),
+                            (
+                                "unmonitored",
+                                "Unmonitored (out of the registry's reach)",
+                            ),
+                        ],
+                        default="unknown",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "since",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="When the server entered its state.",
+                        null=True,
+                    ),
+                ),
+                ("last_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("last_ok_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("ok", "OK"),
+                            ("unreachable", "Unreachable"),
+                            ("tls_error", "TLS error"),
+                            ("not_dicomweb", "Not DICOMweb"),
+                            ("cors_missing", "CORS header missing"),
+                            ("cors_origin_mismatch", "CORS for another origin"),
+                            ("preflight_failed", "Preflight failed"),
+                            ("credentials_misconfigured", "Credentials misconfigured"),
+                            ("blocked", "Blocked by the SSRF guard"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("tls_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("capabilities", models.JSONField(blank=True, default=dict)),
+                ("capabilities_learnt_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'server health',
-                'verbose_name_plural': 'server health',
+                "verbose_name": "server health",
+                "verbose_name_plural": "server health",
             },
         ),
     ]

@@ -4,40 +4,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0011_server_health'),
+        ("integrations", "0011_server_health"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='serverhealth',
-            name='alert_contact',
-            field=models.BooleanField(default=False, help_text="State changes are emailed to the institution's contact as well, when that address was confirmed through onboarding.", verbose_name="alert the institution's contact too"),
+            model_name="serverhealth",
+            name="alert_contact",
+            field=models.BooleanField(
+                default=False,
+                help_text="State changes are emailed to the institution's contact as well, when that address was confirmed through onboarding.",
+                verbose_name="alert the institution's contact too",
+            ),
         ),
         migrations.AddField(
-            model_name='serverhealth',
-            name='consecutive_failures',
+            model_name="serverhealth",
+            name="consecutive_failures",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='serverhealth',
-            name='last_check_seconds',
-            field=models.FloatField(blank=True, help_text='How long the last check took.', null=True),
+            model_name="serverhealth",
+            name="last_check_seconds",
+            field=models.FloatField(
+                blank=True, help_text="How long the last check took.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='serverhealth',
-            name='next_check_at',
+            model_name="serverhealth",
+            name="next_check_at",
             field=models.DateTimeField(blank=True, db_index=True, null=True),
         ),
         migrations.AddField(
-            model_name='serverhealth',
-            name='out_of_reach',
-            field=models.BooleanField(default=False, help_text='The registry cannot reach this archive: it is not checked on a schedule (unmonitored); use the check from your own browser.', verbose_name='inside a hospital network'),
+            model_name="serverhealth",
+            name="out_of_reach",
+            field=models.BooleanField(
+                default=False,
+                help_text="The registry cannot reach this archive: it is not checked on a schedule (unmonitored); use the check from your own browser.",
+                verbose_name="inside a hospital network",
+            ),
         ),
         migrations.AddField(
-            model_name='serverhealth',
-            name='tls_alert_stage',
+            model_name="serverhealth",
+            name="tls_alert_stage",
             field=models.PositiveSmallIntegerField(default=0),
         ),
     ]

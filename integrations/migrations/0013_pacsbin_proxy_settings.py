@@ -4,40 +4,92 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0012_server_health_schedule_and_alerts'),
+        ("integrations", "0012_server_health_schedule_and_alerts"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='dicomwebserver',
-            name='pacsbin_proxy',
-            field=models.JSONField(blank=True, default=None, help_text="How Pacsbin's proxy reaches the archive: DIMSE (archive AE title, host, port; the proxy's AE title and DIMSE port) or DICOMweb (forwarding URLs). Only for servers whose CORS is met by Pacsbin's proxy.", null=True, verbose_name="Pacsbin's proxy settings"),
+            model_name="dicomwebserver",
+            name="pacsbin_proxy",
+            field=models.JSONField(
+                blank=True,
+                default=None,
+                help_text="How Pacsbin's proxy reaches the archive: DIMSE (archive AE title, host, port; the proxy's AE title and DIMSE port) or DICOMweb (forwarding URLs). Only for servers whose CORS is met by Pacsbin's proxy.",
+                null=True,
+                verbose_name="Pacsbin's proxy settings",
+            ),
         ),
         migrations.AddField(
-            model_name='historicaldicomwebserver',
-            name='pacsbin_proxy',
-            field=models.JSONField(blank=True, default=None, help_text="How Pacsbin's proxy reaches the archive: DIMSE (archive AE title, host, port; the proxy's AE title and DIMSE port) or DICOMweb (forwarding URLs). Only for servers whose CORS is met by Pacsbin's proxy.", null=True, verbose_name="Pacsbin's proxy settings"),
+            model_name="historicaldicomwebserver",
+            name="pacsbin_proxy",
+            field=models.JSONField(
+                blank=True,
+                default=None,
+                help_text="How Pacsbin's proxy reaches the archive: DIMSE (archive AE title, host, port; the proxy's AE title and DIMSE port) or DICOMweb (forwarding URLs). Only for servers whose CORS is met by Pacsbin's proxy.",
+                null=True,
+                verbose_name="Pacsbin's proxy settings",
+            ),
         ),
         migrations.AddField(
-            model_name='onboardingrequest',
-            name='pacsbin_proxy',
-            field=models.JSONField(blank=True, default=None, null=True, verbose_name="Pacsbin's proxy settings"),
+            model_name="onboardingrequest",
+            name="pacsbin_proxy",
+            field=models.JSONField(
+                blank=True,
+                default=None,
+                null=True,
+                verbose_name="Pacsbin's proxy settings",
+            ),
         ),
         migrations.AlterField(
-            model_name='dicomwebserver',
-            name='cors_mode',
-            field=models.CharField(choices=[('direct', 'The archive sends CORS headers itself'), ('reverse_proxy', 'A reverse proxy adds CORS headers'), ('dimse_proxy', "Pacsbin's proxy (for a DIMSE-only archive, or in front of a DICOMweb one)")], default='direct', max_length=16, verbose_name='how CORS is met'),
+            model_name="dicomwebserver",
+            name="cors_mode",
+            field=models.CharField(
+                choices=[
+                    ("direct", "The archive sends CORS headers itself"),
+                    ("reverse_proxy", "A reverse proxy adds CORS headers"),
+                    (
+                        "dimse_proxy",
+                        "Pacsbin's proxy (for a DIMSE-only archive, or in front of a DICOMweb one)",
+                    ),
+                ],
+                default="direct",
+                max_length=16,
+                verbose_name="how CORS is met",
+            ),
         ),
         migrations.AlterField(
-            model_name='historicaldicomwebserver',
-            name='cors_mode',
-            field=models.CharField(choices=[('direct', 'The archive sends CORS headers itself'), ('reverse_proxy', 'A reverse proxy adds CORS headers'), ('dimse_proxy', "Pacsbin's proxy (for a DIMSE-only archive, or in front of a DICOMweb one)")], default='direct', max_length=16, verbose_name='how CORS is met'),
+            model_name="historicaldicomwebserver",
+            name="cors_mode",
+            field=models.CharField(
+                choices=[
+                    ("direct", "The archive sends CORS headers itself"),
+                    ("reverse_proxy", "A reverse proxy adds CORS headers"),
+                    (
+                        "dimse_proxy",
+                        "Pacsbin's proxy (for a DIMSE-only archive, or in front of a DICOMweb one)",
+                    ),
+                ],
+                default="direct",
+                max_length=16,
+                verbose_name="how CORS is met",
+            ),
         ),
         migrations.AlterField(
-            model_name='onboardingrequest',
-            name='cors_mode',
-            field=models.CharField(choices=[('direct', 'The archive sends CORS headers itself'), ('reverse_proxy', 'A reverse proxy adds CORS headers'), ('dimse_proxy', "Pacsbin's proxy (for a DIMSE-only archive, or in front of a DICOMweb one)")], default='direct', max_length=16, verbose_name='how CORS is met'),
+            model_name="onboardingrequest",
+            name="cors_mode",
+            field=models.CharField(
+                choices=[
+                    ("direct", "The archive sends CORS headers itself"),
+                    ("reverse_proxy", "A reverse proxy adds CORS headers"),
+                    (
+                        "dimse_proxy",
+                        "Pacsbin's proxy (for a DIMSE-only archive, or in front of a DICOMweb one)",
+                    ),
+                ],
+                default="direct",
+                max_length=16,
+                verbose_name="how CORS is met",
+            ),
         ),
     ]

@@ -6,26 +6,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0013_pacsbin_proxy_settings'),
+        ("integrations", "0013_pacsbin_proxy_settings"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='apikey',
-            name='created_by',
-            field=models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="apikey",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                editable=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='name',
-            field=models.CharField(help_text='Who uses it, e.g. uploader-production. The audit history names changes made with the key as “api-key:” followed by this name, with the staffer who created the key.', max_length=100, unique=True),
+            model_name="apikey",
+            name="name",
+            field=models.CharField(
+                help_text="Who uses it, e.g. uploader-production. The audit history names changes made with the key as “api-key:” followed by this name, with the staffer who created the key.",
+                max_length=100,
+                unique=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='apikey',
-            name='scope',
-            field=models.CharField(choices=[('access', 'access: may ask the access question'), ('manage', 'manage: may also change the registry')], default='access', max_length=16),
+            model_name="apikey",
+            name="scope",
+            field=models.CharField(
+                choices=[
+                    ("access", "access: may ask the access question"),
+                    ("manage", "manage: may also change the registry"),
+                ],
+                default="access",
+                max_length=16,
+            ),
         ),
     ]

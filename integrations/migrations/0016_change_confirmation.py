@@ -14,31 +14,38 @@ def confirmed_rows_confirmed_their_address(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0015_relearn_ohif_thumbnails'),
+        ("integrations", "0015_relearn_ohif_thumbnails"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='onboardingrequest',
-            name='address_confirmed_at',
-            field=models.DateTimeField(blank=True, help_text='When the confirmation address pressed the button behind the link sent to it.', null=True),
+            model_name="onboardingrequest",
+            name="address_confirmed_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="When the confirmation address pressed the button behind the link sent to it.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='onboardingrequest',
-            name='new_contact_address',
+            model_name="onboardingrequest",
+            name="new_contact_address",
             field=models.CharField(blank=True, max_length=254),
         ),
         migrations.AddField(
-            model_name='onboardingrequest',
-            name='new_contact_confirmed_at',
+            model_name="onboardingrequest",
+            name="new_contact_confirmed_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='onboardingrequest',
-            name='confirmed_at',
-            field=models.DateTimeField(blank=True, help_text='When every address the request needs had confirmed the link sent to it; only then is the request reviewed.', null=True),
+            model_name="onboardingrequest",
+            name="confirmed_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="When every address the request needs had confirmed the link sent to it; only then is the request reviewed.",
+                null=True,
+            ),
         ),
         migrations.RunPython(
             confirmed_rows_confirmed_their_address, migrations.RunPython.noop

@@ -5,53 +5,79 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0016_change_confirmation'),
+        ("integrations", "0016_change_confirmation"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='serverhealth',
-            name='flapping_since',
+            model_name="serverhealth",
+            name="flapping_since",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='serverhealth',
-            name='recent_changes',
+            model_name="serverhealth",
+            name="recent_changes",
             field=models.JSONField(blank=True, default=list),
         ),
         migrations.AddField(
-            model_name='serverhealth',
-            name='tls_later_expires_at',
+            model_name="serverhealth",
+            name="tls_later_expires_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='serverhealth',
-            name='tls_later_since',
+            model_name="serverhealth",
+            name="tls_later_since",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='MonitoringAlert',
+            name="MonitoringAlert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('failing', 'Failing'), ('recovered', 'Recovered'), ('flapping', 'Flapping'), ('settled', 'Settled'), ('tls', 'TLS certificate expires soon')], max_length=16)),
-                ('state', models.CharField(blank=True, max_length=16)),
-                ('before', models.CharField(blank=True, max_length=16)),
-                ('outcome', models.CharField(blank=True, max_length=32)),
-                ('since', models.DateTimeField(blank=True, null=True)),
-                ('failures', models.PositiveIntegerField(default=0)),
-                ('finding', models.TextField(blank=True)),
-                ('archive_text', models.JSONField(blank=True, default=list)),
-                ('tls_days', models.PositiveSmallIntegerField(default=0)),
-                ('tls_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(db_index=True)),
-                ('sent_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('health', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alerts', to='integrations.serverhealth')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("failing", "Failing"),
+                            ("recovered", "Recovered"),
+                            ("flapping", "Flapping"),
+                            ("settled", "Settled"),
+                            ("tls", "TLS certificate expires soon"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("state", models.CharField(blank=True, max_length=16)),
+                ("before", models.CharField(blank=True, max_length=16)),
+                ("outcome", models.CharField(blank=True, max_length=32)),
+                ("since", models.DateTimeField(blank=True, null=True)),
+                ("failures", models.PositiveIntegerField(default=0)),
+                ("finding", models.TextField(blank=True)),
+                ("archive_text", models.JSONField(blank=True, default=list)),
+                ("tls_days", models.PositiveSmallIntegerField(default=0)),
+                ("tls_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(db_index=True)),
+                ("sent_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "health",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alerts",
+                        to="integrations.serverhealth",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['pk'],
+                "ordering": ["pk"],
             },
         ),
     ]

@@ -5,85 +5,139 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('integrations', '0017_alert_damping'),
+        ("integrations", "0017_alert_damping"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='approveduser',
-            name='expires_at',
-            field=models.DateTimeField(blank=True, help_text='Empty: never.', null=True),
+            model_name="approveduser",
+            name="expires_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Empty: never.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='dicomwebserver',
-            name='edge_enforced',
-            field=models.BooleanField(default=False, help_text="The archive's reverse proxy refuses every DICOMweb request without a registry token for a user approved here (README, The gate). The access answer then carries a token for this server.", verbose_name="enforced at the archive's edge"),
+            model_name="dicomwebserver",
+            name="edge_enforced",
+            field=models.BooleanField(
+                default=False,
+                help_text="The archive's reverse proxy refuses every DICOMweb request without a registry token for a user approved here (README, The gate). The access answer then carries a token for this server.",
+                verbose_name="enforced at the archive's edge",
+            ),
         ),
         migrations.AddField(
-            model_name='dicomwebserver',
-            name='edge_key_created_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='edge key created'),
+            model_name="dicomwebserver",
+            name="edge_key_created_at",
+            field=models.DateTimeField(
+                blank=True, editable=False, null=True, verbose_name="edge key created"
+            ),
         ),
         migrations.AddField(
-            model_name='dicomwebserver',
-            name='edge_key_hash',
+            model_name="dicomwebserver",
+            name="edge_key_hash",
             field=models.CharField(blank=True, editable=False, max_length=64),
         ),
         migrations.AddField(
-            model_name='historicalapproveduser',
-            name='expires_at',
-            field=models.DateTimeField(blank=True, help_text='Empty: never.', null=True),
+            model_name="historicalapproveduser",
+            name="expires_at",
+            field=models.DateTimeField(
+                blank=True, help_text="Empty: never.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='historicaldicomwebserver',
-            name='edge_enforced',
-            field=models.BooleanField(default=False, help_text="The archive's reverse proxy refuses every DICOMweb request without a registry token for a user approved here (README, The gate). The access answer then carries a token for this server.", verbose_name="enforced at the archive's edge"),
+            model_name="historicaldicomwebserver",
+            name="edge_enforced",
+            field=models.BooleanField(
+                default=False,
+                help_text="The archive's reverse proxy refuses every DICOMweb request without a registry token for a user approved here (README, The gate). The access answer then carries a token for this server.",
+                verbose_name="enforced at the archive's edge",
+            ),
         ),
         migrations.AddField(
-            model_name='historicaldicomwebserver',
-            name='edge_key_created_at',
-            field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='edge key created'),
+            model_name="historicaldicomwebserver",
+            name="edge_key_created_at",
+            field=models.DateTimeField(
+                blank=True, editable=False, null=True, verbose_name="edge key created"
+            ),
         ),
         migrations.AddField(
-            model_name='onboardingrequest',
-            name='edge_enforced',
-            field=models.BooleanField(default=False, verbose_name="enforced at the archive's edge"),
+            model_name="onboardingrequest",
+            name="edge_enforced",
+            field=models.BooleanField(
+                default=False, verbose_name="enforced at the archive's edge"
+            ),
         ),
         migrations.CreateModel(
-            name='EdgeSigningKey',
+            name="EdgeSigningKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kid', models.CharField(max_length=64, unique=True)),
-                ('private_pem', models.TextField(blank=True)),
-                ('public_jwk', models.JSONField()),
-                ('purpose', models.CharField(default='edge', editable=False, max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('retired_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("kid", models.CharField(max_length=64, unique=True)),
+                ("private_pem", models.TextField(blank=True)),
+                ("public_jwk", models.JSONField()),
+                (
+                    "purpose",
+                    models.CharField(default="edge", editable=False, max_length=16),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("retired_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'verbose_name': 'edge signing key',
-                'ordering': ['-created_at', '-pk'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('retired_at__isnull', True)), fields=('purpose',), name='edge_signing_key_one_current')],
+                "verbose_name": "edge signing key",
+                "ordering": ["-created_at", "-pk"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("retired_at__isnull", True)),
+                        fields=("purpose",),
+                        name="edge_signing_key_one_current",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='EdgeUsage',
+            name="EdgeUsage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.CharField(blank=True, max_length=254)),
-                ('day', models.DateField()),
-                ('granted', models.PositiveIntegerField(default=0)),
-                ('refused', models.PositiveIntegerField(default=0)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('server', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='edge_usage', to='integrations.dicomwebserver')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("email", models.CharField(blank=True, max_length=254)),
+                ("day", models.DateField()),
+                ("granted", models.PositiveIntegerField(default=0)),
+                ("refused", models.PositiveIntegerField(default=0)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "server",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="edge_usage",
+                        to="integrations.dicomwebserver",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'edge usage',
-                'verbose_name_plural': 'edge usage',
-                'ordering': ['-day', 'email'],
-                'constraints': [models.UniqueConstraint(fields=('server', 'email', 'day'), name='edge_usage_once_per_server_email_day')],
+                "verbose_name": "edge usage",
+                "verbose_name_plural": "edge usage",
+                "ordering": ["-day", "email"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("server", "email", "day"),
+                        name="edge_usage_once_per_server_email_day",
+                    )
+                ],
             },
         ),
     ]

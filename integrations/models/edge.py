@@ -70,6 +70,8 @@ class EdgeUsage(models.Model):
                 fields=["server", "email", "day"], name=USAGE_ONCE_PER_DAY
             )
         ]
+        # The audit export reads use oldest first and pages by (day, id).
+        indexes = [models.Index(fields=["day", "id"], name="edge_usage_day_idx")]
 
     def __str__(self) -> str:
         return f"{self.server_id} {self.email or '(no token)'} {self.day}"

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('integrations', '0018_edge_gate'),
+        ('integrations', '0019_onboarding_proxy_urls'),
     ]
 
     operations = [
