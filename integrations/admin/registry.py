@@ -23,6 +23,7 @@ from integrations import registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
 from integrations.admin.gate import EdgeGateAdminMixin
 from integrations.admin.monitoring import MonitoringAdminMixin, state_badge
+from integrations.admin.reviews import AccessReviewActionMixin, ServerReviewFilter
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.edge import usage
 from integrations.forms import (
@@ -170,7 +171,11 @@ CORS_SHORT: dict[str, str] = {
 
 @admin.register(DicomWebServer)
 class DicomWebServerAdmin(
-    EdgeGateAdminMixin, MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin
+    AccessReviewActionMixin,
+    EdgeGateAdminMixin,
+    MonitoringAdminMixin,
+    ConnectivityAdminMixin,
+    AuditedAdmin,
 ):
     form = DicomWebServerAdminForm
     # What a staffer decides with: who, whether it is on and healthy, how CORS
@@ -183,7 +188,13 @@ class DicomWebServerAdmin(
         "cors_short",
         "qido_url",
     ]
-    list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
+    list_filter = [
+        "status",
+        "cors_mode",
+        "needs_credentials",
+        ServerReviewFilter,
+        "institution",
+    ]
     list_select_related = ["institution", "health"]
     search_fields = ["institution__name", "name", "qido_url", "wado_url"]
     search_help_text = "Institution, server name, URL, or an approved email."
@@ -196,7 +207,12 @@ class DicomWebServerAdmin(
         *MonitoringAdminMixin.monitoring_fields,
         *EdgeGateAdminMixin.gate_fields,
     ]
-    actions = ["activate", "suspend", "run_connectivity_check"]
+    actions = [
+        "activate",
+        "suspend",
+        "run_connectivity_check",
+        "start_access_review",
+    ]
     fieldsets = [
         (None, {"fields": ["institution", "name", "status"]}),
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
