@@ -217,8 +217,8 @@ def mail_contact(started: Started) -> None:
         f"({one_line(server.institution.name)}) through Pacsbin's uploader: "
         f"{count} email address(es) are approved today. The page behind this "
         "link lists each with when it was added, by whom, and when it last "
-        "reached the archive; untick nobody you want to keep, mark the ones to "
-        "remove, and press the button.\n\n"
+        "reached the archive. Everyone keeps access unless you mark them for "
+        "removal; add a note if you like, and press the button.\n\n"
         f"{review_url(started.token)}\n\n"
         f"Please answer by {review.due_at:%Y-%m-%d} (UTC). "
         + (
