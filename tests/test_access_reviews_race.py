@@ -25,7 +25,9 @@ from integrations.models import DicomWebServer, Institution, OnboardingRequest
 old = timezone.now() - timedelta(days=400)
 for n in range(COUNT):
     address = f"it{n}@hospital{n}.example"
-    institution = Institution.objects.create(name=f"Hospital {n}", contact_email=address)
+    institution = Institution.objects.create(
+        name=f"Hospital {n}", contact_email=address
+    )
     OnboardingRequest.objects.create(
         institution=institution, reference=f"OB-R{n:06d}", token=f"race-{n}",
         institution_name=institution.name, contact_name="IT", contact_email=address,
