@@ -28,7 +28,7 @@ from integrations.models import (
 )
 from integrations.models.reviews import LINK_MARGIN
 from tests.api_helpers import key_header
-from tests.factories import api_key, make_institution, make_server
+from tests.factories import api_key, approve, make_institution, make_server
 
 CONTACT = "it.contact@hospital.example"
 DAY = timedelta(days=1)
@@ -378,13 +378,21 @@ class OverdueTests(TestCase):
         AccessReview.objects.filter(pk=self.review.pk).update(
             due_at=timezone.now() - DAY
         )
+        # Approved after the review was sent: not part of its question.
+        (newcomer,) = approve(self.server, "new@hospital.example")
         when = timezone.now()
         with mock.patch("django.utils.timezone.now", return_value=when):
             (item,) = flows.mark_overdue(when)
         assert item.expired == 2
         self.review.refresh_from_db()
         assert self.review.state == AccessReview.State.EXPIRED
-        assert set(ApprovedUser.objects.values_list("expires_at", flat=True)) == {when}
+        assert set(
+            ApprovedUser.objects.exclude(pk=newcomer.pk).values_list(
+                "expires_at", flat=True
+            )
+        ) == {when}
+        newcomer.refresh_from_db()
+        assert newcomer.expires_at is None
         changes = ApprovedUser.history.filter(history_type="~")
         assert changes.count() == 2
         assert {c.history_actor for c in changes} == {flows.ENFORCE_ACTOR}

@@ -309,13 +309,16 @@ def _claim(reviews: QuerySet[AccessReview]) -> list[AccessReview]:
     return list(reviews.select_related("server__institution")[:RUN_LIMIT])
 
 
-def expire_approvals(server: DicomWebServer, now: datetime) -> int:
-    """ACCESS_REVIEW_ENFORCE: the server's approvals without an earlier
-    expiry expire now, in the history with the enforcement as actor."""
+def expire_approvals(review: AccessReview, now: datetime) -> int:
+    """ACCESS_REVIEW_ENFORCE: the approvals the review asked about (those
+    that existed when it was sent) without an earlier expiry expire now, in
+    the history with the enforcement as actor. One staff added since then
+    was not part of the question, and stays."""
+    server = review.server
     rows = list(
-        ApprovedUser.objects.filter(server=server).filter(
-            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
-        )
+        ApprovedUser.objects.filter(
+            server=server, created_at__lte=review.created_at
+        ).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
     )
     for row in rows:
         row.expires_at = now
@@ -353,7 +356,7 @@ def mark_overdue(now: datetime | None = None) -> list[Overdue]:
         ):
             item = Overdue(review)
             if settings.ACCESS_REVIEW_ENFORCE:
-                item.expired = expire_approvals(review.server, now)
+                item.expired = expire_approvals(review, now)
                 review.state = AccessReview.State.EXPIRED
             else:
                 review.state = AccessReview.State.OVERDUE
