@@ -291,6 +291,15 @@ class ReviewPageTests(TestCase):
         self.review.refresh_from_db()
         assert self.review.state == AccessReview.State.SENT
 
+    def test_more_fields_than_django_takes_is_a_400_not_a_500(self) -> None:
+        _, csrf = self.open_page()
+        answer = self.client.post(
+            self.path,
+            {"csrfmiddlewaretoken": csrf, "remove": [str(n) for n in range(1500)]},
+        )
+        assert answer.status_code == 400
+        assert ApprovedUser.objects.filter(server=self.server).count() == 3
+
     def test_ids_of_another_servers_approvals_are_ignored(self) -> None:
         other = make_server(make_institution("Other"), emails=["zed@other.example"])
         _, csrf = self.open_page()
