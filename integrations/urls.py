@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from integrations.accessreviews import views as access_reviews
 from integrations.onboarding import views as onboarding
 
 app_name = "integrations"
@@ -53,5 +54,11 @@ urlpatterns: list = [
         "onboarding/status/<str:link>/change/",
         onboarding.update_request,
         name="onboarding_update",
+    ),
+    # Under /onboarding/: the public pages' body cap and CSP apply.
+    path(
+        "onboarding/access-review/<str:link>/",
+        access_reviews.review_page,
+        name="access_review",
     ),
 ]

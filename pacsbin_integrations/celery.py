@@ -16,4 +16,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pacsbin_integrations.settings")
 
 app = Celery("pacsbin_integrations")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.imports = ["integrations.monitoring.tasks"]
+app.conf.imports = [
+    "integrations.monitoring.tasks",
+    "integrations.accessreviews.tasks",
+]

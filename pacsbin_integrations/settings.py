@@ -429,6 +429,19 @@ MONITOR_CHECK_THREADS = env.int("MONITOR_CHECK_THREADS", 16, minimum=1)
 # earlier, records the checks already done.
 MONITOR_TASK_TIME_LIMIT = env.int("MONITOR_TASK_TIME_LIMIT", 300, minimum=60)
 MONITOR_QUEUE = env.str("MONITOR_QUEUE", "monitoring")
+# Access reviews (README "Access reviews"): every ACCESS_REVIEW_DAYS (0: off)
+# each active server's confirmed contact is asked to review its approved
+# emails; ACCESS_REVIEW_GRACE_DAYS later an unanswered review is overdue
+# (staff alerted) and, with ACCESS_REVIEW_ENFORCE=1, its approvals expire.
+ACCESS_REVIEW_DAYS = env.int("ACCESS_REVIEW_DAYS", 180, minimum=0)
+ACCESS_REVIEW_GRACE_DAYS = env.int("ACCESS_REVIEW_GRACE_DAYS", 30, minimum=1)
+if ACCESS_REVIEW_DAYS and ACCESS_REVIEW_GRACE_DAYS >= ACCESS_REVIEW_DAYS:
+    raise ImproperlyConfigured(
+        f"ACCESS_REVIEW_GRACE_DAYS={ACCESS_REVIEW_GRACE_DAYS} must be shorter than "
+        f"ACCESS_REVIEW_DAYS={ACCESS_REVIEW_DAYS}: a review must be overdue "
+        "before the next one is due."
+    )
+ACCESS_REVIEW_ENFORCE = env.bool("ACCESS_REVIEW_ENFORCE", False)
 # /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: 404.
 METRICS_TOKEN = env.secret("METRICS_TOKEN")
 
@@ -507,6 +520,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "approvals.notify_expiring",
         "schedule": 900.0,
         "options": {"queue": MONITOR_QUEUE, "expires": 900.0},
+    },
+    # Access reviews to send, overdue ones to alert on (reviews are counted
+    # in days: a look every ten minutes is plenty).
+    "access-reviews": {
+        "task": "access_reviews.run",
+        "schedule": 600.0,
+        "options": {"queue": MONITOR_QUEUE, "expires": 600.0},
     },
 }
 

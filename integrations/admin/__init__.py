@@ -5,11 +5,26 @@ imports this package; each module registers the ModelAdmins it defines.
 - ``onboarding``: staff review of self-service submissions;
 - ``connectivity``: the server admin's checks and fix-it configurations;
 - ``monitoring``: servers by monitoring state, and the server page's health;
-- ``gate``: the server page's edge key and edge use (the gate).
+- ``gate``: the server page's edge key and edge use (the gate);
+- ``reviews``: access reviews, and the server list's action to start one.
 """
 
 from __future__ import annotations
 
-from integrations.admin import connectivity, gate, monitoring, onboarding, registry
+from integrations.admin import (
+    connectivity,
+    gate,
+    monitoring,
+    onboarding,
+    registry,
+    reviews,
+)
 
-__all__ = ["connectivity", "gate", "monitoring", "onboarding", "registry"]
+__all__ = [
+    "connectivity",
+    "gate",
+    "monitoring",
+    "onboarding",
+    "registry",
+    "reviews",
+]

@@ -29,6 +29,7 @@ from integrations.admin.monitoring import (
     health_badge,
     state_badge,
 )
+from integrations.admin.reviews import AccessReviewActionMixin, ServerReviewFilter
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.edge import usage
 from integrations.forms import (
@@ -217,7 +218,11 @@ CORS_SHORT: dict[str, str] = {
 
 @admin.register(DicomWebServer)
 class DicomWebServerAdmin(
-    EdgeGateAdminMixin, MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin
+    AccessReviewActionMixin,
+    EdgeGateAdminMixin,
+    MonitoringAdminMixin,
+    ConnectivityAdminMixin,
+    AuditedAdmin,
 ):
     form = DicomWebServerAdminForm
     # What a staffer decides with: who, whether it is on and healthy, how CORS
@@ -230,7 +235,13 @@ class DicomWebServerAdmin(
         "cors_short",
         "qido_url",
     ]
-    list_filter = ["status", "cors_mode", "needs_credentials", "institution"]
+    list_filter = [
+        "status",
+        "cors_mode",
+        "needs_credentials",
+        ServerReviewFilter,
+        "institution",
+    ]
     list_select_related = ["institution", "health"]
     search_fields = ["institution__name", "name", "qido_url", "wado_url"]
     search_help_text = "Institution, server name, URL, or an approved email."
@@ -243,7 +254,12 @@ class DicomWebServerAdmin(
         *MonitoringAdminMixin.monitoring_fields,
         *EdgeGateAdminMixin.gate_fields,
     ]
-    actions = ["activate", "suspend", "run_connectivity_check"]
+    actions = [
+        "activate",
+        "suspend",
+        "run_connectivity_check",
+        "start_access_review",
+    ]
     fieldsets = [
         (None, {"fields": ["institution", "name", "status"]}),
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),

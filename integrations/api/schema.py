@@ -958,3 +958,58 @@ def audit(view: Any) -> Any:
             },
         )
     )(view)
+
+
+# --- Access reviews ---------------------------------------------------------------
+
+
+def access_review(view: Any) -> Any:
+    return extend_schema_view(
+        post=extend_schema(
+            summary="Start an access review of the server now",
+            description="Mails the institution's confirmed contact a private "
+            "link to review the server's approved emails (README, Access "
+            "reviews), as the schedule does every `ACCESS_REVIEW_DAYS`. The "
+            "review is due `ACCESS_REVIEW_GRACE_DAYS` later. Scope `manage` (or "
+            "staff allowed to add access reviews). 409 when the server already "
+            "has an open review, or when its institution has no confirmed "
+            "contact (the message says which).",
+            tags=["access reviews"],
+            parameters=[_SERVER_ID],
+            request=None,
+            responses={
+                201: OpenApiResponse(
+                    s.AccessReviewSerializer,
+                    description="The review, sent.",
+                    examples=[
+                        OpenApiExample(
+                            "sent",
+                            value={
+                                "id": 12,
+                                "server": 7,
+                                "state": "sent",
+                                "sent_to": "it@hospital.example",
+                                "started_by": "api-key:deploy-bot",
+                                "created_at": "2026-01-05T10:00:00Z",
+                                "due_at": "2026-02-04T10:00:00Z",
+                                "answered_at": None,
+                                "note": "",
+                                "kept_count": 0,
+                                "removed": [],
+                            },
+                            response_only=True,
+                        )
+                    ],
+                ),
+                **READ_ERRORS,
+                409: _error(
+                    "An open review exists, or the server has no confirmed contact.",
+                    {
+                        "detail": "“Main PACS” already has an open access review; "
+                        "it must be answered, expire or be cancelled before "
+                        "another starts."
+                    },
+                ),
+            },
+        )
+    )(view)

@@ -20,6 +20,7 @@ from rest_framework import serializers
 from integrations import expiry
 from integrations.inputs import escaped, parse_id
 from integrations.models import (
+    AccessReview,
     ApprovedUser,
     CheckOutcome,
     ConnectivityCheck,
@@ -427,3 +428,22 @@ class ServerHealthSerializer(serializers.Serializer):
 
     def to_representation(self, instance: DicomWebServer) -> dict[str, Any]:
         return health.answer(instance)
+
+
+class AccessReviewSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AccessReview
+        fields = [
+            "id",
+            "server",
+            "state",
+            "sent_to",
+            "started_by",
+            "created_at",
+            "due_at",
+            "answered_at",
+            "note",
+            "kept_count",
+            "removed",
+        ]
+        read_only_fields = fields

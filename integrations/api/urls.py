@@ -6,7 +6,13 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from integrations.api import audit_views, connectivity_views, edge_views, views
+from integrations.api import (
+    audit_views,
+    connectivity_views,
+    edge_views,
+    review_views,
+    views,
+)
 
 app_name = "api"
 
@@ -51,6 +57,11 @@ urlpatterns = [
         "v1/servers/<int:server_id>/health",
         connectivity_views.ServerHealthView.as_view(),
         name="server-health",
+    ),
+    path(
+        "v1/servers/<int:server_id>/access-review",
+        review_views.AccessReviewStartView.as_view(),
+        name="access-review",
     ),
     *router.urls,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -30,8 +30,10 @@ from integrations.models.registry import (
     duplicate_error,
     integrity_error_as_validation,
 )
+from integrations.models.reviews import AccessReview
 
 __all__ = [
+    "AccessReview",
     "EMAIL_ONCE_PER_SERVER",
     "INSTITUTION_NAME_UNIQUE",
     "MAX_STORED_CODE_LENGTH",

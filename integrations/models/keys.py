@@ -29,6 +29,8 @@ SCOPE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         ),
         "integrations.view_connectivitycheck",
         "integrations.add_connectivitycheck",
+        # POST /api/v1/servers/{id}/access-review mails the contact.
+        "integrations.add_accessreview",
     ),
 }
 _SCOPE_RANK = {"access": 1, "manage": 2}

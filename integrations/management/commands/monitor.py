@@ -12,23 +12,28 @@ from django.db.models import Count
 from django.utils import timezone
 
 from integrations import expiry
+from integrations.accessreviews import flows as review_flows
 from integrations.models import ServerHealth
 from integrations.monitoring import alerts, rounds, tasks
 
 logger = logging.getLogger(__name__)
 # As beat's "approvals-notify-expiring" (settings.CELERY_BEAT_SCHEDULE).
 EXPIRY_NOTICE_SECONDS = 900.0
+# How often the loop runs the access reviews (as beat's entry does).
+REVIEW_SECONDS = 600.0
 
 
 class Command(BaseCommand):
     help = (
         "Monitoring's dispatcher. --once: one round in the foreground (claim "
         "every due server, check them, wait for the checks, print a summary; "
-        "for cron or a test). Without --once: a round every "
+        "for cron or a test; it runs the access reviews too). Without "
+        "--once: a round every "
         "MONITOR_TICK_SECONDS until stopped, pruning every hour and the notice "
         "of approvals ending within a week every 15 minutes: the "
         "embedded scheduler when CELERY_BROKER_URL is unset (with a broker, "
-        "run celery beat instead, or this loop as the one dispatcher)."
+        "run celery beat instead, or this loop as the one dispatcher). The "
+        "loop also runs the access reviews' schedule every ten minutes."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -61,6 +66,7 @@ class Command(BaseCommand):
         # The workers' alerts of this round, now that its checks are done.
         alerts.flush()
         expiry.notify_expiring()
+        self.run_access_reviews()
         seconds = time.monotonic() - started
         self.stdout.write(
             f"Checked {len(claimed) - len(missing)} of {len(claimed)} due "
@@ -80,6 +86,15 @@ class Command(BaseCommand):
             f"{state} {counts.get(state, 0)}" for state in ServerHealth.State.values
         )
 
+    def run_access_reviews(self) -> None:
+        """The access reviews' run (beat's entry when a broker is set)."""
+        started, overdue = review_flows.run()
+        if started or overdue:
+            self.stdout.write(
+                f"{timezone.now():%H:%M:%S} access reviews: {len(started)} "
+                f"sent, {len(overdue)} overdue."
+            )
+
     def loop(self) -> None:
         mode = (
             "embedded (no broker: checks run in this process)"
@@ -92,6 +107,7 @@ class Command(BaseCommand):
             "Ctrl-C stops it."
         )
         pruned_at = notified_at = 0.0
+        reviewed_at = -REVIEW_SECONDS
         try:
             while True:
                 tick = time.monotonic()
@@ -102,6 +118,9 @@ class Command(BaseCommand):
                     if tick - notified_at > EXPIRY_NOTICE_SECONDS:
                         expiry.notify_expiring()
                         notified_at = tick
+                    if tick - reviewed_at >= REVIEW_SECONDS:
+                        reviewed_at = tick
+                        self.run_access_reviews()
                     claimed, seconds = self.round()
                 except Exception:
                     # A locked database or a broker that is down: try again
