@@ -6,6 +6,7 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html
 
 from integrations.models import ApiKey, DicomWebServer
 from integrations.validators import (
@@ -160,8 +161,26 @@ def compose_proxy(form: forms.BaseForm, *, wanted: bool) -> dict[str, Any] | Non
         return None
 
 
+class ApproveBox(forms.Textarea):
+    """The paste box with a Save of its own beside it, so approving never
+    needs the page's Save at the bottom. It saves the whole form and comes
+    back to the server's page (the admin's "Save and continue editing")."""
+
+    def render(
+        self, name: str, value: Any, attrs: Any = None, renderer: Any = None
+    ) -> Any:
+        return format_html(
+            '<div class="pi-approve-box" id="approve">{}'
+            '<button type="submit" name="_continue" class="default pi-approve-save">'
+            "Save and approve</button></div>",
+            super().render(name, value, attrs, renderer),
+        )
+
+
 class DicomWebServerAdminForm(ProxyFieldsForm, forms.ModelForm):
-    add_emails = EmailPasteField(label="Approve emails")
+    add_emails = EmailPasteField(
+        label="Approve emails", widget=ApproveBox(attrs={"rows": 5, "cols": 60})
+    )
 
     class Meta:
         model = DicomWebServer

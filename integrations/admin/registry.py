@@ -23,6 +23,11 @@ from integrations import registry
 from integrations.admin.connectivity import ConnectivityAdminMixin
 from integrations.admin.gate import EdgeGateAdminMixin
 from integrations.admin.monitoring import MonitoringAdminMixin, state_badge
+from integrations.admin.serverpage import (
+    GLANCE_FIELDSET,
+    ServerPageAdminMixin,
+    may_use,
+)
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.edge import usage
 from integrations.forms import (
@@ -170,7 +175,11 @@ CORS_SHORT: dict[str, str] = {
 
 @admin.register(DicomWebServer)
 class DicomWebServerAdmin(
-    EdgeGateAdminMixin, MonitoringAdminMixin, ConnectivityAdminMixin, AuditedAdmin
+    ServerPageAdminMixin,
+    EdgeGateAdminMixin,
+    MonitoringAdminMixin,
+    ConnectivityAdminMixin,
+    AuditedAdmin,
 ):
     form = DicomWebServerAdminForm
     # What a staffer decides with: who, whether it is on and healthy, how CORS
@@ -190,6 +199,7 @@ class DicomWebServerAdmin(
     autocomplete_fields = ["institution"]
     readonly_fields = [
         "approved_users_link",
+        *ServerPageAdminMixin.glance_fields,
         "created_at",
         "updated_at",
         *ConnectivityAdminMixin.connectivity_fields,
@@ -197,8 +207,26 @@ class DicomWebServerAdmin(
         *EdgeGateAdminMixin.gate_fields,
     ]
     actions = ["activate", "suspend", "run_connectivity_check"]
+    # The first screen answers "who may use it, and is it healthy?"; the
+    # long parts (configurations, checks, capabilities) follow it.
+    change_form_template = "admin/integrations/dicomwebserver/change_form.html"
     fieldsets = [
         (None, {"fields": ["institution", "name", "status"]}),
+        (
+            GLANCE_FIELDSET,
+            {
+                "fields": [
+                    "health_brief",
+                    ("approved_users_link", "approved_users_search"),
+                    # Its own line, so a companion (an access duration) can
+                    # sit beside it as a tuple.
+                    "add_emails",
+                    "gate_brief",
+                    "email_check",
+                ],
+                "classes": ["pi-glance"],
+            },
+        ),
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
         ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
         (
@@ -233,7 +261,6 @@ class DicomWebServerAdmin(
         ),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
         ("Monitoring", {"fields": MonitoringAdminMixin.monitoring_fields}),
-        ("Approved users", {"fields": ["approved_users_link", "add_emails"]}),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]
 
@@ -396,6 +423,19 @@ class ApprovedUserAdmin(AuditedAdmin):
             raise PermissionDenied
         form = AccessLookupForm(request.GET or None)
         servers = None
+        # From a server's page: also answer "may it use this server?".
+        asked_server, server_error = None, ""
+        if "server" in request.GET:
+            server_id = parse_id(request.GET["server"])
+            asked_server = (
+                DicomWebServer.objects.filter(pk=server_id).first()
+                if server_id is not None
+                else None
+            )
+            if asked_server is None:
+                server_error = (
+                    f"{escaped(request.GET['server'], 50)} is not a server id."
+                )
         if form.is_valid():
             servers = list(
                 DicomWebServer.objects.approved_for(
@@ -407,6 +447,11 @@ class ApprovedUserAdmin(AuditedAdmin):
             "title": "What does this email see?",
             "form": form,
             "servers": servers,
+            "asked_server": asked_server,
+            "server_error": server_error,
+            "may_use": may_use(servers, asked_server)
+            if servers is not None and asked_server is not None
+            else "",
             "opts": self.opts,
         }
         return TemplateResponse(
