@@ -171,7 +171,8 @@ class ApproveBox(forms.Textarea):
     ) -> Any:
         return format_html(
             '<div class="pi-approve-box" id="approve">{}'
-            '<button type="submit" name="_continue" class="default pi-approve-save">'
+            '<button type="submit" name="_continue" '
+            'class="button default pi-approve-save">'
             "Save and approve</button></div>",
             super().render(name, value, attrs, renderer),
         )

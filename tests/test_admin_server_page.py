@@ -57,7 +57,8 @@ class ServerPageTopTests(TestCase):
             assert glance < box < html.index(later), later
         assert html.index("health") < box
         self.assertInHTML(
-            '<button type="submit" name="_continue" class="default pi-approve-save">'
+            '<button type="submit" name="_continue" '
+            'class="button default pi-approve-save">'
             "Save and approve</button>",
             html,
         )
@@ -150,6 +151,7 @@ class ServerPagePermissionTests(TestCase):
         response = self.client.get(page_url(self.server))
         assert response.status_code == 200
         self.assertContains(response, "Save and approve")
+        self.assertContains(response, "0 approved")
         self.assertNotContains(response, 'form="pi-user-search"')
         self.assertNotContains(response, 'form="pi-email-check"')
 

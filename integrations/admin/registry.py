@@ -14,7 +14,7 @@ from django.db import IntegrityError, connection
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
@@ -198,7 +198,6 @@ class DicomWebServerAdmin(
     search_help_text = "Institution, server name, URL, or an approved email."
     autocomplete_fields = ["institution"]
     readonly_fields = [
-        "approved_users_link",
         *ServerPageAdminMixin.glance_fields,
         "created_at",
         "updated_at",
@@ -217,7 +216,9 @@ class DicomWebServerAdmin(
             {
                 "fields": [
                     "health_brief",
-                    ("approved_users_link", "approved_users_search"),
+                    # With the search, or (no view on approved users) the count.
+                    "approved_users_link",
+                    "approved_users_count",
                     # Its own line, so a companion (an access duration) can
                     # sit beside it as a tuple.
                     "add_emails",
@@ -314,19 +315,6 @@ class DicomWebServerAdmin(
     @admin.display(description="CORS", ordering="cors_mode")
     def cors_short(self, server: DicomWebServer) -> str:
         return CORS_SHORT.get(server.cors_mode, server.cors_mode)
-
-    @admin.display(description="approved users")
-    def approved_users_link(self, server: DicomWebServer) -> str:
-        if not server.pk:
-            return "Save the server first, or paste emails below."
-        url = reverse("admin:integrations_approveduser_changelist")
-        count = server.approved_users.count()
-        return format_html(
-            '<a href="{}?server__id__exact={}">{} approved — view, search, remove</a>',
-            url,
-            server.pk,
-            f"{count:,}",
-        )
 
     def save_related(
         self, request: HttpRequest, form: Any, formsets: Any, change: bool

@@ -24,7 +24,7 @@ from integrations.monitoring import health as server_health
 GLANCE_FIELDSET = "Who may use it, and is it healthy?"
 # Shown only to a staffer who may read approved users (the pages they open
 # refuse anyone else).
-NEEDS_VIEW_APPROVED = ("approved_users_search", "email_check")
+NEEDS_VIEW_APPROVED = ("approved_users_link", "email_check")
 NEEDS_CHANGE = ("add_emails",)
 SEARCH_FORM_ID = "pi-user-search"
 LOOKUP_FORM_ID = "pi-email-check"
@@ -61,7 +61,8 @@ class ServerPageAdminMixin:
 
     glance_fields = [
         "health_brief",
-        "approved_users_search",
+        "approved_users_link",
+        "approved_users_count",
         "gate_brief",
         "email_check",
     ]
@@ -73,10 +74,11 @@ class ServerPageAdminMixin:
         hidden: tuple[str, ...] = ()
         if not self.has_change_permission(request, obj):  # type: ignore[attr-defined]
             hidden += NEEDS_CHANGE
-        if not request.user.has_perm("integrations.view_approveduser"):
+        may_view_users = request.user.has_perm("integrations.view_approveduser")
+        if may_view_users:
+            hidden += ("approved_users_count",)
+        else:
             hidden += NEEDS_VIEW_APPROVED
-        if not hidden:
-            return fieldsets
         return [
             (name, {**options, "fields": _without(options["fields"], hidden)})
             for name, options in fieldsets
@@ -112,18 +114,32 @@ class ServerPageAdminMixin:
             STATE_NOTES.get(health.state, ""),
         )
 
-    @admin.display(description="find an approved user")
-    def approved_users_search(self, server: DicomWebServer) -> str:
+    @admin.display(description="approved users")
+    def approved_users_link(self, server: DicomWebServer) -> str:
+        """The count, the list, and a search of this server's approved users."""
         if not server.pk:
-            return ""
+            return "Save the server first, or paste emails in the box below."
         return format_html(
-            '<span class="pi-inline-form">'
+            '{} <span class="pi-inline-form">'
             '<label for="pi-user-q">Search this server\'s approved users</label> '
             '<input type="search" id="pi-user-q" name="q" form="{}" '
             'placeholder="an email or its beginning" size="28"> '
             '<button type="submit" class="button" form="{}">Search</button></span>',
+            self.approved_users_count(server),
             SEARCH_FORM_ID,
             SEARCH_FORM_ID,
+        )
+
+    @admin.display(description="approved users")
+    def approved_users_count(self, server: DicomWebServer) -> str:
+        if not server.pk:
+            return "Save the server first, or paste emails in the box below."
+        url = reverse("admin:integrations_approveduser_changelist")
+        return format_html(
+            '<a href="{}?server__id__exact={}">{} approved — view, search, remove</a>',
+            url,
+            server.pk,
+            f"{server.approved_users.count():,}",
         )
 
     @admin.display(description="the gate")
@@ -145,13 +161,13 @@ class ServerPageAdminMixin:
             usage_url,
         )
 
-    @admin.display(description="what does this email see?")
+    @admin.display(description="email lookup")
     def email_check(self, server: DicomWebServer) -> str:
         if not server.pk:
             return ""
         return format_html(
             '<span class="pi-inline-form">'
-            '<label for="pi-email-check-input">Email to look up</label> '
+            '<label for="pi-email-check-input">What does this email see?</label> '
             '<input type="text" id="pi-email-check-input" name="email" form="{}" '
             'size="28" maxlength="320" placeholder="name@hospital.org"> '
             '<button type="submit" class="button" form="{}">Look up</button></span>',
