@@ -340,13 +340,21 @@ def test_no_screen_scrolls_sideways_or_cuts_its_text(
     assert problems == [], "\n".join(problems)
 
 
+def on_the_server_page(live_server: Any) -> tuple[Screens, str, str]:
+    screens = realistic_registry()
+    base = live_server.url
+    return (
+        screens,
+        base,
+        f"{base}/admin/integrations/dicomwebserver/{screens.server}/change/",
+    )
+
+
 def test_the_server_page_puts_the_approve_box_and_its_errors_in_view(
     chromium: str,  # noqa: F811
     live_server: Any,
 ) -> None:
-    screens = realistic_registry()
-    base = live_server.url
-    url = f"{base}/admin/integrations/dicomwebserver/{screens.server}/change/"
+    screens, base, url = on_the_server_page(live_server)
     with staff_page(base) as page:
         page.goto(url)
         box = page.get_by_label("Approve emails")
@@ -387,9 +395,7 @@ def test_the_search_and_the_lookup_answer_from_the_server_page(
     chromium: str,  # noqa: F811
     live_server: Any,
 ) -> None:
-    screens = realistic_registry()
-    base = live_server.url
-    url = f"{base}/admin/integrations/dicomwebserver/{screens.server}/change/"
+    screens, base, url = on_the_server_page(live_server)
     with staff_page(base) as page:
         page.goto(url)
         page.get_by_label("Search this server's approved users").fill("resident0")
