@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.html import format_html
 
 from integrations.expiry import MAX_DAYS, Expiry
 from integrations.models import ApiKey, ApprovedUser, DicomWebServer
@@ -172,8 +173,27 @@ ACCESS_LASTS_CHOICES = [
 ]
 
 
+class ApproveBox(forms.Textarea):
+    """The paste box with a Save of its own beside it, so approving never
+    needs the page's Save at the bottom. It saves the whole form and comes
+    back to the server's page (the admin's "Save and continue editing")."""
+
+    def render(
+        self, name: str, value: Any, attrs: Any = None, renderer: Any = None
+    ) -> Any:
+        return format_html(
+            '<div class="pi-approve-box" id="approve">{}'
+            '<button type="submit" name="_continue" '
+            'class="button default pi-approve-save">'
+            "Save and approve</button></div>",
+            super().render(name, value, attrs, renderer),
+        )
+
+
 class DicomWebServerAdminForm(ProxyFieldsForm, forms.ModelForm):
-    add_emails = EmailPasteField(label="Approve emails")
+    add_emails = EmailPasteField(
+        label="Approve emails", widget=ApproveBox(attrs={"rows": 5, "cols": 60})
+    )
     access_lasts = forms.TypedChoiceField(
         label="Access lasts",
         choices=ACCESS_LASTS_CHOICES,

@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -30,6 +30,12 @@ from integrations.admin.monitoring import (
     state_badge,
 )
 from integrations.admin.reviews import AccessReviewActionMixin, ServerReviewFilter
+from integrations.admin.serverpage import (
+    GLANCE_FIELDSET,
+    ServerPageAdminMixin,
+    _without,
+    may_use,
+)
 from integrations.adminlookups import StrictNumberLookupsMixin
 from integrations.edge import usage
 from integrations.forms import (
@@ -219,6 +225,7 @@ CORS_SHORT: dict[str, str] = {
 @admin.register(DicomWebServer)
 class DicomWebServerAdmin(
     AccessReviewActionMixin,
+    ServerPageAdminMixin,
     EdgeGateAdminMixin,
     MonitoringAdminMixin,
     ConnectivityAdminMixin,
@@ -247,7 +254,7 @@ class DicomWebServerAdmin(
     search_help_text = "Institution, server name, URL, or an approved email."
     autocomplete_fields = ["institution"]
     readonly_fields = [
-        "approved_users_link",
+        *ServerPageAdminMixin.glance_fields,
         "created_at",
         "updated_at",
         *ConnectivityAdminMixin.connectivity_fields,
@@ -260,8 +267,29 @@ class DicomWebServerAdmin(
         "run_connectivity_check",
         "start_access_review",
     ]
+    # The first screen answers "who may use it, and is it healthy?"; the
+    # long parts (configurations, checks, capabilities) follow it.
+    change_form_template = "admin/integrations/dicomwebserver/change_form.html"
     fieldsets = [
         (None, {"fields": ["institution", "name", "status"]}),
+        (
+            GLANCE_FIELDSET,
+            {
+                "fields": [
+                    "health_brief",
+                    # With the search, or (no view on approved users) the count.
+                    "approved_users_link",
+                    "approved_users_count",
+                    # Its own line, so a companion (an access duration) can
+                    # sit beside it as a tuple.
+                    "add_emails",
+                    "access_lasts",
+                    "gate_brief",
+                    "email_check",
+                ],
+                "classes": ["pi-glance"],
+            },
+        ),
         ("Endpoints", {"fields": ["qido_url", "wado_url"]}),
         ("CORS", {"fields": ["cors_mode", "needs_credentials"]}),
         (
@@ -296,10 +324,6 @@ class DicomWebServerAdmin(
         ),
         ("Connectivity", {"fields": ConnectivityAdminMixin.connectivity_fields}),
         ("Monitoring", {"fields": MonitoringAdminMixin.monitoring_fields}),
-        (
-            "Approved users",
-            {"fields": ["approved_users_link", "add_emails", "access_lasts"]},
-        ),
         (None, {"fields": ["notes", "created_at", "updated_at"]}),
     ]
 
@@ -316,7 +340,7 @@ class DicomWebServerAdmin(
                     name,
                     {
                         **options,
-                        "fields": [f for f in options["fields"] if f != "access_lasts"],
+                        "fields": _without(options["fields"], ("access_lasts",)),
                     },
                 )
                 for name, options in fieldsets
@@ -366,19 +390,6 @@ class DicomWebServerAdmin(
     @admin.display(description="CORS", ordering="cors_mode")
     def cors_short(self, server: DicomWebServer) -> str:
         return CORS_SHORT.get(server.cors_mode, server.cors_mode)
-
-    @admin.display(description="approved users")
-    def approved_users_link(self, server: DicomWebServer) -> str:
-        if not server.pk:
-            return "Save the server first, or paste emails below."
-        url = reverse("admin:integrations_approveduser_changelist")
-        count = server.approved_users.count()
-        return format_html(
-            '<a href="{}?server__id__exact={}">{} approved — view, search, remove</a>',
-            url,
-            server.pk,
-            f"{count:,}",
-        )
 
     def save_related(
         self, request: HttpRequest, form: Any, formsets: Any, change: bool
@@ -501,6 +512,19 @@ class ApprovedUserAdmin(AuditedAdmin):
             raise PermissionDenied
         form = AccessLookupForm(request.GET or None)
         servers = None
+        # From a server's page: also answer "may it use this server?".
+        asked_server, server_error = None, ""
+        if "server" in request.GET:
+            server_id = parse_id(request.GET["server"])
+            asked_server = (
+                DicomWebServer.objects.filter(pk=server_id).first()
+                if server_id is not None
+                else None
+            )
+            if asked_server is None:
+                server_error = (
+                    f"{escaped(request.GET['server'], 50)} is not a server id."
+                )
         if form.is_valid():
             servers = list(
                 DicomWebServer.objects.approved_for(
@@ -512,6 +536,11 @@ class ApprovedUserAdmin(AuditedAdmin):
             "title": "What does this email see?",
             "form": form,
             "servers": servers,
+            "asked_server": asked_server,
+            "server_error": server_error,
+            "may_use": may_use(servers, asked_server)
+            if servers is not None and asked_server is not None
+            else "",
             "opts": self.opts,
         }
         return TemplateResponse(
