@@ -141,7 +141,7 @@ class Gate:
     token: str
     edge: str  # nginx's base URL
     access_log: Path
-    answer: dict[str, Any] = field(default_factory=dict)
+    answer: dict[str, Any] = field(default_factory=dict)  # the whole answer
 
 
 @pytest.fixture(scope="module")
@@ -389,3 +389,18 @@ def test_without_the_token_the_edge_answers_401_and_nothing_renders(
     log = gate.access_log.read_text()[len(before) :]
     assert re.search(r'"GET /dicom-web/studies\?[^"]*" 401 ', log), log[-3000:]
     assert not re.search(r'"GET /dicom-web/[^"]*" 200 ', log), log[-3000:]
+
+
+def test_the_viewer_gets_the_registrys_answer_as_its_data_sources(
+    gate: Gate,
+) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"{gate.viewer}/app-config.js", timeout=10) as got:
+        served_config = got.read().decode()
+    config = json.loads(served_config.removeprefix("window.config = ").rstrip(";\n"))
+    assert config["dataSources"] == gate.answer["dataSources"]
+    assert config["defaultDataSourceName"] == gate.source["sourceName"]
+    # OHIF's routes are index.html (the SPA fallback), its files themselves.
+    with urllib.request.urlopen(f"{gate.viewer}/viewer?x=1", timeout=10) as got:
+        assert b"app-config.js" in got.read()
