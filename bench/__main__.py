@@ -4,13 +4,17 @@ Django endpoint of one query, on SQLite and PostgreSQL.
 For each database: a fresh database (a new SQLite file; a new PostgreSQL
 database ``bench_<pid>``, dropped afterwards), a synthetic registry, gunicorn
 with production settings (``bench.settings``: the product's, plus the bench's
-URLconf), and rounds of load phases. Writes bench/last.json and prints a table.
+URLconf), and rounds of load phases. Writes bench/last.json (``--quick``:
+bench/last-quick.json) and prints a table.
 ``--quick``: 100,000 users and shorter phases (about 3 minutes). For each
 database, wrk then compares the access question with /api/v1/health as an
 outside load test does (bench/outside.py: gunicorn with 2 sync workers).
 
 Then the gate at the edge (bench/edge.py): requests through nginx, gated with
-decisions cached against ungated (``--no-edge`` skips it).
+decisions cached against ungated (``--no-edge`` skips it); and the gate at the
+registry (bench/gate.py, ``--no-gate`` skips it): the access answer with a
+token per answer against without, and edge decisions per second through
+gunicorn with the decision cache warm and off.
 
 Then the audit export's memory (bench/audit.py): a year of history for
 1,000,000 approvals (``--quick``: 100,000) streamed as CSV, against a tenth
@@ -34,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import audit, edge, monitoring
+from bench import audit, edge, gate, monitoring
 from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH, ROOT, base_env
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -226,12 +230,12 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_edge(quick: bool) -> dict[str, Any]:
-    """bench/edge.py in its own process (it sets Django up for itself)."""
-    print("== the gate through nginx", file=sys.stderr)
-    rounds = "6" if quick else "12"
+def run_section(title: str, module: str, *args: str) -> dict[str, Any]:
+    """A section (bench/edge.py, bench/gate.py) in its own process: it sets
+    Django up for itself; its JSON result."""
+    print(f"== {title}", file=sys.stderr)
     done = subprocess.run(
-        [sys.executable, "-m", "bench.edge", "--rounds", rounds],
+        [sys.executable, "-m", module, *args],
         cwd=ROOT,
         env=base_env(),
         stdout=subprocess.PIPE,
@@ -256,6 +260,21 @@ def run_audit(quick: bool) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+def run_edge(quick: bool) -> dict[str, Any]:
+    rounds = "6" if quick else "12"
+    return run_section("the gate through nginx", "bench.edge", "--rounds", rounds)
+
+
+def run_gate(quick: bool) -> dict[str, Any]:
+    """Its own database: the access answer with tokens, and edge verify."""
+    rounds, duration = ("6", "2") if quick else ("12", "3")
+    return run_section(
+        "the gate at the registry (access with tokens, verify)",
+        "bench.gate",
+        *["--rounds", rounds, "--duration", duration],
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -265,6 +284,7 @@ def main() -> None:
     parser.add_argument("--no-monitoring", action="store_true")
     parser.add_argument("--no-edge", action="store_true")
     parser.add_argument("--no-audit", action="store_true")
+    parser.add_argument("--no-gate", action="store_true")
     parser.add_argument(
         "--monitoring-servers", type=int, default=10_000, help="simulated archives"
     )
@@ -322,10 +342,14 @@ def main() -> None:
         report["edge"] = run_edge(quick=args.quick)
     if not args.no_audit:
         report["audit"] = run_audit(quick=args.quick)
+    if not args.no_gate:
+        report["gate"] = run_gate(quick=args.quick)
     if not args.no_monitoring:
         report["monitoring"] = monitoring.run(args.monitoring_servers, workdir=WORKDIR)
     report["seconds"] = round(time.monotonic() - started, 1)
-    (BENCH_DIR / "last.json").write_text(json.dumps(report, indent=2) + "\n")
+    # A quick run never replaces the full run the README quotes.
+    last = "last-quick.json" if args.quick else "last.json"
+    (BENCH_DIR / last).write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
     if report.get("edge"):
         print()
@@ -333,10 +357,13 @@ def main() -> None:
     if report.get("audit"):
         print()
         print(audit.table(report["audit"]))
+    if report.get("gate"):
+        print()
+        print(gate.table(report["gate"]))
     if report.get("monitoring"):
         print()
         print(monitoring.table(report["monitoring"]))
-    print(f"\n{report['seconds']:.0f} s; details in bench/last.json")
+    print(f"\n{report['seconds']:.0f} s; details in bench/{last}")
     shutil.rmtree(WORKDIR, ignore_errors=True)
 
 

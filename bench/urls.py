@@ -6,10 +6,12 @@ Only ``bench.settings`` points ``ROOT_URLCONF`` here; the product's own URLconf
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.urls import path
 
 from bench.env import BARE_PATH, FLOOR_PATH
 from bench.floor import bare, floor
+from integrations.edge import decisions
 from pacsbin_integrations.urls import handler500
 from pacsbin_integrations.urls import urlpatterns as product_urlpatterns
 
@@ -21,3 +23,8 @@ urlpatterns = [
     path(BARE_PATH.lstrip("/"), bare, name="bench-bare"),
     *product_urlpatterns,
 ]
+
+# bench/gate.py's "decision cache off" gunicorn (see bench/settings.py): each
+# token's signature is checked again (only the last one is kept).
+if settings.CACHES["default"]["BACKEND"].endswith("DummyCache"):
+    decisions.MAX_REMEMBERED = 0

@@ -3,11 +3,15 @@
 --
 --   wrk -s bench/wrk.lua http://127.0.0.1:8000/api/v1/access -- access EMAILS KEY
 --   wrk -s bench/wrk.lua http://127.0.0.1:8000/api/v1/health -- plain
+--   wrk -s bench/wrk.lua http://127.0.0.1:8000/api/v1/edge/verify -- verify TOKENS EDGE_KEY
+--
+-- verify: as an edge asks (bench/gate.py): X-Edge-Key and a random token of
+-- the file as Authorization: Bearer.
 --
 -- Prints one line "WRK-JSON {...}" with requests, duration, errors and the
 -- latency percentiles (microseconds), for bench/outside.py to read.
 
-local emails = {}
+local emails = {} -- or tokens, in verify mode
 local key = nil
 local mode = "plain"
 
@@ -22,7 +26,7 @@ end
 -- Per thread (each wrk thread has its own Lua state).
 function init(args)
   mode = args[1] or "plain"
-  if mode == "access" then
+  if mode == "access" or mode == "verify" then
     for line in io.lines(args[2]) do
       if #line > 0 then
         emails[#emails + 1] = line
@@ -34,6 +38,12 @@ function init(args)
 end
 
 function request()
+  if mode == "verify" then
+    return wrk.format("GET", wrk.path, {
+      ["X-Edge-Key"] = key,
+      ["Authorization"] = "Bearer " .. emails[math.random(#emails)],
+    })
+  end
   if mode ~= "access" then
     return wrk.format("GET", wrk.path)
   end

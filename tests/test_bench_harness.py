@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from django.test import SimpleTestCase, TestCase
 
-from bench import outside
-from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH
+from bench import gate, outside
+from bench.env import ACCESS_PATH, BARE_PATH, FLOOR_PATH, ROOT, base_env
 from bench.load import percentile, run_load, schedule
 from bench.measure import summarise
 from bench.seed import Sizes, seed, user_email
@@ -190,16 +190,23 @@ class OutsideSummaryTests(SimpleTestCase):
 
 class WrkHandler(BaseHTTPRequestHandler):
     """The access question's shape: an approved email and the key, else 401;
-    the health check: no credentials."""
+    the health check: no credentials; verify: the edge key and a Bearer."""
 
     seen: list[tuple[str, str | None]] = []
+    edge_keys: list[str | None] = []
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
         auth = self.headers["Authorization"]
         self.seen.append((self.path, auth))
+        self.edge_keys.append(self.headers["X-Edge-Key"])
         ok = path == outside.HEALTH_PATH or (
             path == ACCESS_PATH and auth == "Api-Key k" and query.startswith("email=")
+        )
+        ok = ok or (
+            path == gate.VERIFY_PATH
+            and self.headers["X-Edge-Key"] == "7.ek"
+            and (auth or "").startswith("Bearer ")
         )
         body = b'{"servers": []}'
         self.send_response(200 if ok else 401)
@@ -219,6 +226,7 @@ class WrkTests(SimpleTestCase):
     def setUp(self) -> None:
         require(shutil.which("wrk") or "/usr/bin/wrk")
         WrkHandler.seen = []
+        WrkHandler.edge_keys = []
         server = ThreadingHTTPServer(("127.0.0.1", 0), WrkHandler)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -248,6 +256,22 @@ class WrkTests(SimpleTestCase):
         self.assertTrue(
             all(auth is None for p, auth in WrkHandler.seen if p not in asked)
         )
+
+    def test_verify_sends_the_edge_key_and_a_random_token_of_the_file(
+        self,
+    ) -> None:
+        tokens = self.emails.with_name("tokens")
+        tokens.write_text("t1\nt2\nt3\n")
+        args = ["verify", str(tokens), "7.ek"]
+        phase = outside.phase(self.port, gate.VERIFY_PATH, args, 1, 2, 2)
+        self.assertGreater(phase["requests"], 0)
+        self.assertEqual(phase["errors"], {})
+        self.assertEqual({p for p, _ in WrkHandler.seen}, {gate.VERIFY_PATH})
+        self.assertEqual(
+            {auth for _, auth in WrkHandler.seen},
+            {"Bearer t1", "Bearer t2", "Bearer t3"},
+        )
+        self.assertEqual(set(WrkHandler.edge_keys), {"7.ek"})
 
     def test_a_refused_answer_stops_the_run(self) -> None:
         with self.assertRaisesRegex(SystemExit, "status_errors"):
@@ -281,3 +305,69 @@ class ServerCpuTests(SimpleTestCase):
         self.assertAlmostEqual(
             outside.cpu_used({1: 1.0, 2: 5.0}, {1: 1.5, 3: 0.25}), 0.75
         )
+
+
+class GateSeedTests(TestCase):
+    """bench/gate.py's registry: the comparisons hold only if its shape is
+    what its docstring says."""
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        cls.key, cls.enforced, cls.edge_key, cls.gated = gate.seed(20)
+
+    def test_every_user_has_two_servers_exactly_one_of_them_enforced(self) -> None:
+        from integrations.api import access
+        from tests.api_helpers import key_header
+
+        gate.set_enforced(self.enforced, True)
+        for number in (0, 1, gate.SERVERS // 2, gate.USERS - 1):
+            response = self.client.get(
+                ACCESS_PATH, {"email": gate.email(number)}, **key_header(self.key)
+            )
+            self.assertEqual(response.status_code, 200)
+            servers = response.json()["servers"]
+            self.assertEqual(len(servers), 2)
+            self.assertEqual(sum("access_token" in s for s in servers), 1)
+        gate.set_enforced(self.enforced, False)
+        plain = access.answer(normalize_email(gate.email(0)))["servers"]
+        self.assertEqual([s for s in plain if "access_token" in s], [])
+
+    def test_its_edge_tokens_are_granted_with_its_edge_key(self) -> None:
+        from integrations.edge import decisions
+
+        tokens = gate.tokens_for(self.gated, 20)
+        self.assertEqual(len(set(tokens)), 20)
+        for token in tokens[:3]:
+            decision = decisions.decide(self.edge_key, f"Bearer {token}")
+            self.assertEqual(decision.status, 204, decision.reason)
+
+
+class DecisionCacheOffTests(SimpleTestCase):
+    def test_the_bench_can_turn_the_registrys_decision_cache_off(self) -> None:
+        code = (
+            "import django; django.setup();"
+            "from django.conf import settings; import bench.urls;"
+            "from integrations.edge import decisions;"
+            "print(settings.CACHES['default']['BACKEND'], decisions.MAX_REMEMBERED)"
+        )
+        seen = {}
+        for value in ("", "off"):
+            env = {
+                **base_env(),
+                "DJANGO_STATIC_MANIFEST": "0",
+                gate.DECISION_CACHE_OFF: value,
+            }
+            done = subprocess.run(
+                [sys.executable, "-c", code],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            self.assertEqual(done.returncode, 0, done.stderr)
+            seen[value] = done.stdout.split()
+        self.assertEqual(seen["off"][0], "django.core.cache.backends.dummy.DummyCache")
+        self.assertEqual(seen["off"][1], "0")
+        self.assertNotIn("Dummy", seen[""][0])
+        self.assertNotEqual(seen[""][1], "0")
