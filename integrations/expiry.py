@@ -231,16 +231,6 @@ def release(endings: list[Ending], now: datetime) -> None:
         ).update(expiry_notified_at=None)
 
 
-def confirmed_contact(server: DicomWebServer) -> str | None:
-    """The institution's contact, if that address confirmed a link sent to
-    itself through onboarding (what a change merely typed does not count)."""
-    institution = server.institution
-    address = institution.contact_email
-    if OnboardingRequest.objects.address_confirmed(institution, address):
-        return address
-    return None
-
-
 def _when(at: datetime) -> str:
     zone = timezone.get_current_timezone_name()
     return f"{timezone.localtime(at):%Y-%m-%d %H:%M} {zone}"
@@ -303,7 +293,7 @@ def messages(server: DicomWebServer, endings: list[Ending]) -> list[EmailMessage
             f"Approvals ending soon: {page}",
         ]
         built.append(EmailMessage(subject, "\n".join(body) + "\n", None, staff))
-    contact = confirmed_contact(server)
+    contact = OnboardingRequest.objects.confirmed_contact(server.institution)
     if contact and one_line(contact):
         status = _status_page(server)
         body = [

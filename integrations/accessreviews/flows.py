@@ -69,16 +69,6 @@ class ReviewClosed(Exception):
         super().__init__(review.state)
 
 
-def confirmed_contact(server: DicomWebServer) -> str | None:
-    """The institution's contact address when that address confirmed a link
-    sent to itself through onboarding; mail only ever goes there."""
-    institution = server.institution
-    address = institution.contact_email
-    if OnboardingRequest.objects.address_confirmed(institution, address):
-        return address
-    return None
-
-
 def contact_label(review: AccessReview) -> str:
     """The actor of the contact's changes in the history."""
     return one_line(f"{review.sent_to} (access review {review.pk})")[:200]
@@ -165,7 +155,7 @@ def start_review(
     now = now or timezone.now()
     with transaction.atomic():
         DicomWebServer.objects.select_for_update().filter(pk=server.pk).exists()
-        contact = confirmed_contact(server)
+        contact = OnboardingRequest.objects.confirmed_contact(server.institution)
         if not contact:
             raise NoConfirmedContact(
                 f"“{server.name}” has no confirmed contact: the institution's "
@@ -194,7 +184,7 @@ def schedule(now: datetime | None = None) -> list[AccessReview]:
                 continue
             if not _still_due(server, now):
                 continue
-            contact = confirmed_contact(server)
+            contact = OnboardingRequest.objects.confirmed_contact(server.institution)
             if not contact:
                 continue
             try:

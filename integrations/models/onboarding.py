@@ -51,6 +51,13 @@ class OnboardingRequestQuerySet(models.QuerySet["OnboardingRequest"]):
     def review_queue(self) -> OnboardingRequestQuerySet:
         return self.confirmed().filter(status=OnboardingRequest.Status.SUBMITTED)
 
+    def confirmed_contact(self, institution: Institution) -> str | None:
+        """The institution's contact address, if that address confirmed a
+        link sent to itself (``address_confirmed``); mail to a contact only
+        ever goes there."""
+        address = institution.contact_email
+        return address if self.address_confirmed(institution, address) else None
+
     def address_confirmed(self, institution: Institution, address: str) -> bool:
         """Whether ``address`` confirmed, by a link sent to itself, a request
         about ``institution``. What a request merely says (the contact email

@@ -86,11 +86,7 @@ def confirmed_contact(health: ServerHealth) -> str | None:
     """The institution's contact address, if that address confirmed a link
     sent to itself through onboarding (what a change merely typed as the
     contact does not count)."""
-    institution = health.server.institution
-    address = institution.contact_email
-    if OnboardingRequest.objects.address_confirmed(institution, address):
-        return address
-    return None
+    return OnboardingRequest.objects.confirmed_contact(health.server.institution)
 
 
 def server_page(health: ServerHealth) -> str:

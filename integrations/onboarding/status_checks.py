@@ -3,6 +3,8 @@ check's target, the fix-it configurations and the checks recorded so far."""
 
 from __future__ import annotations
 
+import copy
+
 from django.conf import settings
 
 from integrations.connectivity import proxyconfig
@@ -48,17 +50,11 @@ def archive_server_for(onboarding_request: OnboardingRequest) -> DicomWebServer:
     server = server_for(r)
     if not r.gave_proxy_urls:
         return server
-    return DicomWebServer(
-        pk=server.pk,
-        institution=server.institution,
-        name=server.name,
-        qido_url=r.archive_qido_url,
-        wado_url=r.archive_wado_url,
-        cors_mode=server.cors_mode,
-        needs_credentials=server.needs_credentials,
-        pacsbin_proxy=server.pacsbin_proxy,
-        edge_enforced=server.edge_enforced,
-    )
+    # A copy, so no field of the server is forgotten here; only the URLs differ.
+    archive = copy.copy(server)
+    archive.qido_url = r.archive_qido_url
+    archive.wado_url = r.archive_wado_url
+    return archive
 
 
 def fixit_configs(server: DicomWebServer) -> tuple[list[tuple[str, str]], str]:
