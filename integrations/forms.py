@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 
 from integrations.expiry import MAX_DAYS, Expiry
 from integrations.models import ApiKey, ApprovedUser, DicomWebServer
@@ -20,7 +20,9 @@ from integrations.validators import (
     parse_email_list,
 )
 
-PASTE_HELP = (
+# Escaped once here: the admin renders help texts as HTML, where a bare
+# "<address>" is a tag that eats the words after it.
+PASTE_HELP = escape(
     "One address per line, or separated by commas or semicolons; Name <address> "
     "as mail programs copy it works too. Duplicates are "
     "folded and already-approved addresses are reported. If any line is bad, "
@@ -200,7 +202,7 @@ class DicomWebServerAdminForm(ProxyFieldsForm, forms.ModelForm):
         coerce=int,
         empty_value=None,
         required=False,
-        help_text="For the emails pasted above, the new ones and those already "
+        help_text="For the emails pasted below, the new ones and those already "
         "approved alike (their end is replaced: “No end” makes it permanent). "
         "Staff and the institution's contact are told a week before it ends.",
     )

@@ -65,6 +65,18 @@ class ServerPageTopTests(TestCase):
         assert "2 approved" in html
         assert 'id="approve"' in html
 
+    def test_the_paste_help_shows_its_angle_brackets_and_the_duration_comes_first(
+        self,
+    ) -> None:
+        """The admin renders help texts as HTML: a bare "<address>" was a tag
+        that ate the words after it."""
+        html = self.client.get(page_url(self.server)).content.decode()
+        self.assertIn("Name &lt;address&gt; as mail programs copy it", html)
+        self.assertNotIn("<address>", html)
+        self.assertLess(
+            html.index('name="access_lasts"'), html.index('name="add_emails"')
+        )
+
     def test_its_own_save_approves_and_comes_back_to_the_page(self) -> None:
         response = self.post(add_emails="amy@university.edu", _continue="1")
         self.assertRedirects(response, page_url(self.server))

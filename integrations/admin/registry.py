@@ -280,10 +280,9 @@ class DicomWebServerAdmin(
                     # With the search, or (no view on approved users) the count.
                     "approved_users_link",
                     "approved_users_count",
-                    # Its own line, so a companion (an access duration) can
-                    # sit beside it as a tuple.
-                    "add_emails",
+                    # How long, then what: the box's own Save comes last.
                     "access_lasts",
+                    "add_emails",
                     "gate_brief",
                     "email_check",
                 ],
