@@ -187,6 +187,8 @@ class TestTheServerAdmin(TestCase):
         assert "server_name dicomweb-proxy.example.org;" in page
         assert nginx.splitlines()[-2].strip() in page
         assert 'data-copy-target="pi-fixit-apache"' in page
+        # What staff do next: the proxy's URLs become this server's.
+        assert "this server's QIDO URL and WADO URL become" in page
         assert "data-browser-check" in page
         assert self.record_url(self.server) in page
         assert "integrations/browser-check.js" in page
