@@ -16,9 +16,10 @@ registry (bench/gate.py, ``--no-gate`` skips it): the access answer with a
 token per answer against without, and edge decisions per second through
 gunicorn with the decision cache warm and off.
 
-Then the audit export's memory (bench/audit.py): a year of history for
-1,000,000 approvals (``--quick``: 100,000) streamed as CSV, against a tenth
-of it (``--no-audit`` skips it).
+Then the audit export on each database (bench/audit.py): a year of history
+for 1,000,000 approvals (``--quick``: 100,000) streamed as CSV, its memory
+against a part of the year and its speed against merely reading the rows
+(``--no-audit`` skips it).
 
 Then the monitoring section (bench/monitoring.py): one round over 10,000
 simulated archives through real Celery workers on Redis. ``--monitoring-only``
@@ -231,7 +232,7 @@ def table(report: dict[str, Any]) -> str:
 
 
 def run_section(title: str, module: str, *args: str) -> dict[str, Any]:
-    """A section (bench/edge.py, bench/gate.py) in its own process: it sets
+    """A section (bench/edge.py, gate.py, audit.py) in its own process: it sets
     Django up for itself; its JSON result."""
     print(f"== {title}", file=sys.stderr)
     done = subprocess.run(
@@ -245,19 +246,29 @@ def run_section(title: str, module: str, *args: str) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def run_audit(quick: bool) -> dict[str, Any]:
-    """bench/audit.py in its own process (it sets Django up for itself)."""
-    print("== the audit export's memory", file=sys.stderr)
+def run_audit(quick: bool, vendors: list[str]) -> dict[str, Any]:
+    """The audit export on each database: SQLite in a fresh file, PostgreSQL
+    in a database of its own (dropped after)."""
     approvals = "100000" if quick else "1000000"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.audit", "--approvals", approvals],
-        cwd=ROOT,
-        env=base_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout)
+    results: dict[str, Any] = {}
+    for vendor in vendors:
+        args = ["--approvals", approvals]
+        title = f"the audit export's memory and speed ({vendor})"
+        if vendor != "postgresql":
+            results[vendor] = run_section(title, "bench.audit", *args)
+            continue
+        name = f"bench_{os.getpid()}_audit"
+        admin_url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
+        if not postgres_database(admin_url, name, create=True):
+            continue
+        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        try:
+            results[vendor] = run_section(
+                title, "bench.audit", *args, "--database-url", url
+            )
+        finally:
+            postgres_database(admin_url, name, create=False)
+    return results
 
 
 def run_edge(quick: bool) -> dict[str, Any]:
@@ -341,7 +352,7 @@ def main() -> None:
     if not args.no_edge:
         report["edge"] = run_edge(quick=args.quick)
     if not args.no_audit:
-        report["audit"] = run_audit(quick=args.quick)
+        report["audit"] = run_audit(args.quick, args.databases.split(","))
     if not args.no_gate:
         report["gate"] = run_gate(quick=args.quick)
     if not args.no_monitoring:
@@ -354,9 +365,9 @@ def main() -> None:
     if report.get("edge"):
         print()
         print(edge.table(report["edge"]))
-    if report.get("audit"):
+    for result in (report.get("audit") or {}).values():
         print()
-        print(audit.table(report["audit"]))
+        print(audit.table(result))
     if report.get("gate"):
         print()
         print(gate.table(report["gate"]))

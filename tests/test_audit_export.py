@@ -10,6 +10,7 @@ import io
 import json
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -343,6 +344,22 @@ class Csv(ExportTestCase):
             assert not any(
                 cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in line
             )
+
+    def test_the_stream_comes_in_pieces_of_many_rows_not_one_per_row(self) -> None:
+        """Each piece is a write to the client: one per row would be a system
+        call per row through a real server."""
+        registry.add_approved_users(
+            self.server, [f"reader{n}@example.org" for n in range(40)]
+        )
+        with patch.object(auditexport, "STREAM_PIECE", 500):
+            response = self.get(format="csv")
+            pieces = [piece.decode() for piece in response.streaming_content]
+        lines = list(csv.reader(io.StringIO("".join(pieces))))
+        assert len(lines) == 1 + len(self.all_rows())
+        assert 1 < len(pieces) < len(lines) / 2, (len(pieces), len(lines))
+        # Every piece but the last ends a line: no row is split across two.
+        assert all(piece.endswith("\r\n") for piece in pieces)
+        assert all(len(piece) >= 500 for piece in pieces[:-1])
 
     def test_the_csv_takes_the_same_filters(self) -> None:
         _response, lines = self.csv_rows(institution=self.other.pk)
