@@ -125,6 +125,10 @@ if OIDC_ONLY and not OIDC_ISSUER:
 # Room for a bulk add of 100,000 emails in one JSON request (Django's default,
 # 2.5 MB, holds about 60,000).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# An access review posts one field per email marked for removal: Django's
+# 1,000 would refuse a contact removing most of a large server's list. The
+# body's size above still bounds what a request can make Django parse.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 100_000
 
 
 _RATE_PERIODS = {
