@@ -22,6 +22,8 @@ from integrations import ratelimit
 from integrations.clientip import client_ip
 
 PUBLIC_PREFIX = "/onboarding/"
+# The access review page (integrations/urls.py), under the public prefix.
+REVIEW_PREFIX = "/onboarding/access-review/"
 # 5,000 addresses of ordinary length fit easily; anything bigger is not a form
 # a person filled in.
 MAX_BODY_BYTES = 1024 * 1024
@@ -148,15 +150,24 @@ class PublicPagesMiddleware:
             length = 0
         if length <= MAX_BODY_BYTES:
             return None
+        if request.path.startswith(REVIEW_PREFIX):
+            advice = (
+                ". Please go back and mark fewer emails for removal at once: the "
+                "review stays open, or ask Pacsbin's staff to remove the rest."
+            )
+        else:
+            advice = (
+                f" (about {MAX_EMAILS:,} email addresses). Please go back and send "
+                "fewer addresses at once: you can add the rest as a change from "
+                "your status page later."
+            )
         html = render_to_string(
             "onboarding/refused.html",
             {
                 "title": "Submission too large",
                 "message": (
                     f"What you sent is {length:,} bytes; this form accepts at most "
-                    f"{MAX_BODY_BYTES:,} bytes (about {MAX_EMAILS:,} email "
-                    "addresses). Please go back and send fewer addresses at once: "
-                    "you can add the rest as a change from your status page later."
+                    f"{MAX_BODY_BYTES:,} bytes{advice}"
                 ),
             },
             request=request,
