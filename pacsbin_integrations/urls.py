@@ -13,6 +13,8 @@ admin.site.index_title = "DICOMweb registry"
 
 # JSON under /api/ for what a middleware raised (views: ApiErrorsMiddleware).
 handler500 = "integrations.api.errors.server_error"
+# What Django could not read (too many form fields): said in words.
+handler400 = "integrations.api.errors.bad_request"
 
 urlpatterns = [
     # Before the admin's own: the login page with the single sign-on button.

@@ -304,6 +304,24 @@ class ReviewPageTests(TestCase):
         # size first, with the review's own advice.
         assert answer.status_code == 413
         assert "mark fewer emails for removal" in answer.text
+        # The review's own page, not the onboarding form's way back.
+        assert 'id="review-refused"' in answer.text
+        assert "Back to the form" not in answer.text
+        assert ApprovedUser.objects.filter(server=self.server).count() == 3
+
+    def test_more_fields_than_the_limit_in_a_small_body_says_so(self) -> None:
+        """Short fields pass the body-size limit and meet Django's field limit:
+        a 400 that says what was wrong, and nothing written."""
+        _, csrf = self.open_page()
+        too_many = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1
+        body = f"csrfmiddlewaretoken={csrf}&" + "&".join(["remove=1"] * too_many)
+        answer = self.client.post(
+            self.path, body, content_type="application/x-www-form-urlencoded"
+        )
+        assert answer.status_code == 400
+        assert f"more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} fields" in (
+            answer.text
+        )
         assert ApprovedUser.objects.filter(server=self.server).count() == 3
 
     def test_ids_of_another_servers_approvals_are_ignored(self) -> None:

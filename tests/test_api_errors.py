@@ -12,6 +12,7 @@ import logging
 from unittest import mock
 
 import redis
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.test import Client, TestCase
 
@@ -118,6 +119,27 @@ class ApiErrorsTests(TestCase):
             response = self.client.get("/onboarding/")
         self.assertEqual(response.status_code, 500)
         self.assertTrue(response["Content-Type"].startswith("text/html"))
+
+    def test_too_many_fields_is_a_400_naming_the_limit_json_under_api(self) -> None:
+        """Django refuses more than DATA_UPLOAD_MAX_NUMBER_FIELDS; the answer
+        says so in words (JSON under /api/), not a bare "Bad Request"."""
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        query = "&".join(["a=1"] * (limit + 1))
+        api = self.client.get(f"{SERVERS}?{query}", **key_header(self.raw))
+        body = self.assert_json_error(api, 400)
+        self.assertIn(f"more than {limit:,} fields", body["detail"])
+        form = "&".join(["a=1"] * (limit + 1))
+        page = self.client.post(
+            "/admin/login/", form, content_type="application/x-www-form-urlencoded"
+        )
+        self.assertEqual(page.status_code, 400)
+        self.assertTrue(page["Content-Type"].startswith("text/html"))
+        self.assertIn(f"more than {limit:,} fields", page.content.decode())
+
+    def test_other_bad_requests_keep_djangos_page(self) -> None:
+        response = self.client.get("/onboarding/", HTTP_HOST="evil.example")
+        self.assertEqual(response.status_code, 400)
+        self.assertNotIn("fields", response.content.decode())
 
     def test_api_errors_drf_handles_itself_are_unchanged(self) -> None:
         response = self.client.get(SERVERS)

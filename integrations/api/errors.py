@@ -7,8 +7,12 @@ import logging
 import sys
 from collections.abc import Callable
 
+from django.conf import settings
+from django.core.exceptions import BadRequest, SuspiciousOperation, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.shortcuts import render
 from django.views import defaults
 from redis.exceptions import RedisError
 from rest_framework import status
@@ -47,6 +51,15 @@ API_PREFIX = "/api/"
 RETRY_AFTER_SECONDS = 5
 # The database or the cache did not answer: the request may succeed later.
 OUTAGES: tuple[type[Exception], ...] = (OperationalError, InterfaceError, RedisError)
+
+
+# What the client sent wrong, which Django itself answers with a 400
+# (handler400 below: JSON under /api/): never a 500.
+CLIENT_ERRORS: tuple[type[Exception], ...] = (
+    SuspiciousOperation,
+    BadRequest,
+    MultiPartParserError,
+)
 
 
 def is_outage(exc: BaseException | None) -> bool:
@@ -88,6 +101,8 @@ class ApiErrorsMiddleware:
     ) -> HttpResponse | None:
         if not request.path.startswith(API_PREFIX):
             return None
+        if isinstance(exception, CLIENT_ERRORS):
+            return None  # Django's 400, through handler400
         if is_outage(exception):
             logger.warning(
                 "Service unavailable: %s (%s: %s)",
@@ -106,3 +121,26 @@ def server_error(request: HttpRequest) -> HttpResponse:
     if request.path.startswith(API_PREFIX):
         return error_response(sys.exc_info()[1])
     return defaults.server_error(request)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: a request Django could not read. Too many form fields is
+    said in words with the limit (a long list marked on a page can reach it);
+    JSON under /api/; anything else is Django's own page."""
+    message = "The request could not be read."
+    if isinstance(exception, TooManyFieldsSent):
+        message = (
+            "The request has more than "
+            f"{settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} fields, more than this "
+            "site reads at once. Please go back and send fewer."
+        )
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": message}, status=status.HTTP_400_BAD_REQUEST)
+    if not isinstance(exception, TooManyFieldsSent):
+        return defaults.bad_request(request, exception)
+    return render(
+        request,
+        "refused.html",
+        {"title": "Too many fields", "message": message},
+        status=status.HTTP_400_BAD_REQUEST,
+    )

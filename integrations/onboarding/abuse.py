@@ -17,13 +17,12 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
+from django.urls import Resolver404, resolve
 
 from integrations import ratelimit
 from integrations.clientip import client_ip
 
 PUBLIC_PREFIX = "/onboarding/"
-# The access review page (integrations/urls.py), under the public prefix.
-REVIEW_PREFIX = "/onboarding/access-review/"
 # 5,000 addresses of ordinary length fit easily; anything bigger is not a form
 # a person filled in.
 MAX_BODY_BYTES = 1024 * 1024
@@ -150,26 +149,35 @@ class PublicPagesMiddleware:
             length = 0
         if length <= MAX_BODY_BYTES:
             return None
-        if request.path.startswith(REVIEW_PREFIX):
-            advice = (
+        message = (
+            f"What you sent is {length:,} bytes; this form accepts at most "
+            f"{MAX_BODY_BYTES:,} bytes"
+        )
+        if _is_access_review(request):
+            template = "accessreviews/refused.html"
+            message += (
                 ". Please go back and mark fewer emails for removal at once: the "
                 "review stays open, or ask Pacsbin's staff to remove the rest."
             )
         else:
-            advice = (
+            template = "onboarding/refused.html"
+            message += (
                 f" (about {MAX_EMAILS:,} email addresses). Please go back and send "
                 "fewer addresses at once: you can add the rest as a change from "
                 "your status page later."
             )
         html = render_to_string(
-            "onboarding/refused.html",
-            {
-                "title": "Submission too large",
-                "message": (
-                    f"What you sent is {length:,} bytes; this form accepts at most "
-                    f"{MAX_BODY_BYTES:,} bytes{advice}"
-                ),
-            },
+            template,
+            {"title": "Submission too large", "message": message},
             request=request,
         )
         return HttpResponse(html, status=413)
+
+
+def _is_access_review(request: HttpRequest) -> bool:
+    """Whether the request is for an access review page (which lives under the
+    public prefix), by the URLconf's own name for it."""
+    try:
+        return resolve(request.path_info).url_name == "access_review"
+    except Resolver404:
+        return False
