@@ -36,6 +36,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,20 @@ def postgres_database(admin_url: str, name: str, create: bool) -> bool:
         print(f"PostgreSQL unavailable ({exc}); skipping it.", file=sys.stderr)
         return False
     return True
+
+
+@contextmanager
+def scratch_postgres(name: str) -> Iterator[str | None]:
+    """A fresh PostgreSQL database's URL (None: no PostgreSQL answers),
+    dropped after."""
+    admin_url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
+    if not postgres_database(admin_url, name, create=True):
+        yield None
+        return
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        postgres_database(admin_url, name, create=False)
 
 
 def measure(
@@ -123,15 +139,11 @@ def run_database(
         finally:
             for leftover in WORKDIR.glob(f"{path.name}*"):
                 leftover.unlink()
-    name = f"bench_{os.getpid()}_{size['users']}"
-    admin_url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
-    if not postgres_database(admin_url, name, create=True):
-        return None
-    env["DATABASE_URL"] = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with scratch_postgres(f"bench_{os.getpid()}_{size['users']}") as url:
+        if url is None:
+            return None
+        env["DATABASE_URL"] = url
         return measure(label, env, size, args, outside_rounds)
-    finally:
-        postgres_database(admin_url, name, create=False)
 
 
 def machine() -> dict[str, Any]:
@@ -257,17 +269,11 @@ def run_audit(quick: bool, vendors: list[str]) -> dict[str, Any]:
         if vendor != "postgresql":
             results[vendor] = run_section(title, "bench.audit", *args)
             continue
-        name = f"bench_{os.getpid()}_audit"
-        admin_url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
-        if not postgres_database(admin_url, name, create=True):
-            continue
-        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-        try:
-            results[vendor] = run_section(
-                title, "bench.audit", *args, "--database-url", url
-            )
-        finally:
-            postgres_database(admin_url, name, create=False)
+        with scratch_postgres(f"bench_{os.getpid()}_audit") as url:
+            if url is not None:
+                results[vendor] = run_section(
+                    title, "bench.audit", *args, "--database-url", url
+                )
     return results
 
 

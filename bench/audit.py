@@ -33,6 +33,8 @@ from typing import Any
 from bench.env import base_env
 
 MAX_RATIO = 1.5
+# One approval in this many also gets a "changed" record and a day of use.
+ONE_IN = 10
 BATCH = 20_000
 YEAR_START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -76,7 +78,7 @@ def seed(approvals: int) -> int:
                 "history_actor": "api-key:bench",
             }
             records.append(history(**fields, history_date=when, history_type="+"))
-            if n % 10 == 0:
+            if n % ONE_IN == 0:
                 records.append(
                     history(
                         **fields,
@@ -163,11 +165,15 @@ def read_rows() -> dict[str, Any]:
 
 def floor_share(approvals: int) -> float:
     """The part of the year the memory floor exports: a tenth, or more when
-    a tenth would hold less than one chunk of every table (the gate's use is
-    one row per ten approvals), so the floor's peak is a full chunk's."""
+    a tenth would hold less than one chunk of every table (the smallest, the
+    gate's use, has a row per ``ONE_IN`` approvals), so the floor's peak is a
+    full chunk's. A fifth more than exactly one chunk: the rows are spread
+    evenly, but the part's end falls anywhere in a day."""
     from integrations.auditexport import CHUNK
 
-    return min(1.0, max(0.1, 10 * CHUNK * 1.2 / max(approvals, 1)))
+    smallest_table_per_approval = 1 / ONE_IN
+    exactly_one_chunk = CHUNK / (smallest_table_per_approval * max(approvals, 1))
+    return min(1.0, max(0.1, 1.2 * exactly_one_chunk))
 
 
 def run(approvals: int, database_url: str | None) -> dict[str, Any]:
