@@ -534,7 +534,7 @@ def page(
 STREAM_PIECE = 64 * 1024
 
 
-def csv_lines(filters: Filters) -> Iterator[str]:
+def csv_pieces(filters: Filters) -> Iterator[str]:
     """The export as CSV (a header, then one line per row) in pieces of about
     ``STREAM_PIECE`` characters, every cell formula-safe; before/after as
     JSON."""

@@ -87,7 +87,7 @@ class AuditExportView(APIView):
 def _csv(filters: auditexport.Filters) -> StreamingHttpResponse:
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     return StreamingHttpResponse(
-        auditexport.csv_lines(filters),
+        auditexport.csv_pieces(filters),
         content_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="audit-{stamp}.csv"',
